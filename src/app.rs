@@ -1,0 +1,102 @@
+//! Assembles the product: database, registry, admin server; and takes it down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, middleware, web};
+use tokio::sync::watch;
+
+use crate::config::ServeArgs;
+use crate::db::{self, DbError, DbPool};
+use crate::registry::{ProxyRegistry, RegistrySettings};
+use crate::web::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot listen on {addr} for the dashboard: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started Rubberduck: the admin server is accepting, restored proxies are running.
+pub struct Running {
+    pub admin_addr: SocketAddr,
+    pub registry: Arc<ProxyRegistry>,
+    admin: ServerHandle,
+    shutdown_sender: watch::Sender<bool>,
+    admin_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
+    let started_at = Instant::now();
+    let pool: DbPool = db::open(&args.data_dir)?;
+    let settings = RegistrySettings {
+        proxy_host: args.proxy_host,
+        port_range: args.proxy_ports.clone(),
+        reserved_ports: vec![args.bind.port()],
+        workers_per_proxy: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        graceful_stop_timeout: args.stop_timeout(),
+    };
+    let registry = ProxyRegistry::load(pool.clone(), settings).await?;
+    let restored = registry.restore().await;
+
+    let (shutdown_sender, shutting_down) = watch::channel(false);
+    let state = web::Data::new(AppState {
+        db: pool,
+        data_dir: args.data_dir.clone(),
+        registry: Arc::clone(&registry),
+        started_at,
+        shutting_down,
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::Logger::new("%a \"%r\" %s %Dms").log_target("rubberduck::admin"))
+            .configure(crate::web::routes)
+    })
+    .workers(2)
+    .disable_signals()
+    .bind(args.bind)
+    .map_err(|source| StartError::Bind {
+        addr: args.bind,
+        source,
+    })?;
+    let admin_addr = server.addrs().first().copied().unwrap_or(args.bind);
+    let server = server.run();
+    let admin = server.handle();
+    let admin_task = actix_web::rt::spawn(server);
+
+    log::info!(
+        "Rubberduck {} — dashboard on http://{admin_addr} ({} proxies running, ready in {} ms)",
+        env!("CARGO_PKG_VERSION"),
+        restored,
+        started_at.elapsed().as_millis()
+    );
+    Ok(Running {
+        admin_addr,
+        registry,
+        admin,
+        shutdown_sender,
+        admin_task,
+    })
+}
+
+impl Running {
+    /// Graceful shutdown: proxies first (their desired state is kept for the next start), then
+    /// the dashboard.
+    pub async fn shutdown(self) {
+        // Ends live streams first, so they do not hold up the dashboard's graceful stop.
+        let _ = self.shutdown_sender.send(true);
+        self.registry.shutdown().await;
+        self.admin.stop(true).await;
+        if let Err(e) = self.admin_task.await {
+            log::warn!("admin server task ended badly: {e}");
+        }
+    }
+}

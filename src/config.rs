@@ -1,0 +1,84 @@
+//! Command line and environment.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "rubberduck", version, about = "LLM caching reverse proxy with failure simulation")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, so that plain `rubberduck` serves.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the dashboard and every proxy (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the dashboard and admin API.
+    #[arg(long, env = "RUBBERDUCK_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    /// Directory holding the SQLite database.
+    #[arg(long, env = "RUBBERDUCK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address the proxy ports listen on (0.0.0.0 to reach them from other machines).
+    #[arg(long, env = "RUBBERDUCK_PROXY_HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub proxy_host: IpAddr,
+
+    /// Ports proxies may use, as FIRST-LAST.
+    #[arg(long, env = "RUBBERDUCK_PROXY_PORTS", default_value = "8001-9999", value_parser = parse_port_range)]
+    pub proxy_ports: RangeInclusive<u16>,
+
+    /// Seconds a graceful stop waits for in-flight requests before closing them.
+    #[arg(long, env = "RUBBERDUCK_STOP_TIMEOUT", default_value_t = 10)]
+    pub stop_timeout: u64,
+}
+
+impl ServeArgs {
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(self.stop_timeout)
+    }
+}
+
+fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| format!("“{text}” is not a port range such as 8001-9999"))?;
+    let parse = |port: &str| {
+        port.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("“{port}” is not a port number"))
+    };
+    let (first, last) = (parse(first)?, parse(last)?);
+    if first > last {
+        return Err(format!("the range {first}-{last} is empty"));
+    }
+    Ok(first..=last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("8001-9999"), Ok(8001..=9999));
+        assert!(parse_port_range("9-8").is_err());
+        assert!(parse_port_range("0-8").is_err());
+        assert!(parse_port_range("8001").is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! SQLite through Diesel: connection setup, embedded migrations and the table-level queries.
+
+pub mod models;
+pub mod proxies;
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub const DATABASE_FILE: &str = "rubberduck.sqlite3";
+
+pub type DbPool = Pool<ConnectionManager<SqliteConnection>>;
+pub type DbConn = PooledConnection<ConnectionManager<SqliteConnection>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(String),
+    #[error("database connection pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("database task was cancelled: {0}")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+/// Per-connection settings. `busy_timeout` comes first so that nothing else can hit "database is
+/// locked" while another connection holds the write lock.
+const CONNECTION_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+#[derive(Debug)]
+struct ConnectionPragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ConnectionPragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(CONNECTION_PRAGMAS)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Creates the data directory, migrates the database on a single connection (WAL is set there
+/// once; it persists in the file), then builds the pool.
+pub fn open(data_dir: &Path) -> Result<DbPool, DbError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let url = data_dir.join(DATABASE_FILE).display().to_string();
+
+    let mut conn = SqliteConnection::establish(&url)?;
+    conn.batch_execute(CONNECTION_PRAGMAS)?;
+    conn.batch_execute("PRAGMA journal_mode = WAL;")?;
+    conn.run_pending_migrations(MIGRATIONS)
+        .map_err(|e| DbError::Migrate(e.to_string()))?;
+    drop(conn);
+
+    Ok(Pool::builder()
+        .max_size(8)
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(ConnectionPragmas))
+        .build(ConnectionManager::<SqliteConnection>::new(url))?)
+}
+
+/// Runs blocking Diesel work on actix's blocking pool so async handlers never wait on SQLite.
+pub async fn run<T, F>(pool: &DbPool, work: F) -> Result<T, DbError>
+where
+    F: FnOnce(&mut SqliteConnection) -> Result<T, DbError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool.get()?;
+        work(&mut conn)
+    })
+    .await?
+}
+
+pub fn ping(conn: &mut SqliteConnection) -> Result<(), DbError> {
+    conn.batch_execute("SELECT 1;")?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Rubberduck: a self-hosted LLM caching reverse proxy with failure simulation.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod gateway;
+pub mod providers;
+pub mod registry;
+pub mod web;
+
+/// The running version, shown in pages and `/healthz`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

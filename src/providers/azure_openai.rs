@@ -1,0 +1,28 @@
+use actix_web::HttpResponse;
+
+use super::{Provider, ProviderKind, ProxyErrorKind, SdkHint, openai_style_error};
+
+/// Azure OpenAI: the upstream is the user's own resource endpoint, so there is no default.
+pub struct AzureOpenAi;
+
+impl Provider for AzureOpenAi {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::AzureOpenai
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Azure OpenAI"
+    }
+
+    fn default_upstream(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn sdk_hint(&self) -> SdkHint {
+        SdkHint { setting: "azure_endpoint", path: "" }
+    }
+
+    fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
+        openai_style_error(kind, message)
+    }
+}

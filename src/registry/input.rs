@@ -1,0 +1,458 @@
+//! What a user submits to create or edit a proxy (from the API or a form), and its validation.
+//! Checks that need the registry's state (ports taken by other proxies) live in the registry.
+
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use actix_web::http::Uri;
+use serde::{Deserialize, Serialize};
+
+use super::spec::{CacheMode, CacheSettings, ProxySpec};
+use crate::providers::ProviderKind;
+
+const MAX_NAME_CHARS: usize = 80;
+const MAX_DESCRIPTION_CHARS: usize = 500;
+const MAX_TAGS: usize = 10;
+const MAX_TAG_CHARS: usize = 32;
+
+/// One problem with one field, shown inline in forms and as `{"error":{"message","field"}}` in
+/// the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// A port as typed: forms send text, JSON clients send numbers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PortInput {
+    Number(i64),
+    Text(String),
+}
+
+/// Tags as a JSON list or as the comma-separated text of a form field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TagsInput {
+    List(Vec<String>),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheInput {
+    pub enabled: Option<bool>,
+    pub mode: Option<String>,
+    pub ttl_seconds: Option<i64>,
+}
+
+/// Fields absent from a PATCH keep their value; an empty string clears an optional text field.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyInput {
+    pub name: Option<String>,
+    pub provider: Option<String>,
+    pub port: Option<PortInput>,
+    pub description: Option<String>,
+    pub tags: Option<TagsInput>,
+    pub upstream_url: Option<String>,
+    pub vertex_service_account_file: Option<String>,
+    pub aws_region: Option<String>,
+    pub cache: Option<CacheInput>,
+}
+
+impl ProxyInput {
+    /// The complete input that reproduces `spec`, for overlaying a partial edit on it.
+    pub fn from_spec(spec: &ProxySpec) -> Self {
+        ProxyInput {
+            name: Some(spec.name.clone()),
+            provider: Some(spec.provider.id().to_owned()),
+            port: Some(PortInput::Number(spec.port.into())),
+            description: Some(spec.description.clone()),
+            tags: Some(TagsInput::List(spec.tags.clone())),
+            upstream_url: spec.upstream_url.clone(),
+            vertex_service_account_file: spec.vertex_service_account_file.clone(),
+            aws_region: spec.aws_region.clone(),
+            cache: Some(CacheInput {
+                enabled: Some(spec.cache.enabled),
+                mode: Some(spec.cache.mode.as_str().to_owned()),
+                ttl_seconds: spec.cache.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
+            }),
+        }
+    }
+
+    pub fn overlay(mut self, edit: ProxyInput) -> Self {
+        fn take<T>(base: &mut Option<T>, edit: Option<T>) {
+            if edit.is_some() {
+                *base = edit;
+            }
+        }
+        take(&mut self.name, edit.name);
+        take(&mut self.provider, edit.provider);
+        take(&mut self.port, edit.port);
+        take(&mut self.description, edit.description);
+        take(&mut self.tags, edit.tags);
+        take(&mut self.upstream_url, edit.upstream_url);
+        take(
+            &mut self.vertex_service_account_file,
+            edit.vertex_service_account_file,
+        );
+        take(&mut self.aws_region, edit.aws_region);
+        if let Some(cache_edit) = edit.cache {
+            let cache = self.cache.get_or_insert_with(CacheInput::default);
+            take(&mut cache.enabled, cache_edit.enabled);
+            take(&mut cache.mode, cache_edit.mode);
+            if cache_edit.ttl_seconds.is_some() {
+                cache.ttl_seconds = cache_edit.ttl_seconds;
+            }
+        }
+        self
+    }
+}
+
+/// A proxy definition that passed every check that needs no registry state.
+#[derive(Debug, Clone)]
+pub struct ValidProxy {
+    pub name: String,
+    pub provider: ProviderKind,
+    /// `None` asks the registry to pick a free port.
+    pub port: Option<u16>,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub upstream_url: Option<String>,
+    pub vertex_service_account_file: Option<String>,
+    pub aws_region: Option<String>,
+    pub cache: CacheSettings,
+}
+
+/// Checks every field and reports every problem, so a form can show them all at once.
+pub fn validate(
+    input: &ProxyInput,
+    port_range: &RangeInclusive<u16>,
+) -> Result<ValidProxy, Vec<FieldError>> {
+    let mut errors = Vec::new();
+
+    let name = non_empty(input.name.as_deref());
+    if name.is_empty() {
+        errors.push(FieldError::new("name", "Proxy name is required."));
+    } else if name.chars().count() > MAX_NAME_CHARS {
+        errors.push(FieldError::new(
+            "name",
+            format!("Proxy name can be at most {MAX_NAME_CHARS} characters."),
+        ));
+    } else if name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "Proxy name cannot contain control characters.",
+        ));
+    }
+
+    let provider = match non_empty(input.provider.as_deref()) {
+        "" => {
+            errors.push(FieldError::new("provider", "Choose a provider."));
+            None
+        }
+        text => match text.parse::<ProviderKind>() {
+            Ok(kind) => Some(kind),
+            Err(e) => {
+                errors.push(FieldError::new("provider", capitalize(&e.to_string())));
+                None
+            }
+        },
+    };
+
+    let port = match validate_port(input.port.as_ref(), port_range) {
+        Ok(port) => port,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+
+    let description = non_empty(input.description.as_deref()).to_owned();
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        errors.push(FieldError::new(
+            "description",
+            format!("Description can be at most {MAX_DESCRIPTION_CHARS} characters."),
+        ));
+    }
+
+    let tags = match validate_tags(input.tags.as_ref()) {
+        Ok(tags) => tags,
+        Err(e) => {
+            errors.push(e);
+            Vec::new()
+        }
+    };
+
+    let upstream_url = match validate_upstream(input.upstream_url.as_deref()) {
+        Ok(url) => url,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    if provider == Some(ProviderKind::AzureOpenai) && upstream_url.is_none() {
+        errors.push(FieldError::new(
+            "upstream_url",
+            "Azure OpenAI needs your resource endpoint as upstream URL, e.g. https://my-resource.openai.azure.com",
+        ));
+    }
+
+    let vertex_service_account_file =
+        optional_text(input.vertex_service_account_file.as_deref()).map(str::to_owned);
+    if let Some(path) = &vertex_service_account_file {
+        if provider.is_some_and(|p| p != ProviderKind::VertexAi) {
+            errors.push(FieldError::new(
+                "vertex_service_account_file",
+                "Only Google Vertex AI proxies use a service-account key file.",
+            ));
+        } else if !Path::new(path).is_file() {
+            errors.push(FieldError::new(
+                "vertex_service_account_file",
+                format!("There is no file at {path} on the server."),
+            ));
+        }
+    }
+
+    let aws_region = optional_text(input.aws_region.as_deref()).map(str::to_owned);
+    if let Some(region) = &aws_region {
+        let well_formed = region.len() <= 32
+            && region.contains('-')
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !well_formed {
+            errors.push(FieldError::new(
+                "aws_region",
+                format!("“{region}” is not an AWS region name such as us-east-1."),
+            ));
+        }
+    }
+
+    let cache = match validate_cache(input.cache.as_ref()) {
+        Ok(cache) => cache,
+        Err(e) => {
+            errors.push(e);
+            CacheSettings::default()
+        }
+    };
+
+    match provider {
+        Some(provider) if errors.is_empty() => Ok(ValidProxy {
+            name: name.to_owned(),
+            provider,
+            port,
+            description,
+            tags,
+            upstream_url,
+            vertex_service_account_file,
+            aws_region,
+            cache,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn non_empty(text: Option<&str>) -> &str {
+    text.map(str::trim).unwrap_or("")
+}
+
+fn optional_text(text: Option<&str>) -> Option<&str> {
+    Some(non_empty(text)).filter(|t| !t.is_empty())
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn validate_port(
+    port: Option<&PortInput>,
+    range: &RangeInclusive<u16>,
+) -> Result<Option<u16>, FieldError> {
+    let out_of_range = || {
+        FieldError::new(
+            "port",
+            format!(
+                "Port must be a whole number from {} to {}, or empty to auto-assign.",
+                range.start(),
+                range.end()
+            ),
+        )
+    };
+    let number = match port {
+        None => return Ok(None),
+        Some(PortInput::Number(n)) => *n,
+        Some(PortInput::Text(text)) if text.trim().is_empty() => return Ok(None),
+        Some(PortInput::Text(text)) => text.trim().parse::<i64>().map_err(|_| out_of_range())?,
+    };
+    u16::try_from(number)
+        .ok()
+        .filter(|p| range.contains(p))
+        .map(Some)
+        .ok_or_else(out_of_range)
+}
+
+fn validate_tags(tags: Option<&TagsInput>) -> Result<Vec<String>, FieldError> {
+    let raw: Vec<&str> = match tags {
+        None => Vec::new(),
+        Some(TagsInput::List(list)) => list.iter().map(String::as_str).collect(),
+        Some(TagsInput::Text(text)) => text.split(',').collect(),
+    };
+    let mut tags: Vec<String> = Vec::new();
+    for tag in raw.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+        if tag.chars().count() > MAX_TAG_CHARS || tag.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                "tags",
+                format!(
+                    "Tag “{tag}” is too long or has control characters (at most {MAX_TAG_CHARS} characters)."
+                ),
+            ));
+        }
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(FieldError::new(
+            "tags",
+            format!("At most {MAX_TAGS} tags per proxy."),
+        ));
+    }
+    Ok(tags)
+}
+
+fn validate_upstream(url: Option<&str>) -> Result<Option<String>, FieldError> {
+    let Some(url) = optional_text(url) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        FieldError::new(
+            "upstream_url",
+            format!("“{url}” is not an http:// or https:// URL."),
+        )
+    };
+    let uri: Uri = url.parse().map_err(|_| invalid())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    if uri.query().is_some() {
+        return Err(FieldError::new(
+            "upstream_url",
+            "The upstream URL cannot have a query string.",
+        ));
+    }
+    Ok(Some(url.trim_end_matches('/').to_owned()))
+}
+
+fn validate_cache(cache: Option<&CacheInput>) -> Result<CacheSettings, FieldError> {
+    let defaults = CacheSettings::default();
+    let Some(cache) = cache else {
+        return Ok(defaults);
+    };
+    let mode = match cache.mode.as_deref() {
+        None => defaults.mode,
+        Some(mode) => mode
+            .parse::<CacheMode>()
+            .map_err(|e| FieldError::new("cache.mode", capitalize(&e)))?,
+    };
+    let ttl_seconds = match cache.ttl_seconds {
+        None => None,
+        Some(ttl) if ttl > 0 => Some(ttl.unsigned_abs()),
+        Some(_) => {
+            return Err(FieldError::new(
+                "cache.ttl_seconds",
+                "Cache TTL must be a positive number of seconds, or null to keep entries forever.",
+            ));
+        }
+    };
+    Ok(CacheSettings {
+        enabled: cache.enabled.unwrap_or(defaults.enabled),
+        mode,
+        ttl_seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RANGE: RangeInclusive<u16> = 8001..=9999;
+
+    fn input(name: &str, provider: &str) -> ProxyInput {
+        ProxyInput {
+            name: Some(name.into()),
+            provider: Some(provider.into()),
+            ..ProxyInput::default()
+        }
+    }
+
+    fn fields(result: Result<ValidProxy, Vec<FieldError>>) -> Vec<&'static str> {
+        result.err().unwrap_or_default().iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn reports_every_bad_field() {
+        let bad = ProxyInput {
+            port: Some(PortInput::Number(8000)),
+            ..ProxyInput::default()
+        };
+        assert_eq!(fields(validate(&bad, &RANGE)), ["name", "provider", "port"]);
+    }
+
+    #[test]
+    fn ports_accept_numbers_text_and_empty() {
+        let mut ok = input("a", "openai");
+        ok.port = Some(PortInput::Text(" 8123 ".into()));
+        assert_eq!(validate(&ok, &RANGE).map(|v| v.port).ok(), Some(Some(8123)));
+        ok.port = Some(PortInput::Text(String::new()));
+        assert_eq!(validate(&ok, &RANGE).map(|v| v.port).ok(), Some(None));
+        for bad in [PortInput::Number(10_000), PortInput::Number(-1), PortInput::Text("80a".into())] {
+            ok.port = Some(bad);
+            assert_eq!(fields(validate(&ok, &RANGE)), ["port"]);
+        }
+    }
+
+    #[test]
+    fn azure_needs_an_endpoint() {
+        assert_eq!(fields(validate(&input("a", "azure_openai"), &RANGE)), ["upstream_url"]);
+        let mut with_endpoint = input("a", "azure_openai");
+        with_endpoint.upstream_url = Some("https://r.openai.azure.com/".into());
+        let valid = validate(&with_endpoint, &RANGE).ok();
+        assert_eq!(
+            valid.and_then(|v| v.upstream_url).as_deref(),
+            Some("https://r.openai.azure.com")
+        );
+    }
+
+    #[test]
+    fn tags_from_text_are_trimmed_and_deduplicated() {
+        let mut tagged = input("a", "openai");
+        tagged.tags = Some(TagsInput::Text(" ci, prod ,ci,, ".into()));
+        assert_eq!(validate(&tagged, &RANGE).map(|v| v.tags).ok(), Some(vec!["ci".to_owned(), "prod".to_owned()]));
+    }
+
+    #[test]
+    fn upstream_must_be_http() {
+        let mut proxy = input("a", "openai");
+        for bad in ["ftp://x", "not a url", "http://", "https://x/v1?x=1"] {
+            proxy.upstream_url = Some(bad.into());
+            assert_eq!(fields(validate(&proxy, &RANGE)), ["upstream_url"], "{bad}");
+        }
+    }
+}

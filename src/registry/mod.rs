@@ -1,0 +1,687 @@
+//! The proxy registry: every proxy's configuration in memory, and the lifecycle of the actix
+//! server that serves each one on its own port.
+
+pub mod input;
+mod ports;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer};
+use chrono::Utc;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::db::models::{NewProxyRow, ProxySettingsChange};
+use crate::db::{self, DbError, DbPool};
+use crate::gateway::{self, LiveProxy};
+use input::{FieldError, ProxyInput, ValidProxy, validate};
+use spec::{ProxyId, ProxySpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no proxy with id {0}")]
+    NotFound(ProxyId),
+    #[error("{}", .0.first().map_or("invalid input", |e| e.message.as_str()))]
+    Invalid(Vec<FieldError>),
+    #[error("proxy “{0}” is running; stop it before deleting it")]
+    Running(String),
+    #[error("{0}")]
+    Database(#[from] DbError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyStatus {
+    Starting,
+    Running,
+    Stopped,
+    Error,
+}
+
+impl ProxyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyStatus::Starting => "starting",
+            ProxyStatus::Running => "running",
+            ProxyStatus::Stopped => "stopped",
+            ProxyStatus::Error => "error",
+        }
+    }
+
+    /// Whether the proxy's server holds its port (or is about to).
+    pub fn is_active(self) -> bool {
+        matches!(self, ProxyStatus::Starting | ProxyStatus::Running)
+    }
+}
+
+/// How the registry runs proxy servers.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    pub proxy_host: IpAddr,
+    pub port_range: RangeInclusive<u16>,
+    /// Ports auto-assignment never hands out (the dashboard's own port).
+    pub reserved_ports: Vec<u16>,
+    pub workers_per_proxy: usize,
+    pub graceful_stop_timeout: Duration,
+}
+
+/// A proxy as the pages and the API show it at one instant.
+#[derive(Debug, Clone)]
+pub struct ProxySnapshot {
+    pub spec: Arc<ProxySpec>,
+    pub status: ProxyStatus,
+    pub last_error: Option<String>,
+    /// The port the server really listens on; differs from `spec.port` until a restart applies
+    /// an edited port.
+    pub listening_port: Option<u16>,
+    pub in_flight: usize,
+}
+
+impl ProxySnapshot {
+    pub fn port_change_pending(&self) -> bool {
+        self.listening_port.is_some_and(|p| p != self.spec.port)
+    }
+
+    pub fn has_failures_enabled(&self) -> bool {
+        self.spec
+            .failure_config
+            .as_object()
+            .is_some_and(|kinds| {
+                kinds
+                    .values()
+                    .any(|kind| kind.get("enabled").and_then(|e| e.as_bool()) == Some(true))
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Totals {
+    pub total: usize,
+    pub running: usize,
+    pub stopped: usize,
+    pub errors: usize,
+    pub with_failures: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryEvent {
+    Added(ProxyId),
+    Changed(ProxyId),
+    Removed(ProxyId),
+}
+
+struct Runtime {
+    status: ProxyStatus,
+    last_error: Option<String>,
+    desired_running: bool,
+    listening_port: Option<u16>,
+    server: Option<ServerHandle>,
+    /// Tells a server that exits on its own apart from one the registry stopped.
+    generation: u64,
+}
+
+struct ManagedProxy {
+    live: Arc<LiveProxy>,
+    runtime: Mutex<Runtime>,
+    /// Serialises start/stop/restart/delete of one proxy; never held by readers.
+    lifecycle: tokio::sync::Mutex<()>,
+}
+
+impl ManagedProxy {
+    fn new(spec: ProxySpec, runtime: Runtime) -> Self {
+        ManagedProxy {
+            live: Arc::new(LiveProxy::new(spec)),
+            runtime: Mutex::new(runtime),
+            lifecycle: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn snapshot(&self) -> ProxySnapshot {
+        let runtime = lock(&self.runtime);
+        ProxySnapshot {
+            spec: self.live.spec.load_full(),
+            status: runtime.status,
+            last_error: runtime.last_error.clone(),
+            listening_port: runtime.listening_port,
+            in_flight: self.live.in_flight(),
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of plain status fields; the
+/// data is still the best we have.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub struct ProxyRegistry {
+    db: DbPool,
+    settings: RegistrySettings,
+    proxies: RwLock<BTreeMap<ProxyId, Arc<ManagedProxy>>>,
+    /// Serialises port choice and insertion so two creations never pick the same port.
+    port_assignment: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<RegistryEvent>,
+    me: Weak<ProxyRegistry>,
+}
+
+pub struct Created {
+    pub snapshot: ProxySnapshot,
+    pub warning: Option<String>,
+}
+
+impl ProxyRegistry {
+    /// Loads every proxy from the database; call [`ProxyRegistry::restore`] to start the ones
+    /// that were running.
+    pub async fn load(db: DbPool, settings: RegistrySettings) -> Result<Arc<Self>, DbError> {
+        let rows = db::run(&db, db::proxies::all).await?;
+        let mut proxies = BTreeMap::new();
+        for row in rows {
+            let desired_running = row.desired_state == "running";
+            let last_error = row.last_error.clone();
+            let spec = ProxySpec::try_from(row)?;
+            let runtime = Runtime {
+                status: if last_error.is_some() && desired_running {
+                    ProxyStatus::Error
+                } else {
+                    ProxyStatus::Stopped
+                },
+                last_error,
+                desired_running,
+                listening_port: None,
+                server: None,
+                generation: 0,
+            };
+            proxies.insert(spec.id, Arc::new(ManagedProxy::new(spec, runtime)));
+        }
+        let (events, _) = broadcast::channel(256);
+        Ok(Arc::new_cyclic(|me| ProxyRegistry {
+            db,
+            settings,
+            proxies: RwLock::new(proxies),
+            port_assignment: tokio::sync::Mutex::new(()),
+            events,
+            me: me.clone(),
+        }))
+    }
+
+    /// Starts the proxies whose desired state is "running" (they were running at the last stop).
+    /// Returns how many are running afterwards.
+    pub async fn restore(&self) -> usize {
+        for (id, proxy) in self.entries() {
+            if lock(&proxy.runtime).desired_running {
+                if let Err(e) = self.start(id).await {
+                    log::error!("cannot restore proxy {id}: {e}");
+                }
+            }
+        }
+        self.running_count()
+    }
+
+    pub fn settings(&self) -> &RegistrySettings {
+        &self.settings
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: RegistryEvent) {
+        // Nobody listening is fine: events only refresh open pages.
+        let _ = self.events.send(event);
+    }
+
+    fn entries(&self) -> Vec<(ProxyId, Arc<ManagedProxy>)> {
+        self.proxies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, proxy)| (*id, Arc::clone(proxy)))
+            .collect()
+    }
+
+    fn entry(&self, id: ProxyId) -> Result<Arc<ManagedProxy>, RegistryError> {
+        self.proxies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or(RegistryError::NotFound(id))
+    }
+
+    pub fn list(&self) -> Vec<ProxySnapshot> {
+        self.entries()
+            .iter()
+            .map(|(_, proxy)| proxy.snapshot())
+            .collect()
+    }
+
+    pub fn get(&self, id: ProxyId) -> Result<ProxySnapshot, RegistryError> {
+        Ok(self.entry(id)?.snapshot())
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for proxy in self.list() {
+            totals.total += 1;
+            match proxy.status {
+                ProxyStatus::Running | ProxyStatus::Starting => totals.running += 1,
+                ProxyStatus::Stopped => totals.stopped += 1,
+                ProxyStatus::Error => totals.errors += 1,
+            }
+            if proxy.has_failures_enabled() {
+                totals.with_failures += 1;
+            }
+        }
+        totals
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.list().iter().filter(|p| p.status.is_active()).count()
+    }
+}
+
+/// Lifecycle: create, edit, delete, start, stop.
+impl ProxyRegistry {
+    /// Creates a proxy and, unless `start` is false, starts it. A port busy in the OS is accepted
+    /// with a warning (the user may be about to free it); the proxy then shows the bind error.
+    pub async fn create(&self, input: &ProxyInput, start: bool) -> Result<Created, RegistryError> {
+        let valid = validate(input, &self.settings.port_range).map_err(RegistryError::Invalid)?;
+        let assignment = self.port_assignment.lock().await;
+        let port = match valid.port {
+            Some(port) => {
+                self.check_port_unclaimed(port, None)?;
+                port
+            }
+            None => self.free_port()?,
+        };
+        let warning = (!ports::is_free_in_os(self.settings.proxy_host, port)).then(|| {
+            format!("Port {port} is in use by another program right now; the proxy cannot start until it is free.")
+        });
+        let now = Utc::now().naive_utc();
+        let row = NewProxyRow {
+            name: valid.name.clone(),
+            provider: valid.provider.id().to_owned(),
+            port: port.into(),
+            description: valid.description.clone(),
+            tags: tags_json(&valid.tags),
+            upstream_url: valid.upstream_url.clone(),
+            desired_state: "stopped".to_owned(),
+            failure_config: "{}".to_owned(),
+            cache_enabled: valid.cache.enabled,
+            cache_mode: valid.cache.mode.as_str().to_owned(),
+            cache_ttl_seconds: ttl_column(&valid),
+            vertex_service_account_file: valid.vertex_service_account_file.clone(),
+            aws_region: valid.aws_region.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        let row = db::run(&self.db, move |conn| db::proxies::insert(conn, &row)).await?;
+        let spec = ProxySpec::try_from(row)?;
+        let id = spec.id;
+        let runtime = Runtime {
+            status: ProxyStatus::Stopped,
+            last_error: None,
+            desired_running: false,
+            listening_port: None,
+            server: None,
+            generation: 0,
+        };
+        self.proxies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(ManagedProxy::new(spec, runtime)));
+        drop(assignment);
+        log::info!("created proxy {id} “{}” on port {port}", valid.name);
+        self.emit(RegistryEvent::Added(id));
+        let snapshot = if start {
+            self.start(id).await?
+        } else {
+            self.get(id)?
+        };
+        Ok(Created { snapshot, warning })
+    }
+
+    /// A copy of a proxy's settings under a new name and a free port, stopped.
+    pub async fn duplicate(&self, id: ProxyId) -> Result<Created, RegistryError> {
+        let original = self.get(id)?.spec;
+        let mut input = ProxyInput::from_spec(&original);
+        input.name = Some(copy_name(&original.name));
+        input.port = None;
+        self.create(&input, false).await
+    }
+
+    /// Applies an edit. Everything but the port takes effect at once on a running proxy; a new
+    /// port applies at the next start.
+    pub async fn update(&self, id: ProxyId, edit: ProxyInput) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry(id)?;
+        let current = proxy.live.spec.load_full();
+        if edit
+            .provider
+            .as_deref()
+            .is_some_and(|p| p.trim() != current.provider.id())
+        {
+            return Err(RegistryError::Invalid(vec![FieldError::new(
+                "provider",
+                "The provider of an existing proxy cannot change; create a new proxy instead.",
+            )]));
+        }
+        let input = ProxyInput::from_spec(&current).overlay(edit);
+        let valid = validate(&input, &self.settings.port_range).map_err(RegistryError::Invalid)?;
+        let assignment = self.port_assignment.lock().await;
+        let port = valid.port.unwrap_or(current.port);
+        if port != current.port {
+            self.check_port_unclaimed(port, Some(id))?;
+        }
+        let change = ProxySettingsChange {
+            name: valid.name.clone(),
+            port: port.into(),
+            description: valid.description.clone(),
+            tags: tags_json(&valid.tags),
+            upstream_url: valid.upstream_url.clone(),
+            cache_enabled: valid.cache.enabled,
+            cache_mode: valid.cache.mode.as_str().to_owned(),
+            cache_ttl_seconds: ttl_column(&valid),
+            vertex_service_account_file: valid.vertex_service_account_file.clone(),
+            aws_region: valid.aws_region.clone(),
+            updated_at: Utc::now().naive_utc(),
+        };
+        db::run(&self.db, move |conn| {
+            db::proxies::update_settings(conn, id.0, &change)
+        })
+        .await?;
+        proxy.live.spec.store(Arc::new(ProxySpec {
+            name: valid.name,
+            port,
+            description: valid.description,
+            tags: valid.tags,
+            upstream_url: valid.upstream_url,
+            cache: valid.cache,
+            vertex_service_account_file: valid.vertex_service_account_file,
+            aws_region: valid.aws_region,
+            ..(*current).clone()
+        }));
+        drop(assignment);
+        self.emit(RegistryEvent::Changed(id));
+        Ok(proxy.snapshot())
+    }
+
+    pub async fn delete(&self, id: ProxyId) -> Result<(), RegistryError> {
+        let proxy = self.entry(id)?;
+        let _lifecycle = proxy.lifecycle.lock().await;
+        if lock(&proxy.runtime).status.is_active() {
+            return Err(RegistryError::Running(proxy.live.spec.load().name.clone()));
+        }
+        db::run(&self.db, move |conn| db::proxies::delete(conn, id.0)).await?;
+        self.proxies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        log::info!("deleted proxy {id}");
+        self.emit(RegistryEvent::Removed(id));
+        Ok(())
+    }
+
+    /// Starts the proxy's server. A port that cannot be bound is not an API error: the proxy
+    /// goes to status `error` with a message naming the port.
+    pub async fn start(&self, id: ProxyId) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry(id)?;
+        let _lifecycle = proxy.lifecycle.lock().await;
+        self.start_locked(id, &proxy).await
+    }
+
+    pub async fn stop(&self, id: ProxyId, graceful: bool) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry(id)?;
+        let _lifecycle = proxy.lifecycle.lock().await;
+        self.stop_server(id, &proxy, graceful).await;
+        self.persist_desired(id, &proxy, false).await?;
+        Ok(proxy.snapshot())
+    }
+
+    pub async fn restart(&self, id: ProxyId) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry(id)?;
+        let _lifecycle = proxy.lifecycle.lock().await;
+        self.stop_server(id, &proxy, true).await;
+        self.start_locked(id, &proxy).await
+    }
+
+    /// Stops every server gracefully for process shutdown, keeping each proxy's desired state so
+    /// the next start brings the same proxies back.
+    pub async fn shutdown(&self) {
+        let stops = self.entries().into_iter().map(|(id, proxy)| async move {
+            let _lifecycle = proxy.lifecycle.lock().await;
+            self.stop_server(id, &proxy, true).await;
+        });
+        futures_util::future::join_all(stops).await;
+    }
+
+    async fn start_locked(
+        &self,
+        id: ProxyId,
+        proxy: &Arc<ManagedProxy>,
+    ) -> Result<ProxySnapshot, RegistryError> {
+        if lock(&proxy.runtime).status == ProxyStatus::Running {
+            return Ok(proxy.snapshot());
+        }
+        self.set_status(id, proxy, ProxyStatus::Starting, None);
+        let port = proxy.live.spec.load().port;
+        let outcome = ports::bind(self.settings.proxy_host, port).and_then(|listener| {
+            let live = Arc::clone(&proxy.live);
+            HttpServer::new(move || {
+                App::new().configure(|cfg| gateway::configure(cfg, Arc::clone(&live)))
+            })
+            .workers(self.settings.workers_per_proxy)
+            .disable_signals()
+            .shutdown_timeout(self.settings.graceful_stop_timeout.as_secs())
+            .listen(listener)
+            .map(HttpServer::run)
+            .map_err(|e| format!("cannot serve on port {port}: {e}"))
+        });
+        let last_error = match outcome {
+            Ok(server) => {
+                let generation = {
+                    let mut runtime = lock(&proxy.runtime);
+                    runtime.generation += 1;
+                    runtime.server = Some(server.handle());
+                    runtime.listening_port = Some(port);
+                    runtime.generation
+                };
+                let registry = self.me.clone();
+                actix_web::rt::spawn(async move {
+                    let outcome = server.await;
+                    if let Some(registry) = registry.upgrade() {
+                        registry.on_server_exit(id, generation, outcome);
+                    }
+                });
+                self.set_status(id, proxy, ProxyStatus::Running, None);
+                log::info!("proxy {id} listening on {}:{port}", self.settings.proxy_host);
+                None
+            }
+            Err(message) => {
+                log::warn!("proxy {id} cannot start: {message}");
+                self.set_status(id, proxy, ProxyStatus::Error, Some(message.clone()));
+                Some(message)
+            }
+        };
+        let last_error_for_db = last_error.clone();
+        db::run(&self.db, move |conn| {
+            db::proxies::set_runtime_state(conn, id.0, "running", last_error_for_db.as_deref())
+        })
+        .await?;
+        lock(&proxy.runtime).desired_running = true;
+        Ok(proxy.snapshot())
+    }
+
+    async fn stop_server(&self, id: ProxyId, proxy: &Arc<ManagedProxy>, graceful: bool) {
+        let server = lock(&proxy.runtime).server.take();
+        if let Some(server) = server {
+            server.stop(graceful).await;
+            log::info!(
+                "proxy {id} stopped{}",
+                if graceful { "" } else { " (forced)" }
+            );
+        }
+        let mut runtime = lock(&proxy.runtime);
+        runtime.listening_port = None;
+        if runtime.status != ProxyStatus::Stopped {
+            runtime.status = ProxyStatus::Stopped;
+            runtime.last_error = None;
+            drop(runtime);
+            self.emit(RegistryEvent::Changed(id));
+        }
+    }
+
+    async fn persist_desired(
+        &self,
+        id: ProxyId,
+        proxy: &ManagedProxy,
+        running: bool,
+    ) -> Result<(), RegistryError> {
+        let state = if running { "running" } else { "stopped" };
+        db::run(&self.db, move |conn| {
+            db::proxies::set_runtime_state(conn, id.0, state, None)
+        })
+        .await?;
+        lock(&proxy.runtime).desired_running = running;
+        Ok(())
+    }
+
+    fn set_status(
+        &self,
+        id: ProxyId,
+        proxy: &ManagedProxy,
+        status: ProxyStatus,
+        last_error: Option<String>,
+    ) {
+        {
+            let mut runtime = lock(&proxy.runtime);
+            runtime.status = status;
+            runtime.last_error = last_error;
+        }
+        self.emit(RegistryEvent::Changed(id));
+    }
+
+    /// A server the registry did not stop has died: show it as an error rather than "running".
+    fn on_server_exit(&self, id: ProxyId, generation: u64, outcome: std::io::Result<()>) {
+        let Ok(proxy) = self.entry(id) else { return };
+        let mut runtime = lock(&proxy.runtime);
+        if runtime.generation != generation || runtime.server.is_none() {
+            return;
+        }
+        let message = match outcome {
+            Ok(()) => "the proxy server stopped unexpectedly".to_owned(),
+            Err(e) => format!("the proxy server failed: {e}"),
+        };
+        log::error!("proxy {id}: {message}");
+        runtime.server = None;
+        runtime.listening_port = None;
+        runtime.status = ProxyStatus::Error;
+        runtime.last_error = Some(message);
+        drop(runtime);
+        self.emit(RegistryEvent::Changed(id));
+    }
+
+    /// A port is claimed when another proxy is configured for it or still listens on it.
+    fn check_port_unclaimed(&self, port: u16, except: Option<ProxyId>) -> Result<(), RegistryError> {
+        if self.settings.reserved_ports.contains(&port) {
+            return Err(RegistryError::Invalid(vec![FieldError::new(
+                "port",
+                format!("Port {port} is the dashboard's own port."),
+            )]));
+        }
+        let claimed_by = self.list().into_iter().find(|p| {
+            Some(p.spec.id) != except && (p.spec.port == port || p.listening_port == Some(port))
+        });
+        match claimed_by {
+            Some(other) => Err(RegistryError::Invalid(vec![FieldError::new(
+                "port",
+                format!(
+                    "Port {port} is already used by proxy “{}”. Leave the port empty to auto-assign a free one.",
+                    other.spec.name
+                ),
+            )])),
+            None => Ok(()),
+        }
+    }
+
+    /// Feedback on a port as the user types it: `Err` when it cannot be used, `Ok(Some(_))` when
+    /// it can be saved but is busy in the OS right now.
+    pub fn check_port(&self, text: &str, proxy: Option<ProxyId>) -> Result<Option<String>, String> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let input = ProxyInput {
+            port: Some(input::PortInput::Text(text.to_owned())),
+            ..ProxyInput::default()
+        };
+        let port = match validate(&input, &self.settings.port_range) {
+            Err(errors) => match errors.into_iter().find(|e| e.field == "port") {
+                Some(error) => return Err(error.message),
+                None => text.parse::<u16>().map_err(|e| e.to_string())?,
+            },
+            Ok(valid) => valid.port.unwrap_or_default(),
+        };
+        let own_port = proxy
+            .and_then(|id| self.get(id).ok())
+            .and_then(|p| p.listening_port);
+        if own_port == Some(port) {
+            return Ok(None);
+        }
+        self.check_port_unclaimed(port, proxy).map_err(|e| e.to_string())?;
+        if ports::is_free_in_os(self.settings.proxy_host, port) {
+            Ok(None)
+        } else {
+            Ok(Some(format!(
+                "Port {port} is in use by another program right now; the proxy cannot start until it is free."
+            )))
+        }
+    }
+
+    fn free_port(&self) -> Result<u16, RegistryError> {
+        let claimed: Vec<u16> = self
+            .list()
+            .iter()
+            .flat_map(|p| [Some(p.spec.port), p.listening_port])
+            .flatten()
+            .collect();
+        self.settings
+            .port_range
+            .clone()
+            .find(|port| {
+                !claimed.contains(port)
+                    && !self.settings.reserved_ports.contains(port)
+                    && ports::is_free_in_os(self.settings.proxy_host, *port)
+            })
+            .ok_or_else(|| {
+                RegistryError::Invalid(vec![FieldError::new(
+                    "port",
+                    format!(
+                        "No free port left between {} and {}.",
+                        self.settings.port_range.start(),
+                        self.settings.port_range.end()
+                    ),
+                )])
+            })
+    }
+}
+
+fn tags_json(tags: &[String]) -> String {
+    serde_json::Value::from(tags.to_vec()).to_string()
+}
+
+fn ttl_column(valid: &ValidProxy) -> Option<i64> {
+    valid
+        .cache
+        .ttl_seconds
+        .map(|ttl| i64::try_from(ttl).unwrap_or(i64::MAX))
+}
+
+fn copy_name(name: &str) -> String {
+    let copy: String = format!("{name} (copy)");
+    copy.chars().take(80).collect()
+}

@@ -1,0 +1,185 @@
+//! The admin JSON API (contract in shared/design.md).
+
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::views::{ProxyHost, ProxyJson};
+use super::AppState;
+use crate::db;
+use crate::providers::ProviderKind;
+use crate::registry::ProxySnapshot;
+use crate::registry::input::ProxyInput;
+use crate::registry::spec::ProxyId;
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|err, _req| {
+            let message = match &err {
+                JsonPayloadError::ContentType => {
+                    "send the body as JSON with Content-Type: application/json".to_owned()
+                }
+                JsonPayloadError::Deserialize(e) => format!("invalid request body: {e}"),
+                other => format!("invalid request body: {other}"),
+            };
+            ApiError::BadRequest(message).into()
+        })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
+        ApiError::BadRequest(format!("invalid query string: {err}")).into()
+    })
+}
+
+pub async fn not_found(req: HttpRequest) -> ApiResult {
+    Err(ApiError::NotFound(format!(
+        "no API endpoint {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let database = match db::run(&state.db, db::ping).await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    let healthy = database == "ok";
+    let body = serde_json::json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": database,
+        "running_proxies": state.registry.running_count(),
+    });
+    if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub async fn providers() -> HttpResponse {
+    let list: Vec<_> = ProviderKind::ALL
+        .iter()
+        .map(|kind| serde_json::json!({"id": kind.id(), "name": kind.name()}))
+        .collect();
+    HttpResponse::Ok().json(list)
+}
+
+fn proxy_json(req: &HttpRequest, state: &AppState, snapshot: &ProxySnapshot) -> ProxyJson {
+    ProxyJson::new(snapshot, &ProxyHost::for_request(req, state.registry.settings()))
+}
+
+pub async fn list_proxies(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let host = ProxyHost::for_request(&req, state.registry.settings());
+    let proxies: Vec<ProxyJson> = state
+        .registry
+        .list()
+        .iter()
+        .map(|snapshot| ProxyJson::new(snapshot, &host))
+        .collect();
+    HttpResponse::Ok().json(proxies)
+}
+
+/// Creating starts the proxy unless the body says `"start": false`.
+fn yes() -> bool {
+    true
+}
+
+pub async fn create_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> ApiResult {
+    let mut body = body.into_inner();
+    let start = match body.as_object_mut().map(|o| o.remove("start")) {
+        Some(Some(serde_json::Value::Bool(start))) => start,
+        Some(Some(_)) => return Err(ApiError::BadRequest("“start” must be true or false".into())),
+        Some(None) => yes(),
+        None => return Err(ApiError::BadRequest("the body must be a JSON object".into())),
+    };
+    let input: ProxyInput = parse_input(body)?;
+    let created = state.registry.create(&input, start).await?;
+    let mut json = serde_json::to_value(proxy_json(&req, &state, &created.snapshot))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let (Some(object), Some(warning)) = (json.as_object_mut(), created.warning) {
+        object.insert("warning".into(), warning.into());
+    }
+    Ok(HttpResponse::Created().json(json))
+}
+
+/// Unknown fields and wrong types are the user's mistake: a 422 naming the field.
+fn parse_input(body: serde_json::Value) -> Result<ProxyInput, ApiError> {
+    serde_json::from_value(body).map_err(|e| {
+        let message = e.to_string();
+        let field = ["name", "provider", "port", "description", "tags", "upstream_url", "cache", "vertex_service_account_file", "aws_region"]
+            .into_iter()
+            .find(|field| message.contains(&format!("`{field}`")))
+            .unwrap_or("body");
+        ApiError::Invalid(crate::registry::input::FieldError::new(field, message))
+    })
+}
+
+pub async fn get_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> ApiResult {
+    let snapshot = state.registry.get(ProxyId(*id))?;
+    Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
+}
+
+pub async fn update_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    body: web::Json<serde_json::Value>,
+) -> ApiResult {
+    let edit = parse_input(body.into_inner())?;
+    let snapshot = state.registry.update(ProxyId(*id), edit).await?;
+    Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
+}
+
+pub async fn delete_proxy(state: web::Data<AppState>, id: web::Path<i32>) -> ApiResult {
+    state.registry.delete(ProxyId(*id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn start_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> ApiResult {
+    let snapshot = state.registry.start(ProxyId(*id)).await?;
+    Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
+}
+
+#[derive(Deserialize)]
+pub struct StopQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn stop_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    query: web::Query<StopQuery>,
+) -> ApiResult {
+    let snapshot = state.registry.stop(ProxyId(*id), !query.force).await?;
+    Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
+}
+
+pub async fn restart_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> ApiResult {
+    let snapshot = state.registry.restart(ProxyId(*id)).await?;
+    Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
+}

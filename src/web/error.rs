@@ -1,0 +1,125 @@
+//! Errors mapped to responses at the edge: JSON for the API, an HTML page for the pages.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::db::DbError;
+use crate::registry::RegistryError;
+use crate::registry::input::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{}", .0.message)]
+    Invalid(FieldError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            RegistryError::Invalid(mut errors) if !errors.is_empty() => {
+                ApiError::Invalid(errors.swap_remove(0))
+            }
+            RegistryError::Invalid(_) => ApiError::BadRequest("invalid input".into()),
+            RegistryError::Running(_) => ApiError::Conflict(e.to_string()),
+            RegistryError::Database(db) => db.into(),
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        log::error!("database: {e}");
+        ApiError::Internal(format!("database error: {e}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let field = match self {
+            ApiError::Invalid(e) => Some(e.field),
+            _ => None,
+        };
+        HttpResponse::build(self.status_code()).json(serde_json::json!({
+            "error": {"message": self.to_string(), "field": field}
+        }))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<RegistryError> for PageError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound(_) => PageError::NotFound(e.to_string()),
+            RegistryError::Invalid(_) | RegistryError::Running(_) => {
+                PageError::BadRequest(e.to_string())
+            }
+            RegistryError::Database(db) => db.into(),
+        }
+    }
+}
+
+impl From<DbError> for PageError {
+    fn from(e: DbError) -> Self {
+        log::error!("database: {e}");
+        PageError::Internal(format!("database error: {e}"))
+    }
+}
+
+impl From<askama::Error> for PageError {
+    fn from(e: askama::Error) -> Self {
+        log::error!("template: {e}");
+        PageError::Internal(format!("cannot render the page: {e}"))
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::NotFound(_) => StatusCode::NOT_FOUND,
+            PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        use askama::Template;
+        let page = super::views::ErrorPage {
+            status: self.status_code().as_u16(),
+            message: self.to_string(),
+        };
+        let body = page
+            .render()
+            .unwrap_or_else(|_| format!("<h1>{}</h1>", self.status_code()));
+        HttpResponse::build(self.status_code())
+            .content_type("text/html; charset=utf-8")
+            .body(body)
+    }
+}

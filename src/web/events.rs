@@ -1,0 +1,91 @@
+//! Server-sent events that keep open Proxies pages live: a card is re-rendered and pushed
+//! whenever its proxy starts, stops, fails or is edited.
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use super::views::{ProxyCard, ProxyCardFragment, ProxyHost, TotalsFragment};
+use crate::registry::RegistryEvent;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires.
+fn sse_message(event: &str, html: &str) -> Bytes {
+    let mut message = format!("event: {event}\n");
+    for line in html.lines() {
+        message.push_str("data: ");
+        message.push_str(line);
+        message.push('\n');
+    }
+    if html.is_empty() {
+        message.push_str("data: \n");
+    }
+    message.push('\n');
+    Bytes::from(message)
+}
+
+fn render_event(state: &AppState, host: &ProxyHost, event: RegistryEvent) -> Bytes {
+    let registry = &state.registry;
+    let mut out = Vec::new();
+    match event {
+        RegistryEvent::Changed(id) => match registry.get(id) {
+            Ok(snapshot) => {
+                let card = ProxyCard::new(&snapshot, host);
+                match (ProxyCardFragment { card }).render() {
+                    Ok(html) => out.push(sse_message(&format!("proxy-{id}"), &html)),
+                    Err(e) => log::error!("cannot render card of proxy {id}: {e}"),
+                }
+            }
+            Err(_) => out.push(sse_message(&format!("proxy-{id}"), "")),
+        },
+        RegistryEvent::Added(_) | RegistryEvent::Removed(_) => {
+            out.push(sse_message("grid-changed", ""));
+        }
+    }
+    if let Ok(html) = (TotalsFragment {
+        totals: registry.totals(),
+    })
+    .render()
+    {
+        out.push(sse_message("totals", &html));
+    }
+    Bytes::from(out.concat())
+}
+
+pub async fn proxy_events(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let host = ProxyHost::for_request(&req, state.registry.settings());
+    let receiver = state.registry.subscribe();
+    let shutting_down = state.shutting_down.clone();
+    let stream = futures_util::stream::unfold(
+        (state, host, receiver, shutting_down),
+        |(state, host, mut receiver, mut shutting_down)| async move {
+            if *shutting_down.borrow() {
+                return None;
+            }
+            let chunk = tokio::select! {
+                _ = shutting_down.changed() => return None,
+                received = tokio::time::timeout(KEEP_ALIVE, receiver.recv()) => match received {
+                    Err(_elapsed) => Bytes::from_static(b": keep-alive\n\n"),
+                    Ok(Ok(event)) => render_event(&state, &host, event),
+                    // Missed events: have the page reload its grid instead.
+                    Ok(Err(RecvError::Lagged(_))) => sse_message("grid-changed", ""),
+                    Ok(Err(RecvError::Closed)) => return None,
+                },
+            };
+            Some((
+                Ok::<_, actix_web::Error>(chunk),
+                (state, host, receiver, shutting_down),
+            ))
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
+}

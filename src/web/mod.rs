@@ -1,0 +1,79 @@
+//! The admin server: HTML pages (Askama + HTMX) and the JSON API.
+
+mod api;
+mod error;
+mod events;
+mod pages;
+mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::web;
+use tokio::sync::watch;
+
+use crate::db::DbPool;
+use crate::registry::ProxyRegistry;
+
+pub use error::{ApiError, PageError};
+
+pub struct AppState {
+    pub db: DbPool,
+    pub data_dir: PathBuf,
+    pub registry: Arc<ProxyRegistry>,
+    pub started_at: Instant,
+    /// Flips to true when the process shuts down, so endless streams (SSE) end and never hold up
+    /// a graceful stop.
+    pub shutting_down: watch::Receiver<bool>,
+}
+
+/// Every URL of the admin server, in one place.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(api::json_config())
+        .app_data(api::query_config())
+        .app_data(pages::form_config())
+        .route("/healthz", web::get().to(api::healthz))
+        .service(
+            web::scope("/api")
+                .route("/providers", web::get().to(api::providers))
+                .route("/proxies", web::get().to(api::list_proxies))
+                .route("/proxies", web::post().to(api::create_proxy))
+                .route("/proxies/{id:\\d+}", web::get().to(api::get_proxy))
+                .route("/proxies/{id:\\d+}", web::patch().to(api::update_proxy))
+                .route("/proxies/{id:\\d+}", web::delete().to(api::delete_proxy))
+                .route("/proxies/{id:\\d+}/start", web::post().to(api::start_proxy))
+                .route("/proxies/{id:\\d+}/stop", web::post().to(api::stop_proxy))
+                .route("/proxies/{id:\\d+}/restart", web::post().to(api::restart_proxy))
+                .default_service(web::to(api::not_found)),
+        )
+        .route("/", web::get().to(pages::dashboard))
+        .route("/dashboard/stats", web::get().to(pages::dashboard_stats_fragment))
+        .route("/proxies", web::get().to(pages::proxies))
+        .route("/proxies", web::post().to(pages::create_proxy))
+        .route("/proxies/new", web::get().to(pages::new_proxy))
+        .route("/proxies/events", web::get().to(events::proxy_events))
+        .route("/proxies/port-check", web::get().to(pages::port_check))
+        .route("/proxies/{id:\\d+}", web::get().to(pages::proxy_card))
+        .route("/proxies/{id:\\d+}", web::post().to(pages::update_proxy))
+        .route("/proxies/{id:\\d+}/edit", web::get().to(pages::edit_proxy))
+        .route("/proxies/{id:\\d+}/start", web::post().to(pages::start_proxy))
+        .route("/proxies/{id:\\d+}/stop", web::post().to(pages::stop_proxy))
+        .route("/proxies/{id:\\d+}/restart", web::post().to(pages::restart_proxy))
+        .route("/proxies/{id:\\d+}/duplicate", web::post().to(pages::duplicate_proxy))
+        .route("/proxies/{id:\\d+}/delete", web::get().to(pages::confirm_delete))
+        .route("/proxies/{id:\\d+}/delete", web::post().to(pages::delete_proxy))
+        .route("/ui/close-modal", web::get().to(pages::close_modal))
+        .route("/logs", web::get().to(pages::logs))
+        .route("/settings", web::get().to(pages::settings))
+        .service(actix_files::Files::new("/static", static_dir()).prefer_utf8(true))
+        .default_service(web::to(pages::not_found));
+}
+
+/// Static files ship next to the binary's sources; `RUBBERDUCK_STATIC_DIR` overrides for
+/// installs that move the binary.
+fn static_dir() -> std::path::PathBuf {
+    std::env::var_os("RUBBERDUCK_STATIC_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static"))
+}

@@ -1,0 +1,383 @@
+//! HTML pages. Each fragment URL answers HTMX with the fragment and a plain browser with the
+//! whole page; each form also works as a plain POST followed by a redirect.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::PageError;
+use super::views::{
+    ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage, DashboardStats,
+    DashboardStatsFragment, EditModal, FormErrors, LogsPage, PortCheck, ProxiesPage, ProxyCard,
+    ProxyCardFragment, ProxyFilters, ProxyForm, ProxyGrid, ProxyHost, SettingsPage,
+    provider_options,
+};
+use crate::registry::input::ProxyInput;
+use crate::registry::spec::ProxyId;
+use crate::registry::{ProxyRegistry, RegistryError};
+
+type PageResult = Result<HttpResponse, PageError>;
+
+/// Tells open pages that the set of proxies changed, so the grid reloads itself.
+const PROXIES_CHANGED: (&str, &str) = ("HX-Trigger", "proxies-changed");
+
+pub fn form_config() -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|err, _req| PageError::BadRequest(format!("invalid form: {err}")).into())
+}
+
+fn is_htmx(req: &HttpRequest) -> bool {
+    req.headers().contains_key("HX-Request") && !req.headers().contains_key("HX-Boosted")
+}
+
+fn html(status: StatusCode, template: &impl Template) -> PageResult {
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(template.render()?))
+}
+
+/// An HTMX answer that also makes the proxy grid reload (the modal's content is `body`; empty
+/// closes it).
+fn proxies_changed(body: String) -> PageResult {
+    Ok(HttpResponse::Ok()
+        .insert_header(PROXIES_CHANGED)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, location))
+        .finish()
+}
+
+fn cards(req: &HttpRequest, registry: &ProxyRegistry) -> Vec<ProxyCard> {
+    let host = ProxyHost::for_request(req, registry.settings());
+    registry
+        .list()
+        .iter()
+        .map(|snapshot| ProxyCard::new(snapshot, &host))
+        .collect()
+}
+
+fn card(req: &HttpRequest, registry: &ProxyRegistry, id: ProxyId) -> Result<ProxyCard, PageError> {
+    let host = ProxyHost::for_request(req, registry.settings());
+    Ok(ProxyCard::new(&registry.get(id)?, &host))
+}
+
+fn dashboard_stats(req: &HttpRequest, registry: &ProxyRegistry) -> DashboardStats {
+    let cards = cards(req, registry);
+    DashboardStats {
+        totals: registry.totals(),
+        in_flight: cards.iter().map(|c| c.in_flight).sum(),
+        cards,
+    }
+}
+
+pub async fn dashboard(req: HttpRequest, state: web::Data<AppState>) -> PageResult {
+    let stats = dashboard_stats(&req, &state.registry);
+    html(StatusCode::OK, &DashboardPage { stats })
+}
+
+pub async fn dashboard_stats_fragment(req: HttpRequest, state: web::Data<AppState>) -> PageResult {
+    if !is_htmx(&req) {
+        return Ok(see_other("/"));
+    }
+    let stats = dashboard_stats(&req, &state.registry);
+    html(StatusCode::OK, &DashboardStatsFragment { stats })
+}
+
+fn proxies_page(
+    req: &HttpRequest,
+    state: &AppState,
+    filters: ProxyFilters,
+    modal: Option<String>,
+) -> ProxiesPage {
+    ProxiesPage {
+        totals: state.registry.totals(),
+        cards: filters.apply(cards(req, &state.registry)),
+        filters,
+        providers: provider_options(),
+        modal,
+    }
+}
+
+pub async fn proxies(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    filters: web::Query<ProxyFilters>,
+) -> PageResult {
+    let filters = filters.into_inner();
+    if is_htmx(&req) {
+        let cards = filters.apply(cards(&req, &state.registry));
+        return html(StatusCode::OK, &ProxyGrid { filters, cards });
+    }
+    html(StatusCode::OK, &proxies_page(&req, &state, filters, None))
+}
+
+/// The modal alone for HTMX; otherwise the Proxies page with the modal open.
+fn modal_response(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    modal: &impl Template,
+) -> PageResult {
+    if is_htmx(req) {
+        return html(status, modal);
+    }
+    let page = proxies_page(req, state, ProxyFilters::default(), Some(modal.render()?));
+    html(status, &page)
+}
+
+pub async fn new_proxy(req: HttpRequest, state: web::Data<AppState>) -> PageResult {
+    let modal = CreateModal {
+        form: ProxyForm {
+            provider: "openai".into(),
+            ..ProxyForm::default()
+        },
+        errors: FormErrors::default(),
+        providers: provider_options(),
+    };
+    modal_response(&req, &state, StatusCode::OK, &modal)
+}
+
+pub async fn create_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<ProxyForm>,
+) -> PageResult {
+    let form = form.into_inner();
+    match state.registry.create(&form.to_input(true), true).await {
+        Ok(created) => match created.warning {
+            Some(warning) if is_htmx(&req) => {
+                let card = card(&req, &state.registry, created.snapshot.spec.id)?;
+                proxies_changed(CreatedModal { card, warning }.render()?)
+            }
+            _ if is_htmx(&req) => proxies_changed(String::new()),
+            _ => Ok(see_other("/proxies")),
+        },
+        Err(RegistryError::Invalid(errors)) => {
+            let modal = CreateModal {
+                form,
+                errors: errors.into(),
+                providers: provider_options(),
+            };
+            // htmx swaps only 2xx answers by default, so the re-rendered form goes out as 200.
+            let status = if is_htmx(&req) {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            modal_response(&req, &state, status, &modal)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PortCheckQuery {
+    #[serde(default)]
+    port: String,
+    id: Option<i32>,
+}
+
+/// Live feedback under the port field: taken by another proxy, or busy in the OS.
+pub async fn port_check(
+    state: web::Data<AppState>,
+    query: web::Query<PortCheckQuery>,
+) -> PageResult {
+    let (message, warning) = match state
+        .registry
+        .check_port(query.port.trim(), query.id.map(ProxyId))
+    {
+        Ok(None) => (None, false),
+        Ok(Some(warning)) => (Some(warning), true),
+        Err(error) => (Some(error), false),
+    };
+    html(StatusCode::OK, &PortCheck { message, warning })
+}
+
+pub async fn proxy_card(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    if !is_htmx(&req) {
+        return Ok(see_other("/proxies"));
+    }
+    let card = card(&req, &state.registry, ProxyId(*id))?;
+    html(StatusCode::OK, &ProxyCardFragment { card })
+}
+
+pub async fn edit_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    let snapshot = state.registry.get(ProxyId(*id))?;
+    let modal = EditModal {
+        id: *id,
+        provider_name: snapshot.spec.provider.name(),
+        running: snapshot.status.is_active(),
+        form: ProxyForm::from_spec(&snapshot.spec),
+        errors: FormErrors::default(),
+    };
+    modal_response(&req, &state, StatusCode::OK, &modal)
+}
+
+pub async fn update_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    form: web::Form<ProxyForm>,
+) -> PageResult {
+    let id = ProxyId(*id);
+    let form = form.into_inner();
+    let edit: ProxyInput = form.to_input(false);
+    match state.registry.update(id, edit).await {
+        Ok(_) if is_htmx(&req) => proxies_changed(String::new()),
+        Ok(_) => Ok(see_other("/proxies")),
+        Err(RegistryError::Invalid(errors)) => {
+            let snapshot = state.registry.get(id)?;
+            let modal = EditModal {
+                id: id.0,
+                provider_name: snapshot.spec.provider.name(),
+                running: snapshot.status.is_active(),
+                form,
+                errors: errors.into(),
+            };
+            let status = if is_htmx(&req) {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            modal_response(&req, &state, status, &modal)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// After a card action: the fresh card for HTMX, back to the list for a plain form.
+fn card_response(req: &HttpRequest, registry: &ProxyRegistry, id: ProxyId) -> PageResult {
+    if !is_htmx(req) {
+        return Ok(see_other("/proxies"));
+    }
+    let card = card(req, registry, id)?;
+    html(StatusCode::OK, &ProxyCardFragment { card })
+}
+
+pub async fn start_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    let id = ProxyId(*id);
+    state.registry.start(id).await?;
+    card_response(&req, &state.registry, id)
+}
+
+#[derive(Deserialize)]
+pub struct StopForm {
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn stop_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    query: web::Query<StopForm>,
+) -> PageResult {
+    let id = ProxyId(*id);
+    state.registry.stop(id, !query.force).await?;
+    card_response(&req, &state.registry, id)
+}
+
+pub async fn restart_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    let id = ProxyId(*id);
+    state.registry.restart(id).await?;
+    card_response(&req, &state.registry, id)
+}
+
+pub async fn duplicate_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    state.registry.duplicate(ProxyId(*id)).await?;
+    if is_htmx(&req) {
+        return proxies_changed(String::new());
+    }
+    Ok(see_other("/proxies"))
+}
+
+pub async fn confirm_delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    let card = card(&req, &state.registry, ProxyId(*id))?;
+    html(StatusCode::OK, &ConfirmDeletePage { card })
+}
+
+pub async fn delete_proxy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    state.registry.delete(ProxyId(*id)).await?;
+    if is_htmx(&req) {
+        return proxies_changed(String::new());
+    }
+    Ok(see_other("/proxies"))
+}
+
+pub async fn close_modal() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body("")
+}
+
+pub async fn logs() -> PageResult {
+    html(StatusCode::OK, &LogsPage)
+}
+
+pub async fn settings(state: web::Data<AppState>) -> PageResult {
+    let settings = state.registry.settings();
+    let database = state.data_dir.join(crate::db::DATABASE_FILE);
+    let database_bytes = std::fs::metadata(&database).map_or(0, |m| m.len());
+    let uptime = state.started_at.elapsed().as_secs();
+    let page = SettingsPage {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime: format!("{}h {:02}m {:02}s", uptime / 3600, uptime / 60 % 60, uptime % 60),
+        data_dir: state.data_dir.display().to_string(),
+        database_bytes: format_bytes(database_bytes),
+        proxy_host: settings.proxy_host.to_string(),
+        port_range: format!("{}–{}", settings.port_range.start(), settings.port_range.end()),
+        stop_timeout_seconds: settings.graceful_stop_timeout.as_secs(),
+    };
+    html(StatusCode::OK, &page)
+}
+
+fn format_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / f64::from(1 << 10)),
+        b => format!("{b} bytes"),
+    }
+}
+
+pub async fn not_found(req: HttpRequest) -> PageResult {
+    Err(PageError::NotFound(format!(
+        "There is no page at {}.",
+        req.path()
+    )))
+}

@@ -1,0 +1,403 @@
+//! What the templates show: view models built from registry snapshots, and the template structs.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use crate::providers::ProviderKind;
+use crate::registry::input::{FieldError, PortInput, ProxyInput, TagsInput};
+use crate::registry::spec::ProxySpec;
+use crate::registry::{ProxySnapshot, ProxyStatus, RegistrySettings, Totals};
+
+/// The host name proxies are reachable at, as seen by whoever made this request: proxies bound
+/// to loopback are only reachable there, proxies bound beyond it are reached the way the browser
+/// reached the dashboard (an intranet user sees `devbox.corp`, not `127.0.0.1`).
+pub struct ProxyHost(String);
+
+impl ProxyHost {
+    pub fn for_request(req: &HttpRequest, settings: &RegistrySettings) -> Self {
+        let bound = settings.proxy_host;
+        let host = if bound.is_loopback() || !bound.is_unspecified() {
+            ip_for_url(bound)
+        } else {
+            let info = req.connection_info();
+            strip_port(info.host()).to_owned()
+        };
+        ProxyHost(host)
+    }
+
+    pub fn url(&self, port: u16) -> String {
+        format!("http://{}:{port}", self.0)
+    }
+}
+
+fn ip_for_url(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// `host:port`, `[v6]:port` or a bare host, to the host alone.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CacheJson {
+    pub enabled: bool,
+    pub mode: &'static str,
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A proxy in the admin API's contract shape.
+#[derive(Debug, Serialize)]
+pub struct ProxyJson {
+    pub id: i32,
+    pub name: String,
+    pub provider: ProviderKind,
+    pub port: u16,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub upstream_url: Option<String>,
+    pub status: ProxyStatus,
+    pub last_error: Option<String>,
+    pub url: String,
+    pub created_at: String,
+    pub cache: CacheJson,
+    pub vertex_service_account_file: Option<String>,
+    pub aws_region: Option<String>,
+    pub listening_port: Option<u16>,
+    pub in_flight: usize,
+}
+
+impl ProxyJson {
+    pub fn new(snapshot: &ProxySnapshot, host: &ProxyHost) -> Self {
+        let spec: &ProxySpec = &snapshot.spec;
+        ProxyJson {
+            id: spec.id.0,
+            name: spec.name.clone(),
+            provider: spec.provider,
+            port: spec.port,
+            description: spec.description.clone(),
+            tags: spec.tags.clone(),
+            upstream_url: spec.upstream_url.clone(),
+            status: snapshot.status,
+            last_error: snapshot.last_error.clone(),
+            url: host.url(snapshot.listening_port.unwrap_or(spec.port)),
+            created_at: spec
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            cache: CacheJson {
+                enabled: spec.cache.enabled,
+                mode: spec.cache.mode.as_str(),
+                ttl_seconds: spec.cache.ttl_seconds,
+            },
+            vertex_service_account_file: spec.vertex_service_account_file.clone(),
+            aws_region: spec.aws_region.clone(),
+            listening_port: snapshot.listening_port,
+            in_flight: snapshot.in_flight,
+        }
+    }
+}
+
+/// One proxy card on the Proxies page.
+pub struct ProxyCard {
+    pub id: i32,
+    pub name: String,
+    pub provider_id: &'static str,
+    pub provider_name: &'static str,
+    pub port: u16,
+    pub listening_port: Option<u16>,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub status: &'static str,
+    pub last_error: Option<String>,
+    pub sdk_setting: &'static str,
+    pub sdk_url: String,
+    pub in_flight: usize,
+    pub failures_enabled: bool,
+    pub active: bool,
+}
+
+impl ProxyCard {
+    pub fn new(snapshot: &ProxySnapshot, host: &ProxyHost) -> Self {
+        let spec = &snapshot.spec;
+        let hint = spec.provider.provider().sdk_hint();
+        ProxyCard {
+            id: spec.id.0,
+            name: spec.name.clone(),
+            provider_id: spec.provider.id(),
+            provider_name: spec.provider.name(),
+            port: spec.port,
+            listening_port: snapshot.listening_port.filter(|_| snapshot.port_change_pending()),
+            description: spec.description.clone(),
+            tags: spec.tags.clone(),
+            status: snapshot.status.as_str(),
+            last_error: snapshot.last_error.clone(),
+            sdk_setting: hint.setting,
+            sdk_url: format!(
+                "{}{}",
+                host.url(snapshot.listening_port.unwrap_or(spec.port)),
+                hint.path
+            ),
+            in_flight: snapshot.in_flight,
+            failures_enabled: snapshot.has_failures_enabled(),
+            active: snapshot.status.is_active(),
+        }
+    }
+
+    fn matches(&self, filters: &ProxyFilters) -> bool {
+        let query = filters.q.trim().to_lowercase();
+        let text_matches = query.is_empty()
+            || [
+                self.name.as_str(),
+                self.description.as_str(),
+                self.provider_name,
+                self.provider_id,
+            ]
+            .iter()
+            .any(|field| field.to_lowercase().contains(&query))
+            || self.port.to_string().contains(&query)
+            || self.tags.iter().any(|t| t.to_lowercase().contains(&query));
+        let status_matches = filters.status.is_empty() || filters.status == self.status;
+        let provider_matches = filters.provider.is_empty() || filters.provider == self.provider_id;
+        text_matches && status_matches && provider_matches
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProxyFilters {
+    pub q: String,
+    pub status: String,
+    pub provider: String,
+}
+
+impl ProxyFilters {
+    pub fn apply(&self, cards: Vec<ProxyCard>) -> Vec<ProxyCard> {
+        cards.into_iter().filter(|c| c.matches(self)).collect()
+    }
+
+    pub fn status_is(&self, status: &str) -> bool {
+        self.status == status
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.q.trim().is_empty() && self.status.is_empty() && self.provider.is_empty()
+    }
+}
+
+pub struct ProviderOption {
+    pub id: &'static str,
+    pub name: &'static str,
+}
+
+pub fn provider_options() -> Vec<ProviderOption> {
+    ProviderKind::ALL
+        .iter()
+        .map(|kind| ProviderOption {
+            id: kind.id(),
+            name: kind.name(),
+        })
+        .collect()
+}
+
+/// The create and configure forms as typed, so a rejected form comes back with what was entered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProxyForm {
+    pub name: String,
+    pub provider: String,
+    pub port: String,
+    pub description: String,
+    pub tags: String,
+    pub upstream_url: String,
+}
+
+impl ProxyForm {
+    pub fn from_spec(spec: &ProxySpec) -> Self {
+        ProxyForm {
+            name: spec.name.clone(),
+            provider: spec.provider.id().to_owned(),
+            port: spec.port.to_string(),
+            description: spec.description.clone(),
+            tags: spec.tags.join(", "),
+            upstream_url: spec.upstream_url.clone().unwrap_or_default(),
+        }
+    }
+
+    /// For an edit the provider is fixed, so it is left out.
+    pub fn to_input(&self, include_provider: bool) -> ProxyInput {
+        ProxyInput {
+            name: Some(self.name.clone()),
+            provider: include_provider.then(|| self.provider.clone()),
+            port: Some(PortInput::Text(self.port.clone())),
+            description: Some(self.description.clone()),
+            tags: Some(TagsInput::Text(self.tags.clone())),
+            upstream_url: Some(self.upstream_url.clone()),
+            ..ProxyInput::default()
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct FormErrors(BTreeMap<&'static str, String>);
+
+impl FormErrors {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    /// Errors about fields the form does not show (a failed save, say).
+    pub fn general(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(field, _)| !FORM_FIELDS.contains(field))
+            .map(|(_, message)| message.as_str())
+            .collect()
+    }
+}
+
+const FORM_FIELDS: [&str; 6] = ["name", "provider", "port", "description", "tags", "upstream_url"];
+
+impl From<Vec<FieldError>> for FormErrors {
+    fn from(errors: Vec<FieldError>) -> Self {
+        let mut map = BTreeMap::new();
+        for error in errors {
+            map.entry(error.field).or_insert(error.message);
+        }
+        FormErrors(map)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub status: u16,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/index.html")]
+pub struct DashboardPage {
+    pub stats: DashboardStats,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/_stats.html")]
+pub struct DashboardStatsFragment {
+    pub stats: DashboardStats,
+}
+
+pub struct DashboardStats {
+    pub totals: Totals,
+    pub in_flight: usize,
+    pub cards: Vec<ProxyCard>,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/list.html")]
+pub struct ProxiesPage {
+    pub totals: Totals,
+    pub filters: ProxyFilters,
+    pub cards: Vec<ProxyCard>,
+    pub providers: Vec<ProviderOption>,
+    /// A modal rendered open, for fragment URLs loaded as full pages.
+    pub modal: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_grid.html")]
+pub struct ProxyGrid {
+    pub filters: ProxyFilters,
+    pub cards: Vec<ProxyCard>,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_card.html")]
+pub struct ProxyCardFragment {
+    pub card: ProxyCard,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_totals.html")]
+pub struct TotalsFragment {
+    pub totals: Totals,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_create_modal.html")]
+pub struct CreateModal {
+    pub form: ProxyForm,
+    pub errors: FormErrors,
+    pub providers: Vec<ProviderOption>,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_created_modal.html")]
+pub struct CreatedModal {
+    pub card: ProxyCard,
+    pub warning: String,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_edit_modal.html")]
+pub struct EditModal {
+    pub id: i32,
+    pub provider_name: &'static str,
+    pub running: bool,
+    pub form: ProxyForm,
+    pub errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_port_check.html")]
+pub struct PortCheck {
+    pub message: Option<String>,
+    pub warning: bool,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/delete.html")]
+pub struct ConfirmDeletePage {
+    pub card: ProxyCard,
+}
+
+#[derive(Template)]
+#[template(path = "logs/index.html")]
+pub struct LogsPage;
+
+#[derive(Template)]
+#[template(path = "settings/index.html")]
+pub struct SettingsPage {
+    pub version: &'static str,
+    pub uptime: String,
+    pub data_dir: String,
+    pub database_bytes: String,
+    pub proxy_host: String,
+    pub port_range: String,
+    pub stop_timeout_seconds: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn host_without_port() {
+        assert_eq!(strip_port("devbox.corp:8000"), "devbox.corp");
+        assert_eq!(strip_port("devbox.corp"), "devbox.corp");
+        assert_eq!(strip_port("[fe80::1]:8000"), "[fe80::1]");
+        assert_eq!(strip_port("10.0.0.5:80"), "10.0.0.5");
+    }
+}
