@@ -8,7 +8,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "rubberduck", version, about = "LLM caching reverse proxy with failure simulation")]
+#[command(
+    name = "rubberduck",
+    version,
+    about = "LLM caching reverse proxy with failure simulation"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -21,7 +21,10 @@ pub type DbConn = PooledConnection<ConnectionManager<SqliteConnection>>;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot open the database: {0}")]
     Connect(#[from] diesel::ConnectionError),
     #[error("cannot apply database migrations: {0}")]

@@ -18,7 +18,10 @@ impl Provider for Anthropic {
     }
 
     fn sdk_hint(&self) -> SdkHint {
-        SdkHint { setting: "base_url", path: "" }
+        SdkHint {
+            setting: "base_url",
+            path: "",
+        }
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

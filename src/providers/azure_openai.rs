@@ -19,7 +19,10 @@ impl Provider for AzureOpenAi {
     }
 
     fn sdk_hint(&self) -> SdkHint {
-        SdkHint { setting: "azure_endpoint", path: "" }
+        SdkHint {
+            setting: "azure_endpoint",
+            path: "",
+        }
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

@@ -20,7 +20,10 @@ impl Provider for Bedrock {
     }
 
     fn sdk_hint(&self) -> SdkHint {
-        SdkHint { setting: "endpoint_url", path: "" }
+        SdkHint {
+            setting: "endpoint_url",
+            path: "",
+        }
     }
 
     /// botocore reads the error code from `x-amzn-ErrorType` and the text from `message`.

@@ -19,7 +19,10 @@ impl Provider for DeepSeek {
     }
 
     fn sdk_hint(&self) -> SdkHint {
-        SdkHint { setting: "base_url", path: "/v1" }
+        SdkHint {
+            setting: "base_url",
+            path: "/v1",
+        }
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

@@ -71,7 +71,9 @@ impl fmt::Display for ProviderKind {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown provider “{0}”; expected one of openai, anthropic, azure_openai, bedrock, vertex_ai, deepseek")]
+#[error(
+    "unknown provider “{0}”; expected one of openai, anthropic, azure_openai, bedrock, vertex_ai, deepseek"
+)]
 pub struct UnknownProvider(pub String);
 
 impl FromStr for ProviderKind {

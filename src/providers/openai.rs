@@ -18,7 +18,10 @@ impl Provider for OpenAi {
     }
 
     fn sdk_hint(&self) -> SdkHint {
-        SdkHint { setting: "base_url", path: "/v1" }
+        SdkHint {
+            setting: "base_url",
+            path: "/v1",
+        }
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

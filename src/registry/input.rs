@@ -5,7 +5,8 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 
 use actix_web::http::Uri;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::spec::{CacheMode, CacheSettings, ProxySpec};
 use crate::providers::ProviderKind;
@@ -33,23 +34,20 @@ impl FieldError {
 }
 
 /// A port as typed: forms send text, JSON clients send numbers.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum PortInput {
     Number(i64),
     Text(String),
 }
 
 /// Tags as a JSON list or as the comma-separated text of a form field.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum TagsInput {
     List(Vec<String>),
     Text(String),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct CacheInput {
     pub enabled: Option<bool>,
     pub mode: Option<String>,
@@ -57,8 +55,7 @@ pub struct CacheInput {
 }
 
 /// Fields absent from a PATCH keep their value; an empty string clears an optional text field.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct ProxyInput {
     pub name: Option<String>,
     pub provider: Option<String>,
@@ -72,6 +69,58 @@ pub struct ProxyInput {
 }
 
 impl ProxyInput {
+    /// Reads an API body field by field, so a wrong type is reported against its field.
+    pub fn from_json(body: serde_json::Value) -> Result<Self, FieldError> {
+        let serde_json::Value::Object(fields) = body else {
+            return Err(FieldError::new("body", "The body must be a JSON object."));
+        };
+        let mut input = ProxyInput::default();
+        for (key, value) in fields {
+            match key.as_str() {
+                "name" => input.name = json_text("name", value)?,
+                "provider" => input.provider = json_text("provider", value)?,
+                "description" => input.description = json_text("description", value)?,
+                "upstream_url" => input.upstream_url = json_text("upstream_url", value)?,
+                "aws_region" => input.aws_region = json_text("aws_region", value)?,
+                "vertex_service_account_file" => {
+                    input.vertex_service_account_file =
+                        json_text("vertex_service_account_file", value)?;
+                }
+                "port" => {
+                    input.port = match value {
+                        Value::Null => None,
+                        Value::Number(n) => Some(PortInput::Number(n.as_i64().unwrap_or(-1))),
+                        Value::String(text) => Some(PortInput::Text(text)),
+                        _ => return Err(FieldError::new("port", "Port must be a number or null.")),
+                    };
+                }
+                "tags" => {
+                    input.tags = match value {
+                        Value::Null => Some(TagsInput::List(Vec::new())),
+                        Value::String(text) => Some(TagsInput::Text(text)),
+                        Value::Array(items) => Some(TagsInput::List(
+                            items
+                                .into_iter()
+                                .map(|item| match item {
+                                    Value::String(tag) => Ok(tag),
+                                    _ => Err(FieldError::new("tags", "Tags must be strings.")),
+                                })
+                                .collect::<Result<_, _>>()?,
+                        )),
+                        _ => {
+                            return Err(FieldError::new("tags", "Tags must be a list of strings."));
+                        }
+                    };
+                }
+                "cache" => input.cache = Some(CacheInput::from_json(value)?),
+                _ => {
+                    return Err(FieldError::new("body", format!("Unknown field “{key}”.")));
+                }
+            }
+        }
+        Ok(input)
+    }
+
     /// The complete input that reproduces `spec`, for overlaying a partial edit on it.
     pub fn from_spec(spec: &ProxySpec) -> Self {
         ProxyInput {
@@ -117,6 +166,61 @@ impl ProxyInput {
             }
         }
         self
+    }
+}
+
+impl CacheInput {
+    fn from_json(value: Value) -> Result<Self, FieldError> {
+        let Value::Object(fields) = value else {
+            return Err(FieldError::new(
+                "cache",
+                "cache must be an object with enabled, mode and ttl_seconds.",
+            ));
+        };
+        let mut cache = CacheInput::default();
+        for (key, value) in fields {
+            match (key.as_str(), value) {
+                ("enabled", Value::Bool(enabled)) => cache.enabled = Some(enabled),
+                ("enabled", _) => {
+                    return Err(FieldError::new(
+                        "cache.enabled",
+                        "cache.enabled must be true or false.",
+                    ));
+                }
+                ("mode", Value::String(mode)) => cache.mode = Some(mode),
+                ("mode", _) => {
+                    return Err(FieldError::new(
+                        "cache.mode",
+                        "cache.mode must be read_write or replay_only.",
+                    ));
+                }
+                ("ttl_seconds", Value::Null) => cache.ttl_seconds = None,
+                ("ttl_seconds", Value::Number(n)) => {
+                    cache.ttl_seconds = Some(n.as_i64().unwrap_or(-1))
+                }
+                ("ttl_seconds", _) => {
+                    return Err(FieldError::new(
+                        "cache.ttl_seconds",
+                        "cache.ttl_seconds must be a number of seconds or null.",
+                    ));
+                }
+                (other, _) => {
+                    return Err(FieldError::new(
+                        "cache",
+                        format!("Unknown cache field “{other}”."),
+                    ));
+                }
+            }
+        }
+        Ok(cache)
+    }
+}
+
+fn json_text(field: &'static str, value: Value) -> Result<Option<String>, FieldError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) => Ok(Some(text)),
+        _ => Err(FieldError::new(field, format!("{field} must be a string."))),
     }
 }
 
@@ -403,7 +507,12 @@ mod tests {
     }
 
     fn fields(result: Result<ValidProxy, Vec<FieldError>>) -> Vec<&'static str> {
-        result.err().unwrap_or_default().iter().map(|e| e.field).collect()
+        result
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -422,7 +531,11 @@ mod tests {
         assert_eq!(validate(&ok, &RANGE).map(|v| v.port).ok(), Some(Some(8123)));
         ok.port = Some(PortInput::Text(String::new()));
         assert_eq!(validate(&ok, &RANGE).map(|v| v.port).ok(), Some(None));
-        for bad in [PortInput::Number(10_000), PortInput::Number(-1), PortInput::Text("80a".into())] {
+        for bad in [
+            PortInput::Number(10_000),
+            PortInput::Number(-1),
+            PortInput::Text("80a".into()),
+        ] {
             ok.port = Some(bad);
             assert_eq!(fields(validate(&ok, &RANGE)), ["port"]);
         }
@@ -430,7 +543,10 @@ mod tests {
 
     #[test]
     fn azure_needs_an_endpoint() {
-        assert_eq!(fields(validate(&input("a", "azure_openai"), &RANGE)), ["upstream_url"]);
+        assert_eq!(
+            fields(validate(&input("a", "azure_openai"), &RANGE)),
+            ["upstream_url"]
+        );
         let mut with_endpoint = input("a", "azure_openai");
         with_endpoint.upstream_url = Some("https://r.openai.azure.com/".into());
         let valid = validate(&with_endpoint, &RANGE).ok();
@@ -444,7 +560,10 @@ mod tests {
     fn tags_from_text_are_trimmed_and_deduplicated() {
         let mut tagged = input("a", "openai");
         tagged.tags = Some(TagsInput::Text(" ci, prod ,ci,, ".into()));
-        assert_eq!(validate(&tagged, &RANGE).map(|v| v.tags).ok(), Some(vec!["ci".to_owned(), "prod".to_owned()]));
+        assert_eq!(
+            validate(&tagged, &RANGE).map(|v| v.tags).ok(),
+            Some(vec!["ci".to_owned(), "prod".to_owned()])
+        );
     }
 
     #[test]

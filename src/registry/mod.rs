@@ -89,14 +89,11 @@ impl ProxySnapshot {
     }
 
     pub fn has_failures_enabled(&self) -> bool {
-        self.spec
-            .failure_config
-            .as_object()
-            .is_some_and(|kinds| {
-                kinds
-                    .values()
-                    .any(|kind| kind.get("enabled").and_then(|e| e.as_bool()) == Some(true))
-            })
+        self.spec.failure_config.as_object().is_some_and(|kinds| {
+            kinds
+                .values()
+                .any(|kind| kind.get("enabled").and_then(|e| e.as_bool()) == Some(true))
+        })
     }
 }
 
@@ -157,7 +154,9 @@ impl ManagedProxy {
 /// A poisoned lock only means another thread panicked mid-update of plain status fields; the
 /// data is still the best we have.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub struct ProxyRegistry {
@@ -214,10 +213,9 @@ impl ProxyRegistry {
     /// Returns how many are running afterwards.
     pub async fn restore(&self) -> usize {
         for (id, proxy) in self.entries() {
-            if lock(&proxy.runtime).desired_running {
-                if let Err(e) = self.start(id).await {
-                    log::error!("cannot restore proxy {id}: {e}");
-                }
+            let wanted = lock(&proxy.runtime).desired_running;
+            if wanted && let Err(e) = self.start(id).await {
+                log::error!("cannot restore proxy {id}: {e}");
             }
         }
         self.running_count()
@@ -358,7 +356,11 @@ impl ProxyRegistry {
 
     /// Applies an edit. Everything but the port takes effect at once on a running proxy; a new
     /// port applies at the next start.
-    pub async fn update(&self, id: ProxyId, edit: ProxyInput) -> Result<ProxySnapshot, RegistryError> {
+    pub async fn update(
+        &self,
+        id: ProxyId,
+        edit: ProxyInput,
+    ) -> Result<ProxySnapshot, RegistryError> {
         let proxy = self.entry(id)?;
         let current = proxy.live.spec.load_full();
         if edit
@@ -499,7 +501,10 @@ impl ProxyRegistry {
                     }
                 });
                 self.set_status(id, proxy, ProxyStatus::Running, None);
-                log::info!("proxy {id} listening on {}:{port}", self.settings.proxy_host);
+                log::info!(
+                    "proxy {id} listening on {}:{port}",
+                    self.settings.proxy_host
+                );
                 None
             }
             Err(message) => {
@@ -587,7 +592,11 @@ impl ProxyRegistry {
     }
 
     /// A port is claimed when another proxy is configured for it or still listens on it.
-    fn check_port_unclaimed(&self, port: u16, except: Option<ProxyId>) -> Result<(), RegistryError> {
+    fn check_port_unclaimed(
+        &self,
+        port: u16,
+        except: Option<ProxyId>,
+    ) -> Result<(), RegistryError> {
         if self.settings.reserved_ports.contains(&port) {
             return Err(RegistryError::Invalid(vec![FieldError::new(
                 "port",
@@ -632,7 +641,8 @@ impl ProxyRegistry {
         if own_port == Some(port) {
             return Ok(None);
         }
-        self.check_port_unclaimed(port, proxy).map_err(|e| e.to_string())?;
+        self.check_port_unclaimed(port, proxy)
+            .map_err(|e| e.to_string())?;
         if ports::is_free_in_os(self.settings.proxy_host, port) {
             Ok(None)
         } else {

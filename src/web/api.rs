@@ -4,13 +4,13 @@ use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::AppState;
 use super::error::ApiError;
 use super::views::{ProxyHost, ProxyJson};
-use super::AppState;
 use crate::db;
 use crate::providers::ProviderKind;
 use crate::registry::ProxySnapshot;
-use crate::registry::input::ProxyInput;
+use crate::registry::input::{FieldError, ProxyInput};
 use crate::registry::spec::ProxyId;
 
 type ApiResult = Result<HttpResponse, ApiError>;
@@ -72,7 +72,10 @@ pub async fn providers() -> HttpResponse {
 }
 
 fn proxy_json(req: &HttpRequest, state: &AppState, snapshot: &ProxySnapshot) -> ProxyJson {
-    ProxyJson::new(snapshot, &ProxyHost::for_request(req, state.registry.settings()))
+    ProxyJson::new(
+        snapshot,
+        &ProxyHost::for_request(req, state.registry.settings()),
+    )
 }
 
 pub async fn list_proxies(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -86,43 +89,32 @@ pub async fn list_proxies(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     HttpResponse::Ok().json(proxies)
 }
 
-/// Creating starts the proxy unless the body says `"start": false`.
-fn yes() -> bool {
-    true
-}
-
 pub async fn create_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> ApiResult {
+    // Creating starts the proxy unless the body says `"start": false`.
     let mut body = body.into_inner();
     let start = match body.as_object_mut().map(|o| o.remove("start")) {
         Some(Some(serde_json::Value::Bool(start))) => start,
-        Some(Some(_)) => return Err(ApiError::BadRequest("“start” must be true or false".into())),
-        Some(None) => yes(),
-        None => return Err(ApiError::BadRequest("the body must be a JSON object".into())),
+        Some(Some(_)) => {
+            return Err(ApiError::Invalid(FieldError::new(
+                "start",
+                "start must be true or false.",
+            )));
+        }
+        Some(None) | None => true,
     };
     let input: ProxyInput = parse_input(body)?;
     let created = state.registry.create(&input, start).await?;
-    let mut json = serde_json::to_value(proxy_json(&req, &state, &created.snapshot))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let (Some(object), Some(warning)) = (json.as_object_mut(), created.warning) {
-        object.insert("warning".into(), warning.into());
-    }
+    let mut json = proxy_json(&req, &state, &created.snapshot);
+    json.warning = created.warning;
     Ok(HttpResponse::Created().json(json))
 }
 
-/// Unknown fields and wrong types are the user's mistake: a 422 naming the field.
 fn parse_input(body: serde_json::Value) -> Result<ProxyInput, ApiError> {
-    serde_json::from_value(body).map_err(|e| {
-        let message = e.to_string();
-        let field = ["name", "provider", "port", "description", "tags", "upstream_url", "cache", "vertex_service_account_file", "aws_region"]
-            .into_iter()
-            .find(|field| message.contains(&format!("`{field}`")))
-            .unwrap_or("body");
-        ApiError::Invalid(crate::registry::input::FieldError::new(field, message))
-    })
+    ProxyInput::from_json(body).map_err(ApiError::Invalid)
 }
 
 pub async fn get_proxy(

@@ -44,11 +44,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/proxies/{id:\\d+}", web::delete().to(api::delete_proxy))
                 .route("/proxies/{id:\\d+}/start", web::post().to(api::start_proxy))
                 .route("/proxies/{id:\\d+}/stop", web::post().to(api::stop_proxy))
-                .route("/proxies/{id:\\d+}/restart", web::post().to(api::restart_proxy))
+                .route(
+                    "/proxies/{id:\\d+}/restart",
+                    web::post().to(api::restart_proxy),
+                )
                 .default_service(web::to(api::not_found)),
         )
         .route("/", web::get().to(pages::dashboard))
-        .route("/dashboard/stats", web::get().to(pages::dashboard_stats_fragment))
+        .route(
+            "/dashboard/stats",
+            web::get().to(pages::dashboard_stats_fragment),
+        )
         .route("/proxies", web::get().to(pages::proxies))
         .route("/proxies", web::post().to(pages::create_proxy))
         .route("/proxies/new", web::get().to(pages::new_proxy))
@@ -57,12 +63,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/proxies/{id:\\d+}", web::get().to(pages::proxy_card))
         .route("/proxies/{id:\\d+}", web::post().to(pages::update_proxy))
         .route("/proxies/{id:\\d+}/edit", web::get().to(pages::edit_proxy))
-        .route("/proxies/{id:\\d+}/start", web::post().to(pages::start_proxy))
+        .route(
+            "/proxies/{id:\\d+}/start",
+            web::post().to(pages::start_proxy),
+        )
         .route("/proxies/{id:\\d+}/stop", web::post().to(pages::stop_proxy))
-        .route("/proxies/{id:\\d+}/restart", web::post().to(pages::restart_proxy))
-        .route("/proxies/{id:\\d+}/duplicate", web::post().to(pages::duplicate_proxy))
-        .route("/proxies/{id:\\d+}/delete", web::get().to(pages::confirm_delete))
-        .route("/proxies/{id:\\d+}/delete", web::post().to(pages::delete_proxy))
+        .route(
+            "/proxies/{id:\\d+}/restart",
+            web::post().to(pages::restart_proxy),
+        )
+        .route(
+            "/proxies/{id:\\d+}/duplicate",
+            web::post().to(pages::duplicate_proxy),
+        )
+        .route(
+            "/proxies/{id:\\d+}/delete",
+            web::get().to(pages::confirm_delete),
+        )
+        .route(
+            "/proxies/{id:\\d+}/delete",
+            web::post().to(pages::delete_proxy),
+        )
         .route("/ui/close-modal", web::get().to(pages::close_modal))
         .route("/logs", web::get().to(pages::logs))
         .route("/settings", web::get().to(pages::settings))

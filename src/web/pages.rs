@@ -357,11 +357,20 @@ pub async fn settings(state: web::Data<AppState>) -> PageResult {
     let uptime = state.started_at.elapsed().as_secs();
     let page = SettingsPage {
         version: env!("CARGO_PKG_VERSION"),
-        uptime: format!("{}h {:02}m {:02}s", uptime / 3600, uptime / 60 % 60, uptime % 60),
+        uptime: format!(
+            "{}h {:02}m {:02}s",
+            uptime / 3600,
+            uptime / 60 % 60,
+            uptime % 60
+        ),
         data_dir: state.data_dir.display().to_string(),
         database_bytes: format_bytes(database_bytes),
         proxy_host: settings.proxy_host.to_string(),
-        port_range: format!("{}–{}", settings.port_range.start(), settings.port_range.end()),
+        port_range: format!(
+            "{}–{}",
+            settings.port_range.start(),
+            settings.port_range.end()
+        ),
         stop_timeout_seconds: settings.graceful_stop_timeout.as_secs(),
     };
     html(StatusCode::OK, &page)

@@ -78,6 +78,9 @@ pub struct ProxyJson {
     pub aws_region: Option<String>,
     pub listening_port: Option<u16>,
     pub in_flight: usize,
+    /// Set on creation when the port is busy in the OS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl ProxyJson {
@@ -106,6 +109,7 @@ impl ProxyJson {
             aws_region: spec.aws_region.clone(),
             listening_port: snapshot.listening_port,
             in_flight: snapshot.in_flight,
+            warning: None,
         }
     }
 }
@@ -139,7 +143,9 @@ impl ProxyCard {
             provider_id: spec.provider.id(),
             provider_name: spec.provider.name(),
             port: spec.port,
-            listening_port: snapshot.listening_port.filter(|_| snapshot.port_change_pending()),
+            listening_port: snapshot
+                .listening_port
+                .filter(|_| snapshot.port_change_pending()),
             description: spec.description.clone(),
             tags: spec.tags.clone(),
             status: snapshot.status.as_str(),
@@ -268,7 +274,14 @@ impl FormErrors {
     }
 }
 
-const FORM_FIELDS: [&str; 6] = ["name", "provider", "port", "description", "tags", "upstream_url"];
+const FORM_FIELDS: [&str; 6] = [
+    "name",
+    "provider",
+    "port",
+    "description",
+    "tags",
+    "upstream_url",
+];
 
 impl From<Vec<FieldError>> for FormErrors {
     fn from(errors: Vec<FieldError>) -> Self {

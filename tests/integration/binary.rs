@@ -1,0 +1,141 @@
+//! The real `rubberduck` binary: flags and environment, the startup line, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::support::{accepts_connections, port_block, port_of};
+
+struct Server {
+    child: Child,
+    dashboard: String,
+    output: mpsc::Receiver<String>,
+}
+
+/// Starts the binary through `serve` with flags for some settings and environment for others,
+/// and reads the dashboard address from its startup line.
+fn start(data_dir: &std::path::Path, ports: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rubberduck"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUBBERDUCK_PROXY_PORTS", ports)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (sender, output) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let dashboard = loop {
+        let line = output
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a startup line within 30 s");
+        if let Some(rest) = line.split("dashboard on ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
+        }
+    };
+    Server {
+        child,
+        dashboard,
+        output,
+    }
+}
+
+fn terminate(mut server: Server) -> Vec<String> {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = server.child.wait().expect("the binary exits");
+    assert!(exit.success(), "SIGTERM is a clean exit, got {exit}");
+    server.output.try_iter().collect()
+}
+
+#[actix_web::test]
+async fn the_binary_serves_and_survives_sigterm() {
+    let data = tempfile::tempdir().expect("tmp");
+    let block = port_block();
+    let ports = format!("{}-{}", block.start(), block.end());
+
+    let server = start(data.path(), &ports);
+    assert!(
+        server.dashboard.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.dashboard
+    );
+    let client = awc::Client::new();
+    let health: Value = client
+        .get(format!("{}/healthz", server.dashboard))
+        .send()
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "ok");
+    let proxy: Value = client
+        .post(format!("{}/api/proxies", server.dashboard))
+        .send_json(&json!({"name": "Durable", "provider": "openai"}))
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let port = port_of(&proxy);
+    assert_eq!(
+        port,
+        *block.start(),
+        "ports come from RUBBERDUCK_PROXY_PORTS"
+    );
+    assert!(accepts_connections(port));
+
+    let output = terminate(server);
+    assert!(!accepts_connections(port));
+    assert!(
+        output.iter().any(|l| l.contains("shutting down")),
+        "{output:?}"
+    );
+    assert!(data.path().join("rubberduck.sqlite3").is_file());
+
+    let server = start(data.path(), &ports);
+    let list: Value = client
+        .get(format!("{}/api/proxies", server.dashboard))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        list[0]["status"], "running",
+        "SIGTERM kept the desired state"
+    );
+    assert!(accepts_connections(port));
+    terminate(server);
+}
+
+#[test]
+fn bad_flags_are_reported_plainly() {
+    let output = Command::new(env!("CARGO_BIN_EXE_rubberduck"))
+        .args(["serve", "--proxy-ports", "9000"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a port range"), "{stderr}");
+}

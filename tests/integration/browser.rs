@@ -1,0 +1,236 @@
+//! The Proxies page in headless Chromium: create a proxy from the modal, see it run, stop it,
+//! and see a change made elsewhere arrive live.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use super::support::{TestApp, id_of};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct ChromeDriver(Child);
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts chromedriver and a headless Chromium session. Fails loudly when Chromium is missing:
+/// `.ci/run` installs it (`apt-get install chromium chromium-driver`).
+async fn browser() -> (ChromeDriver, Client, tempfile::TempDir) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (apt-get install chromium chromium-driver)");
+    let driver = ChromeDriver(driver);
+    let profile = tempfile::tempdir().expect("profile dir");
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                "--no-first-run", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    });
+    let capabilities = match capabilities {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("a JSON object literal"),
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_error = None;
+    for _ in 0..50 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => return (driver, client, profile),
+            Err(e) => last_error = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("cannot start a Chromium session: {last_error:?}");
+}
+
+fn artifact(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir.join(name)
+}
+
+async fn save_screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("a screenshot");
+    std::fs::write(artifact(name), png).expect("screenshot saved");
+}
+
+/// The page updates itself live, so an element found a moment ago may have been replaced by a
+/// fresh copy; these look the element up again instead of failing on a stale reference.
+async fn text_of(client: &Client, css: &str) -> String {
+    let mut last_error = None;
+    for _ in 0..20 {
+        match client.find(Locator::Css(css)).await {
+            Ok(element) => match element.text().await {
+                Ok(text) => return text,
+                Err(e) => last_error = Some(e),
+            },
+            Err(e) => last_error = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot read {css}: {last_error:?}");
+}
+
+async fn click(client: &Client, css: &str) {
+    let mut last_error = None;
+    for _ in 0..20 {
+        match client.find(Locator::Css(css)).await {
+            Ok(element) => match element.click().await {
+                Ok(()) => return,
+                Err(e) => last_error = Some(e),
+            },
+            Err(e) => last_error = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot click {css}: {last_error:?}");
+}
+
+async fn wait_for(client: &Client, css: &str, what: &str) {
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+async fn background_colour(client: &Client, selector: &str) -> String {
+    client
+        .execute(
+            "return getComputedStyle(document.querySelector(arguments[0])).backgroundColor;",
+            vec![json!(selector)],
+        )
+        .await
+        .expect("script runs")
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn create_a_proxy_from_the_modal_then_stop_it() {
+    let mut app = TestApp::start().await;
+    let (_driver, client, _profile) = browser().await;
+
+    client.goto(&app.url("/proxies")).await.expect("page opens");
+    wait_for(&client, ".empty-state", "an empty Proxies page").await;
+
+    click(&client, "#create-proxy").await;
+    wait_for(&client, "#create-proxy-form", "the modal opens").await;
+    assert_eq!(
+        client.current_url().await.expect("url").path(),
+        "/proxies",
+        "the modal opened in place, without navigating"
+    );
+
+    click(&client, "#create-proxy-form button[type=submit]").await;
+    wait_for(&client, "#name-error", "an inline error for the empty form").await;
+    assert_eq!(
+        text_of(&client, "#name-error").await,
+        "Proxy name is required."
+    );
+
+    client
+        .find(Locator::Id("name"))
+        .await
+        .expect("name field")
+        .send_keys("Browser Proxy")
+        .await
+        .expect("type");
+    client
+        .find(Locator::Id("description"))
+        .await
+        .expect("description field")
+        .send_keys("Made in Chromium")
+        .await
+        .expect("type");
+    click(&client, "#create-proxy-form button[type=submit]").await;
+
+    wait_for(
+        &client,
+        "article.card[data-status='running']",
+        "the new card appears, running",
+    )
+    .await;
+    let text = text_of(&client, "article.card").await;
+    assert!(
+        text.contains("Browser Proxy") && text.contains("Made in Chromium"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{}/v1", app.ports.start())),
+        "{text}"
+    );
+    assert!(
+        client
+            .find_all(Locator::Css("#modal .modal"))
+            .await
+            .expect("query")
+            .is_empty(),
+        "the modal closed"
+    );
+    assert_eq!(
+        background_colour(&client, "article.card .dot").await,
+        "rgb(22, 163, 74)",
+        "the dot is green"
+    );
+    save_screenshot(&client, "proxies-running.png").await;
+
+    click(&client, "article.card .btn-stop").await;
+    wait_for(
+        &client,
+        "article.card[data-status='stopped']",
+        "the card shows stopped",
+    )
+    .await;
+    assert_eq!(
+        background_colour(&client, "article.card .dot").await,
+        "rgb(156, 163, 175)",
+        "the dot turned gray"
+    );
+    save_screenshot(&client, "proxies-stopped.png").await;
+
+    // A start made elsewhere (the API) reaches the open page live, totals included.
+    let (_, list) = app.get("/api/proxies").await;
+    let id = id_of(&list[0]);
+    app.post_empty(&format!("/api/proxies/{id}/start")).await;
+    wait_for(
+        &client,
+        "article.card[data-status='running']",
+        "the card turns running without a reload",
+    )
+    .await;
+    assert_eq!(text_of(&client, "#totals [data-stat='running']").await, "1");
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+}

@@ -1,0 +1,179 @@
+//! Starting Rubberduck for a test, and talking to it.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use rubberduck::app::{self, Running};
+use rubberduck::config::ServeArgs;
+use serde_json::Value;
+
+/// Tests run in parallel in one process, so each app gets its own block of proxy ports; two apps
+/// never race for the same port.
+const FIRST_TEST_PORT: u16 = 9000;
+const PORTS_PER_APP: u16 = 20;
+static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+pub fn port_block() -> RangeInclusive<u16> {
+    let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
+    let first = FIRST_TEST_PORT + block * PORTS_PER_APP;
+    assert!(first + PORTS_PER_APP <= 9999, "out of test port blocks");
+    first..=first + PORTS_PER_APP - 1
+}
+
+pub struct TestApp {
+    pub running: Option<Running>,
+    pub base: String,
+    pub ports: RangeInclusive<u16>,
+    args: ServeArgs,
+    _data: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        Self::start_with_ports(port_block()).await
+    }
+
+    pub async fn start_with_ports(ports: RangeInclusive<u16>) -> Self {
+        let data = tempfile::tempdir().expect("temp data dir");
+        let args = ServeArgs {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            data_dir: data.path().join("data"),
+            proxy_host: Ipv4Addr::LOCALHOST.into(),
+            proxy_ports: ports.clone(),
+            stop_timeout: 5,
+        };
+        let running = app::start(&args).await.expect("rubberduck starts");
+        TestApp {
+            base: format!("http://{}", running.admin_addr),
+            running: Some(running),
+            ports,
+            args,
+            _data: data,
+        }
+    }
+
+    /// Stops the whole app the way Ctrl-C does, then starts it again on the same data.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        let running = app::start(&self.args).await.expect("rubberduck restarts");
+        self.base = format!("http://{}", running.admin_addr);
+        self.running = Some(running);
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        send(awc::Client::new().get(self.url(path)), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        send(awc::Client::new().post(self.url(path)), Some(body)).await
+    }
+
+    pub async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
+        send(awc::Client::new().post(self.url(path)), None).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        send(awc::Client::new().patch(self.url(path)), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        send(awc::Client::new().delete(self.url(path)), None).await
+    }
+
+    /// Creates a proxy through the API and returns its JSON, asserting a 201.
+    pub async fn create(&self, body: Value) -> Value {
+        let (status, proxy) = self.post("/api/proxies", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{proxy}");
+        proxy
+    }
+
+    pub async fn get_text(&self, path: &str, htmx: bool) -> (StatusCode, String) {
+        let mut request = awc::Client::new().get(self.url(path));
+        if htmx {
+            request = request.insert_header(("HX-Request", "true"));
+        }
+        let mut response = request.send().await.expect("request sent");
+        let body = response.body().limit(4 << 20).await.expect("body read");
+        (
+            response.status(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    /// Posts a form as a browser would, without following the redirect.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)], htmx: bool) -> FormReply {
+        let client = awc::Client::builder().disable_redirects().finish();
+        let mut request = client.post(self.url(path));
+        if htmx {
+            request = request.insert_header(("HX-Request", "true"));
+        }
+        let mut response = request.send_form(&form).await.expect("form posted");
+        let body = response.body().limit(4 << 20).await.expect("body read");
+        FormReply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            html: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+pub struct FormReply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub html: String,
+}
+
+impl FormReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn send(request: awc::ClientRequest, body: Option<Value>) -> (StatusCode, Value) {
+    let mut response = match body {
+        Some(body) => request.send_json(&body).await,
+        None => request.send().await,
+    }
+    .expect("request sent");
+    let bytes = response.body().limit(4 << 20).await.expect("body read");
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("not JSON: {}", String::from_utf8_lossy(&bytes));
+        })
+    };
+    (response.status(), json)
+}
+
+pub fn accepts_connections(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_millis(500),
+    )
+    .is_ok()
+}
+
+pub fn port_of(proxy: &Value) -> u16 {
+    proxy["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .expect("proxy JSON has a port")
+}
+
+pub fn id_of(proxy: &Value) -> i64 {
+    proxy["id"].as_i64().expect("proxy JSON has an id")
+}
