@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, middleware, web};
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::ServeArgs;
 use crate::db::{self, DbError, DbPool};
+use crate::gateway::UpstreamSettings;
 use crate::registry::{ProxyRegistry, RegistrySettings};
 use crate::web::AppState;
 
@@ -35,6 +36,9 @@ pub struct Running {
 
 pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     let started_at = Instant::now();
+    // Both rustls backends can end up compiled in; choose one before any TLS client exists.
+    // An error only means a provider is already installed (a second start in one process).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let pool: DbPool = db::open(&args.data_dir)?;
     let settings = RegistrySettings {
         proxy_host: args.proxy_host,
@@ -42,6 +46,11 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         reserved_ports: vec![args.bind.port()],
         workers_per_proxy: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         graceful_stop_timeout: args.stop_timeout(),
+        upstream: UpstreamSettings {
+            response_timeout: Duration::from_secs(args.upstream_timeout),
+            connect_timeout: Duration::from_secs(10),
+            max_request_bytes: args.max_request_mb.saturating_mul(1 << 20),
+        },
     };
     let registry = ProxyRegistry::load(pool.clone(), settings).await?;
     let restored = registry.restore().await;

@@ -48,11 +48,34 @@ pub struct ServeArgs {
     /// Seconds a graceful stop waits for in-flight requests before closing them.
     #[arg(long, env = "RUBBERDUCK_STOP_TIMEOUT", default_value_t = 10)]
     pub stop_timeout: u64,
+
+    /// Seconds to wait for an upstream's response head (streamed bodies may run longer).
+    #[arg(long, env = "RUBBERDUCK_UPSTREAM_TIMEOUT", default_value_t = 600)]
+    pub upstream_timeout: u64,
+
+    /// Largest request body a proxy accepts, in MiB.
+    #[arg(long, env = "RUBBERDUCK_MAX_REQUEST_MB", default_value_t = 64)]
+    pub max_request_mb: usize,
 }
 
 impl ServeArgs {
     pub fn stop_timeout(&self) -> Duration {
         Duration::from_secs(self.stop_timeout)
+    }
+}
+
+impl Default for ServeArgs {
+    /// The defaults of the command line.
+    fn default() -> Self {
+        ServeArgs {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
+            data_dir: PathBuf::from("./data"),
+            proxy_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            proxy_ports: 8001..=9999,
+            stop_timeout: 10,
+            upstream_timeout: 600,
+            max_request_mb: 64,
+        }
     }
 }
 
@@ -77,6 +100,15 @@ fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_match_the_command_line() {
+        let parsed = Cli::try_parse_from(["rubberduck"]).expect("no arguments parse");
+        let defaults = ServeArgs::default();
+        assert_eq!(parsed.serve.bind, defaults.bind);
+        assert_eq!(parsed.serve.proxy_ports, defaults.proxy_ports);
+        assert_eq!(parsed.serve.upstream_timeout, defaults.upstream_timeout);
+    }
 
     #[test]
     fn port_ranges() {

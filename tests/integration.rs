@@ -3,10 +3,12 @@
 
 mod integration {
     pub mod support;
+    pub mod upstream;
 
     mod api;
     mod binary;
     mod browser;
+    mod forwarding;
     mod lifecycle;
     mod pages;
 }

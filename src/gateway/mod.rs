@@ -1,13 +1,20 @@
 //! The request pipeline each proxy port runs. Every proxy is its own actix server; this module
 //! builds its app from the live configuration the registry shares with it.
 
+mod error;
+mod forward;
+mod headers;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use arc_swap::ArcSwap;
 
-use crate::providers::ProxyErrorKind;
+pub use error::GatewayError;
+
+use crate::providers::ProviderState;
 use crate::registry::spec::ProxySpec;
 
 /// What a running proxy server reads on every request. The registry swaps `spec` whole when the
@@ -30,8 +37,8 @@ impl LiveProxy {
     }
 }
 
-/// Counts a request as in flight for as long as it is alive, however it ends.
-struct InFlight(Arc<LiveProxy>);
+/// Counts a request as in flight for as long as it is alive, streamed body included.
+pub(crate) struct InFlight(Arc<LiveProxy>);
 
 impl InFlight {
     fn enter(live: &Arc<LiveProxy>) -> Self {
@@ -46,24 +53,45 @@ impl Drop for InFlight {
     }
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig, live: Arc<LiveProxy>) {
-    cfg.app_data(web::Data::from(live))
+/// How proxies talk to their upstreams.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// From sending the request to the response head; a streamed body may take longer.
+    pub response_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_request_bytes: usize,
+}
+
+/// Everything one proxy server shares between its workers.
+pub struct ProxyServerState {
+    pub live: Arc<LiveProxy>,
+    pub provider_state: ProviderState,
+    pub upstream: UpstreamSettings,
+}
+
+/// Registers the pipeline on a proxy server's app; runs once per worker, so each worker gets
+/// its own pooled upstream client (awc clients are not `Send`).
+pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<ProxyServerState>) {
+    let client = forward::upstream_client(&state.upstream);
+    cfg.app_data(web::Data::new(client))
+        .app_data(web::Data::from(state))
         .default_service(web::to(handle));
 }
 
-async fn handle(req: HttpRequest, live: web::Data<LiveProxy>) -> HttpResponse {
-    let live = live.into_inner();
-    let _in_flight = InFlight::enter(&live);
-    let spec = live.spec.load();
+async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ProxyServerState>,
+    client: web::Data<awc::Client>,
+) -> HttpResponse {
+    let in_flight = InFlight::enter(&state.live);
+    let spec = state.live.spec.load_full();
     let provider = spec.provider.provider();
-    provider.error_response(
-        ProxyErrorKind::NotImplemented,
-        &format!(
-            "Rubberduck proxy “{}” does not forward {} {} to {} yet.",
-            spec.name,
-            req.method(),
-            req.path(),
-            provider.display_name()
-        ),
-    )
+    match forward::forward(&req, payload, &spec, &state, &client, in_flight).await {
+        Ok(response) => response,
+        Err(error) => {
+            log::debug!("proxy {}: {error}", spec.id);
+            error.to_response(provider)
+        }
+    }
 }

@@ -26,7 +26,8 @@ impl Provider for Anthropic {
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let error_type = match kind {
-            ProxyErrorKind::NotImplemented => "not_found_error",
+            ProxyErrorKind::BadRequest => "invalid_request_error",
+            ProxyErrorKind::Unauthorized => "authentication_error",
             ProxyErrorKind::BadGateway => "api_error",
             ProxyErrorKind::GatewayTimeout => "timeout_error",
             ProxyErrorKind::PayloadTooLarge => "request_too_large",

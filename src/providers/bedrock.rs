@@ -1,8 +1,200 @@
-use actix_web::HttpResponse;
+//! AWS Bedrock: requests are re-signed with SigV4, so `boto3` pointed at the proxy with
+//! `endpoint_url` works unchanged.
 
-use super::{Provider, ProviderKind, ProxyErrorKind, SdkHint};
+use std::time::SystemTime;
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4::SigningParams;
+use futures_util::future::LocalBoxFuture;
+
+use super::{
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, join_url,
+};
+use crate::gateway::GatewayError;
+use crate::registry::spec::ProxySpec;
+
+const SIGNING_NAME: &str = "bedrock";
+const ACCESS_KEY_HEADER: &str = "x-aws-access-key";
+const SECRET_KEY_HEADER: &str = "x-aws-secret-key";
+const SESSION_TOKEN_HEADER: &str = "x-aws-session-token";
+const REGION_HEADER: &str = "x-aws-region";
+
+/// Headers of the client's own signature, or carrying its secrets: never forwarded.
+const CLIENT_SIGNING_HEADERS: [&str; 8] = [
+    "authorization",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+    ACCESS_KEY_HEADER,
+    SECRET_KEY_HEADER,
+    SESSION_TOKEN_HEADER,
+    REGION_HEADER,
+];
 
 pub struct Bedrock;
+
+/// The proxy process's own AWS identity and region, read when the proxy starts.
+#[derive(Default)]
+pub struct AwsDefaults {
+    credentials: Option<Credentials>,
+    region: Option<String>,
+}
+
+impl AwsDefaults {
+    /// Environment first (`AWS_ACCESS_KEY_ID`, …), else the shared credentials file's profile
+    /// (`AWS_PROFILE`, default `default`).
+    pub fn from_environment() -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
+        let from_env = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(key), Some(secret)) => Some(Credentials::new(
+                key,
+                secret,
+                env("AWS_SESSION_TOKEN"),
+                None,
+                "environment",
+            )),
+            _ => None,
+        };
+        let credentials = from_env.or_else(|| {
+            let file = env("AWS_SHARED_CREDENTIALS_FILE")
+                .map(Into::into)
+                .or_else(|| {
+                    env("HOME").map(|home| std::path::Path::new(&home).join(".aws/credentials"))
+                })?;
+            let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".to_owned());
+            let ini = ini::Ini::load_from_file(&file).ok()?;
+            let section = ini.section(Some(profile))?;
+            Some(Credentials::new(
+                section.get("aws_access_key_id")?,
+                section.get("aws_secret_access_key")?,
+                section.get("aws_session_token").map(str::to_owned),
+                None,
+                "shared credentials file",
+            ))
+        });
+        AwsDefaults {
+            credentials,
+            region,
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The region of the client's own SigV4 credential scope:
+/// `Credential=AKID/20260101/us-east-1/bedrock/aws4_request`.
+fn region_from_client_signature(headers: &HeaderMap) -> Option<&str> {
+    let authorization = header(headers, "authorization")?;
+    let credential = authorization.split("Credential=").nth(1)?;
+    credential.split([',', ' ']).next()?.split('/').nth(2)
+}
+
+fn region(
+    spec: &ProxySpec,
+    state: &ProviderState,
+    headers: &HeaderMap,
+) -> Result<String, GatewayError> {
+    region_from_client_signature(headers)
+        .or_else(|| header(headers, REGION_HEADER))
+        .or(spec.aws_region.as_deref())
+        .or(state.aws.region.as_deref())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            GatewayError::BadRequest(
+                "no AWS region: sign the request (boto3 does), send X-AWS-Region, or set the proxy's AWS region".into(),
+            )
+        })
+}
+
+fn credentials(headers: &HeaderMap, state: &ProviderState) -> Result<Credentials, GatewayError> {
+    match (header(headers, ACCESS_KEY_HEADER), header(headers, SECRET_KEY_HEADER)) {
+        (Some(key), Some(secret)) => Ok(Credentials::new(
+            key,
+            secret,
+            header(headers, SESSION_TOKEN_HEADER).map(str::to_owned),
+            None,
+            "request headers",
+        )),
+        (Some(_), None) | (None, Some(_)) => Err(GatewayError::Credentials(
+            "send both X-AWS-Access-Key and X-AWS-Secret-Key".into(),
+        )),
+        (None, None) => state.aws.credentials.clone().ok_or_else(|| {
+            GatewayError::Credentials(
+                "no AWS credentials: send X-AWS-Access-Key and X-AWS-Secret-Key, or give the Rubberduck process AWS credentials (environment or ~/.aws/credentials)".into(),
+            )
+        }),
+    }
+}
+
+fn url_authority(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    Some(rest.split(['/', '?']).next().unwrap_or(rest))
+}
+
+fn sign_request(
+    request: &mut UpstreamRequest,
+    credentials: &Credentials,
+    region: &str,
+) -> Result<(), GatewayError> {
+    let signing_error = |e: &dyn std::fmt::Display| {
+        GatewayError::BadRequest(format!("cannot sign the request for AWS: {e}"))
+    };
+    let host = url_authority(&request.url)
+        .ok_or_else(|| signing_error(&"the upstream URL has no host"))?
+        .to_owned();
+    request.headers.insert(
+        HeaderName::from_static("host"),
+        HeaderValue::from_str(&host).map_err(|e| signing_error(&e))?,
+    );
+    // Sign what identifies the request; headers such as User-Agent may be rewritten by
+    // intermediaries and stay unsigned, as the AWS SDKs do.
+    let signed: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            name == "host" || name == "content-type" || name.starts_with("x-amz-")
+        })
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let identity = credentials.clone().into();
+    let params = SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(SIGNING_NAME)
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| signing_error(&e))?
+        .into();
+    let signable = SignableRequest::new(
+        request.method.as_str(),
+        request.url.as_str(),
+        signed.into_iter(),
+        SignableBody::Bytes(&request.body),
+    )
+    .map_err(|e| signing_error(&e))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| signing_error(&e))?
+        .into_parts();
+    for (name, value) in instructions.headers() {
+        request.headers.insert(
+            HeaderName::try_from(name).map_err(|e| signing_error(&e))?,
+            HeaderValue::from_str(value).map_err(|e| signing_error(&e))?,
+        );
+    }
+    Ok(())
+}
 
 impl Provider for Bedrock {
     fn kind(&self) -> ProviderKind {
@@ -13,8 +205,7 @@ impl Provider for Bedrock {
         "AWS Bedrock"
     }
 
-    /// The region is only known per request (SigV4 scope, header or proxy config); the gateway
-    /// fills it in.
+    /// The region is only known per request (SigV4 scope, header or proxy config).
     fn default_upstream(&self) -> Option<&'static str> {
         Some("https://bedrock-runtime.{region}.amazonaws.com")
     }
@@ -26,10 +217,46 @@ impl Provider for Bedrock {
         }
     }
 
+    fn upstream_url(
+        &self,
+        spec: &ProxySpec,
+        state: &ProviderState,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<String, GatewayError> {
+        if let Some(base) = &spec.upstream_url {
+            return Ok(join_url(base, path, query));
+        }
+        let region = region(spec, state, headers)?;
+        Ok(join_url(
+            &format!("https://bedrock-runtime.{region}.amazonaws.com"),
+            path,
+            query,
+        ))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        spec: &'a ProxySpec,
+        state: &'a ProviderState,
+        request: &'a mut UpstreamRequest,
+    ) -> LocalBoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            let region = region(spec, state, &request.headers)?;
+            let credentials = credentials(&request.headers, state)?;
+            for name in CLIENT_SIGNING_HEADERS {
+                request.headers.remove(name);
+            }
+            sign_request(request, &credentials, &region)
+        })
+    }
+
     /// botocore reads the error code from `x-amzn-ErrorType` and the text from `message`.
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let error_type = match kind {
-            ProxyErrorKind::NotImplemented => "UnknownOperationException",
+            ProxyErrorKind::BadRequest => "ValidationException",
+            ProxyErrorKind::Unauthorized => "UnrecognizedClientException",
             ProxyErrorKind::BadGateway => "InternalServerException",
             ProxyErrorKind::GatewayTimeout => "ModelTimeoutException",
             ProxyErrorKind::PayloadTooLarge => "ValidationException",
@@ -38,5 +265,32 @@ impl Provider for Bedrock {
         HttpResponse::build(kind.status())
             .insert_header(("x-amzn-ErrorType", error_type))
             .json(serde_json::json!({ "message": message }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_comes_from_the_client_credential_scope() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKID/20261124/eu-central-1/bedrock/aws4_request, SignedHeaders=host, Signature=abc"),
+        );
+        assert_eq!(region_from_client_signature(&headers), Some("eu-central-1"));
+    }
+
+    #[test]
+    fn authority_of_urls() {
+        assert_eq!(
+            url_authority("http://127.0.0.1:9/model/x/invoke"),
+            Some("127.0.0.1:9")
+        );
+        assert_eq!(
+            url_authority("https://bedrock-runtime.us-east-1.amazonaws.com"),
+            Some("bedrock-runtime.us-east-1.amazonaws.com")
+        );
     }
 }

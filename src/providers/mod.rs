@@ -12,8 +12,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use actix_web::HttpResponse;
-use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderMap;
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::Bytes;
+use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
+
+use crate::gateway::GatewayError;
+use crate::registry::spec::ProxySpec;
 
 /// The providers a proxy can front. The serialized form is the id used in the API and the DB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,7 +96,8 @@ impl FromStr for ProviderKind {
 /// Why the proxy itself (not the upstream) answers with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyErrorKind {
-    NotImplemented,
+    BadRequest,
+    Unauthorized,
     BadGateway,
     GatewayTimeout,
     PayloadTooLarge,
@@ -100,7 +107,8 @@ pub enum ProxyErrorKind {
 impl ProxyErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ProxyErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -117,6 +125,38 @@ pub struct SdkHint {
     pub path: &'static str,
 }
 
+/// A request as it will go upstream: the provider may rewrite headers (credentials) before it
+/// is sent.
+pub struct UpstreamRequest {
+    pub method: Method,
+    /// Absolute URL; path and query exactly as they go on the wire.
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What one running proxy server holds for its provider: credentials loaded at start, token
+/// caches.
+#[derive(Default)]
+pub struct ProviderState {
+    pub aws: bedrock::AwsDefaults,
+    pub vertex_tokens: vertex_ai::TokenSource,
+}
+
+impl ProviderState {
+    /// Loads what the provider needs from the process environment; called when a proxy starts,
+    /// never per request.
+    pub fn load(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::Bedrock => ProviderState {
+                aws: bedrock::AwsDefaults::from_environment(),
+                ..ProviderState::default()
+            },
+            _ => ProviderState::default(),
+        }
+    }
+}
+
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
 
@@ -128,15 +168,82 @@ pub trait Provider: Send + Sync {
 
     fn sdk_hint(&self) -> SdkHint;
 
+    /// The absolute upstream URL for an incoming path and raw query string.
+    fn upstream_url(
+        &self,
+        spec: &ProxySpec,
+        state: &ProviderState,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<String, GatewayError> {
+        let _ = (state, headers);
+        let base = spec.effective_upstream().ok_or_else(|| {
+            GatewayError::BadRequest(format!(
+                "proxy “{}” has no upstream URL configured",
+                spec.name
+            ))
+        })?;
+        Ok(join_url(base, path, query))
+    }
+
+    /// Sets the upstream credentials: passthrough by default; Bedrock re-signs, Vertex may mint
+    /// a token.
+    fn authorize<'a>(
+        &'a self,
+        spec: &'a ProxySpec,
+        state: &'a ProviderState,
+        request: &'a mut UpstreamRequest,
+    ) -> LocalBoxFuture<'a, Result<(), GatewayError>> {
+        let _ = (spec, state, request);
+        Box::pin(async { Ok(()) })
+    }
+
     /// An error the proxy itself produces, in this provider's real error shape so that the
     /// provider's SDK raises its own typed exception.
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse;
 }
 
+/// `base` + `path` (+ `?query`), with exactly one slash between base and path.
+pub(crate) fn join_url(base: &str, path: &str, query: Option<&str>) -> String {
+    let mut url = String::with_capacity(base.len() + path.len() + query.map_or(0, str::len) + 2);
+    url.push_str(base.trim_end_matches('/'));
+    if !path.starts_with('/') {
+        url.push('/');
+    }
+    url.push_str(path);
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// OpenAI-compatible bases include the API version (`https://api.openai.com/v1`), and SDKs send
+/// paths with or without `/v1`: both land on `{base}/chat/completions`.
+pub(crate) fn openai_style_url(
+    spec: &ProxySpec,
+    path: &str,
+    query: Option<&str>,
+) -> Result<String, GatewayError> {
+    let base = spec.effective_upstream().ok_or_else(|| {
+        GatewayError::BadRequest(format!(
+            "proxy “{}” has no upstream URL configured",
+            spec.name
+        ))
+    })?;
+    let unversioned = match path.strip_prefix("/v1") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => path,
+    };
+    Ok(join_url(base, unversioned, query))
+}
+
 /// The OpenAI error shape, shared by every OpenAI-compatible provider.
 pub(crate) fn openai_style_error(kind: ProxyErrorKind, message: &str) -> HttpResponse {
     let (error_type, code) = match kind {
-        ProxyErrorKind::NotImplemented => ("invalid_request_error", "not_implemented"),
+        ProxyErrorKind::BadRequest => ("invalid_request_error", "invalid_request"),
+        ProxyErrorKind::Unauthorized => ("invalid_request_error", "invalid_api_key"),
         ProxyErrorKind::BadGateway => ("server_error", "bad_gateway"),
         ProxyErrorKind::GatewayTimeout => ("server_error", "timeout"),
         ProxyErrorKind::PayloadTooLarge => ("invalid_request_error", "request_too_large"),
@@ -150,6 +257,15 @@ pub(crate) fn openai_style_error(kind: ProxyErrorKind, message: &str) -> HttpRes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_join_with_one_slash() {
+        assert_eq!(
+            join_url("http://h/v1/", "/x", Some("a=1")),
+            "http://h/v1/x?a=1"
+        );
+        assert_eq!(join_url("http://h", "/x", Some("")), "http://h/x");
+    }
 
     #[test]
     fn ids_round_trip() {

@@ -1,6 +1,12 @@
 use actix_web::HttpResponse;
+use actix_web::http::header::HeaderMap;
 
-use super::{Provider, ProviderKind, ProxyErrorKind, SdkHint, openai_style_error};
+use super::{
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, openai_style_error,
+    openai_style_url,
+};
+use crate::gateway::GatewayError;
+use crate::registry::spec::ProxySpec;
 
 pub struct OpenAi;
 
@@ -22,6 +28,17 @@ impl Provider for OpenAi {
             setting: "base_url",
             path: "/v1",
         }
+    }
+
+    fn upstream_url(
+        &self,
+        spec: &ProxySpec,
+        _state: &ProviderState,
+        path: &str,
+        query: Option<&str>,
+        _headers: &HeaderMap,
+    ) -> Result<String, GatewayError> {
+        openai_style_url(spec, path, query)
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

@@ -1,8 +1,81 @@
-use actix_web::HttpResponse;
+//! Google Vertex AI (and Gemini-API-style paths). When the client sends no credentials, the
+//! proxy mints an OAuth token from the service-account key file named in its configuration.
 
-use super::{Provider, ProviderKind, ProxyErrorKind, SdkHint};
+use std::sync::Arc;
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use futures_util::future::LocalBoxFuture;
+use yup_oauth2::authenticator::DefaultAuthenticator;
+
+use super::{
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, join_url,
+};
+use crate::gateway::GatewayError;
+use crate::registry::spec::ProxySpec;
+
+const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+const GEMINI_API_HOST: &str = "https://generativelanguage.googleapis.com";
 
 pub struct VertexAi;
+
+/// One authenticator per key file; it caches and refreshes tokens itself.
+#[derive(Default)]
+pub struct TokenSource {
+    authenticator: tokio::sync::Mutex<Option<(String, Arc<DefaultAuthenticator>)>>,
+}
+
+impl TokenSource {
+    async fn token(&self, key_file: &str) -> Result<String, GatewayError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            GatewayError::Credentials(format!(
+                "cannot get a Google access token with the service-account key {key_file}: {e}"
+            ))
+        };
+        let authenticator = {
+            let mut cached = self.authenticator.lock().await;
+            match cached.as_ref() {
+                Some((path, authenticator)) if path == key_file => Arc::clone(authenticator),
+                _ => {
+                    let key = yup_oauth2::read_service_account_key(key_file)
+                        .await
+                        .map_err(|e| failed(&e))?;
+                    let authenticator = Arc::new(
+                        yup_oauth2::ServiceAccountAuthenticator::builder(key)
+                            .build()
+                            .await
+                            .map_err(|e| failed(&e))?,
+                    );
+                    *cached = Some((key_file.to_owned(), Arc::clone(&authenticator)));
+                    authenticator
+                }
+            }
+        };
+        let token = authenticator
+            .token(&[CLOUD_PLATFORM_SCOPE])
+            .await
+            .map_err(|e| failed(&e))?;
+        token
+            .token()
+            .map(str::to_owned)
+            .ok_or_else(|| failed(&"the token endpoint returned no access token"))
+    }
+}
+
+/// `/v1/projects/p/locations/us-central1/publishers/...` → `us-central1`.
+fn location(path: &str) -> Option<&str> {
+    let mut segments = path.split('/');
+    segments.find(|s| *s == "locations")?;
+    segments.next().filter(|l| !l.is_empty())
+}
+
+fn default_base(path: &str) -> String {
+    match location(path) {
+        Some("global") => "https://aiplatform.googleapis.com".to_owned(),
+        Some(location) => format!("https://{location}-aiplatform.googleapis.com"),
+        None => GEMINI_API_HOST.to_owned(),
+    }
+}
 
 impl Provider for VertexAi {
     fn kind(&self) -> ProviderKind {
@@ -13,7 +86,7 @@ impl Provider for VertexAi {
         "Google Vertex AI"
     }
 
-    /// The host carries the location named in each request's path; the gateway fills it in.
+    /// The host carries the location named in each request's path.
     fn default_upstream(&self) -> Option<&'static str> {
         Some("https://{location}-aiplatform.googleapis.com")
     }
@@ -25,9 +98,50 @@ impl Provider for VertexAi {
         }
     }
 
+    fn upstream_url(
+        &self,
+        spec: &ProxySpec,
+        _state: &ProviderState,
+        path: &str,
+        query: Option<&str>,
+        _headers: &HeaderMap,
+    ) -> Result<String, GatewayError> {
+        let base = spec
+            .upstream_url
+            .clone()
+            .unwrap_or_else(|| default_base(path));
+        Ok(join_url(&base, path, query))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        spec: &'a ProxySpec,
+        state: &'a ProviderState,
+        request: &'a mut UpstreamRequest,
+    ) -> LocalBoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            let has_credentials = request.headers.contains_key("authorization")
+                || request.headers.contains_key("x-goog-api-key");
+            let Some(key_file) = spec.vertex_service_account_file.as_deref() else {
+                return Ok(());
+            };
+            if has_credentials {
+                return Ok(());
+            }
+            let token = state.vertex_tokens.token(key_file).await?;
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| GatewayError::Credentials(format!("unusable access token: {e}")))?;
+            request
+                .headers
+                .insert(HeaderName::from_static("authorization"), value);
+            Ok(())
+        })
+    }
+
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let status_name = match kind {
-            ProxyErrorKind::NotImplemented => "UNIMPLEMENTED",
+            ProxyErrorKind::BadRequest => "INVALID_ARGUMENT",
+            ProxyErrorKind::Unauthorized => "UNAUTHENTICATED",
             ProxyErrorKind::BadGateway => "UNAVAILABLE",
             ProxyErrorKind::GatewayTimeout => "DEADLINE_EXCEEDED",
             ProxyErrorKind::PayloadTooLarge => "INVALID_ARGUMENT",
@@ -36,5 +150,30 @@ impl Provider for VertexAi {
         HttpResponse::build(kind.status()).json(serde_json::json!({
             "error": {"code": kind.status().as_u16(), "message": message, "status": status_name}
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_follows_the_location_in_the_path() {
+        assert_eq!(
+            default_base(
+                "/v1beta1/projects/p/locations/europe-west4/publishers/google/models/g:generateContent"
+            ),
+            "https://europe-west4-aiplatform.googleapis.com"
+        );
+        assert_eq!(
+            default_base(
+                "/v1/projects/p/locations/global/publishers/google/models/g:generateContent"
+            ),
+            "https://aiplatform.googleapis.com"
+        );
+        assert_eq!(
+            default_base("/v1beta/models/gemini:generateContent"),
+            GEMINI_API_HOST
+        );
     }
 }

@@ -19,7 +19,8 @@ use tokio::sync::broadcast;
 
 use crate::db::models::{NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
-use crate::gateway::{self, LiveProxy};
+use crate::gateway::{self, LiveProxy, ProxyServerState, UpstreamSettings};
+use crate::providers::ProviderState;
 use input::{FieldError, ProxyInput, ValidProxy, validate};
 use spec::{ProxyId, ProxySpec};
 
@@ -69,6 +70,7 @@ pub struct RegistrySettings {
     pub reserved_ports: Vec<u16>,
     pub workers_per_proxy: usize,
     pub graceful_stop_timeout: Duration,
+    pub upstream: UpstreamSettings,
 }
 
 /// A proxy as the pages and the API show it at one instant.
@@ -471,11 +473,16 @@ impl ProxyRegistry {
             return Ok(proxy.snapshot());
         }
         self.set_status(id, proxy, ProxyStatus::Starting, None);
-        let port = proxy.live.spec.load().port;
+        let spec = proxy.live.spec.load_full();
+        let port = spec.port;
         let outcome = ports::bind(self.settings.proxy_host, port).and_then(|listener| {
-            let live = Arc::clone(&proxy.live);
+            let server_state = Arc::new(ProxyServerState {
+                live: Arc::clone(&proxy.live),
+                provider_state: ProviderState::load(spec.provider),
+                upstream: self.settings.upstream.clone(),
+            });
             HttpServer::new(move || {
-                App::new().configure(|cfg| gateway::configure(cfg, Arc::clone(&live)))
+                App::new().configure(|cfg| gateway::configure(cfg, Arc::clone(&server_state)))
             })
             .workers(self.settings.workers_per_proxy)
             .disable_signals()

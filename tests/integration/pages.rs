@@ -241,6 +241,7 @@ async fn sdk_urls_use_the_host_the_browser_reached() {
         proxy_host: "0.0.0.0".parse().expect("ip"),
         proxy_ports: super::support::port_block(),
         stop_timeout: 5,
+        ..rubberduck::config::ServeArgs::default()
     };
     let running = rubberduck::app::start(&args).await.expect("starts");
     let base = format!("http://{}", running.admin_addr);

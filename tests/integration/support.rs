@@ -37,14 +37,24 @@ impl TestApp {
     }
 
     pub async fn start_with_ports(ports: RangeInclusive<u16>) -> Self {
+        Self::start_configured(ports, |_| {}).await
+    }
+
+    /// Starts with test defaults that `adjust` may change (timeouts, limits).
+    pub async fn start_configured(
+        ports: RangeInclusive<u16>,
+        adjust: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
         let data = tempfile::tempdir().expect("temp data dir");
-        let args = ServeArgs {
+        let mut args = ServeArgs {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             data_dir: data.path().join("data"),
             proxy_host: Ipv4Addr::LOCALHOST.into(),
             proxy_ports: ports.clone(),
             stop_timeout: 5,
+            ..ServeArgs::default()
         };
+        adjust(&mut args);
         let running = app::start(&args).await.expect("rubberduck starts");
         TestApp {
             base: format!("http://{}", running.admin_addr),

@@ -1,0 +1,37 @@
+//! Failures of the proxy itself, answered in the provider's own error shape.
+
+use actix_web::HttpResponse;
+
+use crate::providers::{Provider, ProxyErrorKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("request body is larger than the proxy's limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Credentials(String),
+    #[error("cannot reach the upstream {upstream}: {reason}")]
+    Unreachable { upstream: String, reason: String },
+    #[error("the upstream {upstream} did not answer within {seconds} s")]
+    Timeout { upstream: String, seconds: u64 },
+}
+
+impl GatewayError {
+    fn kind(&self) -> ProxyErrorKind {
+        match self {
+            GatewayError::BodyTooLarge { .. } => ProxyErrorKind::PayloadTooLarge,
+            GatewayError::BodyRead(_) | GatewayError::BadRequest(_) => ProxyErrorKind::BadRequest,
+            GatewayError::Credentials(_) => ProxyErrorKind::Unauthorized,
+            GatewayError::Unreachable { .. } => ProxyErrorKind::BadGateway,
+            GatewayError::Timeout { .. } => ProxyErrorKind::GatewayTimeout,
+        }
+    }
+
+    pub fn to_response(&self, provider: &dyn Provider) -> HttpResponse {
+        provider.error_response(self.kind(), &format!("Rubberduck: {self}"))
+    }
+}
