@@ -5,14 +5,61 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
-use awc::error::{ConnectError, SendRequestError};
-use futures_util::StreamExt;
+use awc::error::{ConnectError, PayloadError, SendRequestError};
+use futures_util::{Stream, StreamExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use super::error::GatewayError;
 use super::headers::{connection_tokens, forwardable, returnable};
+use super::usage::UsageMeter;
 use super::{InFlight, ProxyServerState, UpstreamSettings};
 use crate::providers::UpstreamRequest;
 use crate::registry::spec::ProxySpec;
+
+/// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed
+/// answer counts until its last byte, and reads usage as chunks pass. Dropping it (the client
+/// went away) drops the upstream connection too.
+struct MeteredBody<S> {
+    upstream: S,
+    meter: Option<UsageMeter>,
+    in_flight: InFlight,
+}
+
+impl<S> MeteredBody<S> {
+    fn settle(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            self.in_flight.live().record_usage(meter.finish());
+        }
+    }
+}
+
+impl<S> Stream for MeteredBody<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.upstream).poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(meter) = self.meter.as_mut() {
+                    meter.observe(chunk);
+                }
+            }
+            Poll::Ready(None) => self.settle(),
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl<S> Drop for MeteredBody<S> {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
 
 pub fn upstream_client(settings: &UpstreamSettings) -> awc::Client {
     let connector = awc::Connector::new()
@@ -100,7 +147,10 @@ pub async fn forward(
         .authorize(spec, &state.provider_state, &mut upstream)
         .await?;
 
-    let mut request = client.request(upstream.method.clone(), upstream.url.as_str());
+    // Without no_decompress awc would add `Accept-Encoding: identity` to requests that had none.
+    let mut request = client
+        .request(upstream.method.clone(), upstream.url.as_str())
+        .no_decompress();
     for (name, value) in upstream.headers.iter() {
         request = request.append_header((name.clone(), value.clone()));
     }
@@ -121,12 +171,12 @@ pub async fn forward(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    // The in-flight guard rides along with the body, so a streamed answer counts until its
-    // last byte; dropping the stream (client gone) drops the upstream connection too.
-    let body = response.map(move |chunk| {
-        let _still_in_flight = &in_flight;
-        chunk
-    });
+    let meter = UsageMeter::for_response(provider, response.headers());
+    let body = MeteredBody {
+        upstream: response,
+        meter: Some(meter),
+        in_flight,
+    };
     Ok(match length {
         Some(length) => reply.body(SizedStream::new(length, body)),
         None => reply.streaming(body),

@@ -4,9 +4,10 @@
 mod error;
 mod forward;
 mod headers;
+mod usage;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,7 +15,7 @@ use arc_swap::ArcSwap;
 
 pub use error::GatewayError;
 
-use crate::providers::ProviderState;
+use crate::providers::{ProviderState, Usage};
 use crate::registry::spec::ProxySpec;
 
 /// What a running proxy server reads on every request. The registry swaps `spec` whole when the
@@ -22,6 +23,17 @@ use crate::registry::spec::ProxySpec;
 pub struct LiveProxy {
     pub spec: ArcSwap<ProxySpec>,
     in_flight: AtomicUsize,
+    requests: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+}
+
+/// Requests and tokens through one proxy since Rubberduck started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 impl LiveProxy {
@@ -29,16 +41,40 @@ impl LiveProxy {
         LiveProxy {
             spec: ArcSwap::from_pointee(spec),
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            input_tokens: AtomicU64::new(0),
+            output_tokens: AtomicU64::new(0),
         }
     }
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
+
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.requests.load(Ordering::Relaxed),
+            input_tokens: self.input_tokens.load(Ordering::Relaxed),
+            output_tokens: self.output_tokens.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record_usage(&self, usage: Usage) {
+        self.input_tokens
+            .fetch_add(usage.input_tokens.unwrap_or(0), Ordering::Relaxed);
+        self.output_tokens
+            .fetch_add(usage.output_tokens.unwrap_or(0), Ordering::Relaxed);
+    }
 }
 
 /// Counts a request as in flight for as long as it is alive, streamed body included.
 pub(crate) struct InFlight(Arc<LiveProxy>);
+
+impl InFlight {
+    fn live(&self) -> &LiveProxy {
+        &self.0
+    }
+}
 
 impl InFlight {
     fn enter(live: &Arc<LiveProxy>) -> Self {
@@ -85,6 +121,7 @@ async fn handle(
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
     let in_flight = InFlight::enter(&state.live);
+    state.live.requests.fetch_add(1, Ordering::Relaxed);
     let spec = state.live.spec.load_full();
     let provider = spec.provider.provider();
     match forward::forward(&req, payload, &spec, &state, &client, in_flight).await {

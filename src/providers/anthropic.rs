@@ -1,6 +1,6 @@
 use actix_web::HttpResponse;
 
-use super::{Provider, ProviderKind, ProxyErrorKind, SdkHint};
+use super::{Provider, ProviderKind, ProxyErrorKind, SdkHint, Usage, anthropic_usage};
 
 pub struct Anthropic;
 
@@ -22,6 +22,10 @@ impl Provider for Anthropic {
             setting: "base_url",
             path: "",
         }
+    }
+
+    fn usage_in(&self, json: &serde_json::Value) -> Usage {
+        anthropic_usage(json)
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

@@ -1,6 +1,8 @@
 use actix_web::HttpResponse;
 
-use super::{Provider, ProviderKind, ProxyErrorKind, SdkHint, openai_style_error};
+use super::{
+    Provider, ProviderKind, ProxyErrorKind, SdkHint, Usage, openai_style_error, openai_usage,
+};
 
 /// Azure OpenAI: the upstream is the user's own resource endpoint, so there is no default.
 pub struct AzureOpenAi;
@@ -23,6 +25,10 @@ impl Provider for AzureOpenAi {
             setting: "azure_endpoint",
             path: "",
         }
+    }
+
+    fn usage_in(&self, json: &serde_json::Value) -> Usage {
+        openai_usage(json)
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

@@ -11,7 +11,8 @@ use aws_sigv4::sign::v4::SigningParams;
 use futures_util::future::LocalBoxFuture;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, join_url,
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, Usage,
+    anthropic_usage, count_at, join_url,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -250,6 +251,32 @@ impl Provider for Bedrock {
             }
             sign_request(request, &credentials, &region)
         })
+    }
+
+    /// Converse (`usage.inputTokens`, stream `metadata`), invoke's per-model bodies (Anthropic's
+    /// shape), and the invocation metrics Bedrock appends to a stream's last chunk.
+    fn usage_in(&self, json: &serde_json::Value) -> Usage {
+        let metrics = "amazon-bedrock-invocationMetrics";
+        let mut usage = anthropic_usage(json);
+        usage.update(Usage {
+            input_tokens: count_at(
+                json,
+                &[
+                    &["usage", "inputTokens"],
+                    &["metadata", "usage", "inputTokens"],
+                    &[metrics, "inputTokenCount"],
+                ],
+            ),
+            output_tokens: count_at(
+                json,
+                &[
+                    &["usage", "outputTokens"],
+                    &["metadata", "usage", "outputTokens"],
+                    &[metrics, "outputTokenCount"],
+                ],
+            ),
+        });
+        usage
     }
 
     /// botocore reads the error code from `x-amzn-ErrorType` and the text from `message`.

@@ -2,8 +2,8 @@ use actix_web::HttpResponse;
 use actix_web::http::header::HeaderMap;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, openai_style_error,
-    openai_style_url,
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, Usage, openai_style_error,
+    openai_style_url, openai_usage,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -40,6 +40,10 @@ impl Provider for DeepSeek {
         _headers: &HeaderMap,
     ) -> Result<String, GatewayError> {
         openai_style_url(spec, path, query)
+    }
+
+    fn usage_in(&self, json: &serde_json::Value) -> Usage {
+        openai_usage(json)
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

@@ -125,6 +125,81 @@ pub struct SdkHint {
     pub path: &'static str,
 }
 
+/// Tokens a response reports; `None` where it says nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn new(input_tokens: u64, output_tokens: u64) -> Self {
+        Usage {
+            input_tokens: Some(input_tokens),
+            output_tokens: Some(output_tokens),
+        }
+    }
+
+    /// Later reports win: streams repeat or complete their counts as they go.
+    pub fn update(&mut self, later: Usage) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+    }
+}
+
+/// The first number found at any of `paths` (each a list of object keys).
+pub(crate) fn count_at(json: &serde_json::Value, paths: &[&[&str]]) -> Option<u64> {
+    paths.iter().find_map(|path| {
+        path.iter()
+            .try_fold(json, |value, key| value.get(key))
+            .and_then(serde_json::Value::as_u64)
+    })
+}
+
+/// Anthropic's message shape, also served through Bedrock and Vertex: `usage` at the top, or
+/// inside `message` on a stream's `message_start`.
+pub(crate) fn anthropic_usage(json: &serde_json::Value) -> Usage {
+    Usage {
+        input_tokens: count_at(
+            json,
+            &[
+                &["usage", "input_tokens"],
+                &["message", "usage", "input_tokens"],
+            ],
+        ),
+        output_tokens: count_at(
+            json,
+            &[
+                &["usage", "output_tokens"],
+                &["message", "usage", "output_tokens"],
+            ],
+        ),
+    }
+}
+
+/// Chat completions and embeddings (`prompt_tokens`), and the Responses API (`input_tokens`,
+/// also inside `response` on its stream's `response.completed`).
+pub(crate) fn openai_usage(json: &serde_json::Value) -> Usage {
+    Usage {
+        input_tokens: count_at(
+            json,
+            &[
+                &["usage", "prompt_tokens"],
+                &["usage", "input_tokens"],
+                &["response", "usage", "input_tokens"],
+            ],
+        ),
+        output_tokens: count_at(
+            json,
+            &[
+                &["usage", "completion_tokens"],
+                &["usage", "output_tokens"],
+                &["response", "usage", "output_tokens"],
+            ],
+        ),
+    }
+}
+
 /// A request as it will go upstream: the provider may rewrite headers (credentials) before it
 /// is sent.
 pub struct UpstreamRequest {
@@ -198,6 +273,9 @@ pub trait Provider: Send + Sync {
         let _ = (spec, state, request);
         Box::pin(async { Ok(()) })
     }
+
+    /// Token counts in one JSON document: a whole response body or one stream event.
+    fn usage_in(&self, json: &serde_json::Value) -> Usage;
 
     /// An error the proxy itself produces, in this provider's real error shape so that the
     /// provider's SDK raises its own typed exception.

@@ -9,7 +9,8 @@ use futures_util::future::LocalBoxFuture;
 use yup_oauth2::authenticator::DefaultAuthenticator;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, join_url,
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, Usage,
+    anthropic_usage, count_at, join_url,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -136,6 +137,16 @@ impl Provider for VertexAi {
                 .insert(HeaderName::from_static("authorization"), value);
             Ok(())
         })
+    }
+
+    /// Gemini's `usageMetadata`, or Anthropic's shape from `rawPredict` on Claude models.
+    fn usage_in(&self, json: &serde_json::Value) -> Usage {
+        let mut usage = anthropic_usage(json);
+        usage.update(Usage {
+            input_tokens: count_at(json, &[&["usageMetadata", "promptTokenCount"]]),
+            output_tokens: count_at(json, &[&["usageMetadata", "candidatesTokenCount"]]),
+        });
+        usage
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 
 use crate::db::models::{NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
-use crate::gateway::{self, LiveProxy, ProxyServerState, UpstreamSettings};
+use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
 use crate::providers::ProviderState;
 use input::{FieldError, ProxyInput, ValidProxy, validate};
 use spec::{ProxyId, ProxySpec};
@@ -83,6 +83,7 @@ pub struct ProxySnapshot {
     /// an edited port.
     pub listening_port: Option<u16>,
     pub in_flight: usize,
+    pub traffic: Traffic,
 }
 
 impl ProxySnapshot {
@@ -149,6 +150,7 @@ impl ManagedProxy {
             last_error: runtime.last_error.clone(),
             listening_port: runtime.listening_port,
             in_flight: self.live.in_flight(),
+            traffic: self.live.traffic(),
         }
     }
 }

@@ -7,6 +7,7 @@ use actix_web::HttpRequest;
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::Traffic;
 use crate::providers::ProviderKind;
 use crate::registry::input::{FieldError, PortInput, ProxyInput, TagsInput};
 use crate::registry::spec::ProxySpec;
@@ -78,6 +79,8 @@ pub struct ProxyJson {
     pub aws_region: Option<String>,
     pub listening_port: Option<u16>,
     pub in_flight: usize,
+    /// Requests and tokens since Rubberduck started.
+    pub traffic: Traffic,
     /// Set on creation when the port is busy in the OS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
@@ -109,6 +112,7 @@ impl ProxyJson {
             aws_region: spec.aws_region.clone(),
             listening_port: snapshot.listening_port,
             in_flight: snapshot.in_flight,
+            traffic: snapshot.traffic,
             warning: None,
         }
     }
@@ -129,6 +133,7 @@ pub struct ProxyCard {
     pub sdk_setting: &'static str,
     pub sdk_url: String,
     pub in_flight: usize,
+    pub traffic: Traffic,
     pub failures_enabled: bool,
     pub active: bool,
 }
@@ -157,6 +162,7 @@ impl ProxyCard {
                 hint.path
             ),
             in_flight: snapshot.in_flight,
+            traffic: snapshot.traffic,
             failures_enabled: snapshot.has_failures_enabled(),
             active: snapshot.status.is_active(),
         }

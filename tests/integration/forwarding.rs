@@ -430,3 +430,32 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
     app.shutdown().await;
     mock.stop().await;
 }
+
+#[actix_web::test]
+async fn token_usage_is_read_from_json_and_streams() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy_for(&app, "openai", &format!("{}/v1", mock.url)).await;
+    let client = awc::Client::new();
+    let mut response = client
+        .post(format!("{proxy}/v1/responses"))
+        .send_body("{}")
+        .await
+        .expect("sent");
+    response.body().await.expect("body");
+    let mut response = client
+        .post(format!("{proxy}/v1/chat/completions"))
+        .send_body("{\"stream\":true}")
+        .await
+        .expect("sent");
+    response.body().await.expect("stream read to the end");
+
+    let (_, proxies) = app.get("/api/proxies").await;
+    assert_eq!(
+        proxies[0]["traffic"],
+        json!({"requests": 2, "input_tokens": 16, "output_tokens": 11}),
+        "11 + 5 in, 7 + 4 out"
+    );
+    app.shutdown().await;
+    mock.stop().await;
+}

@@ -157,12 +157,22 @@ async fn answer(req: HttpRequest, body: Bytes, journal: web::Data<Journal>) -> H
             if n > 0 {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            let event = format!("data: {{\"n\":{n}}}\n\n");
+            let event = if n == 4 {
+                "data: {\"n\":4,\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":4}}\n\n"
+                    .to_owned()
+            } else {
+                format!("data: {{\"n\":{n}}}\n\n")
+            };
             Some((Ok::<_, actix_web::Error>(Bytes::from(event)), n + 1))
         });
         return HttpResponse::Ok()
             .content_type("text/event-stream")
             .streaming(events);
+    }
+    if path.ends_with("/responses") {
+        return HttpResponse::Ok().json(serde_json::json!({
+            "object": "response", "usage": {"input_tokens": 11, "output_tokens": 7}
+        }));
     }
     HttpResponse::Ok()
         .insert_header(("x-request-id", "req-123"))
