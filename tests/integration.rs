@@ -11,4 +11,5 @@ mod integration {
     mod forwarding;
     mod lifecycle;
     mod pages;
+    mod sdk;
 }

@@ -1,0 +1,253 @@
+"""Fixtures of the SDK conformance suite: the mock upstream, the real `rubberduck` binary, proxies.
+
+Run from the repository root:  python -m pytest tests/sdk -q
+Environment:
+  RUBBERDUCK_BIN   the binary to start (default target/debug/rubberduck)
+  SDK_PROXY_PORTS  FIRST-LAST proxy ports for this run (default: a free block in 9500-9999)
+  SDK_DIRECT=1     (or --direct) point the SDKs straight at the mock, bypassing Rubberduck; tells
+                   a proxy bug from a mock bug. Tests that only make sense through a proxy skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from mock_upstream import MockUpstream  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+# Credentials of the rubberduck process itself (Bedrock re-signing falls back to them).
+PROXY_AWS_ACCESS_KEY = "AKIDTEST"
+PROXY_AWS_SECRET_KEY = "test-secret"
+BOOTSTRAP_TOKEN = "sdk-suite-bootstrap-token"
+
+# Local calls must never go through a proxy from the environment.
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    os.environ.pop(_name, None)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--direct", action="store_true", help="talk to the mock upstream directly, without Rubberduck")
+
+
+@pytest.fixture(scope="session")
+def direct(pytestconfig) -> bool:
+    return bool(pytestconfig.getoption("--direct") or os.environ.get("SDK_DIRECT") == "1")
+
+
+@pytest.fixture
+def through_proxy(direct):
+    """For tests that only make sense through a proxy (re-signing, token minting, path mapping)."""
+    if direct:
+        pytest.skip("only meaningful through a Rubberduck proxy")
+
+
+@pytest.fixture(scope="session")
+def mock():
+    upstream = MockUpstream().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_recording(mock):
+    mock.clear()
+    yield
+
+
+# --- the rubberduck process ------------------------------------------------------------------
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_range() -> tuple[int, int]:
+    configured = os.environ.get("SDK_PROXY_PORTS")
+    if configured:
+        first, last = configured.split("-")
+        return int(first), int(last)
+    start = 9500 + (os.getpid() % 20) * 20
+    for attempt in range(25):
+        first = 9500 + (start - 9500 + attempt * 20) % 500
+        if all(_bindable(p) for p in range(first, first + 20)):
+            return first, first + 19
+    raise RuntimeError("no free block of 20 proxy ports in 9500-9999")
+
+
+@dataclass
+class Rubberduck:
+    process: subprocess.Popen
+    dashboard: str
+    log: list[str]
+
+    def api(self, method: str, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.dashboard + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {BOOTSTRAP_TOKEN}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                return error.code, json.loads(raw)
+            except ValueError:
+                return error.code, raw.decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def rubberduck(direct, tmp_path_factory):
+    if direct:
+        yield None
+        return
+    binary = os.environ.get("RUBBERDUCK_BIN") or str(REPO / "target" / "debug" / "rubberduck")
+    assert Path(binary).is_file(), f"no rubberduck binary at {binary} (cargo build, or set RUBBERDUCK_BIN)"
+    first, last = _port_range()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RUBBERDUCK_", "GOOGLE_"))}
+    env.update({
+        "RUST_LOG": "info",
+        "AWS_ACCESS_KEY_ID": PROXY_AWS_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": PROXY_AWS_SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "RUBBERDUCK_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+        "RUBBERDUCK_ADMIN_PASSWORD": "sdk-suite-password",
+    })
+    data_dir = tmp_path_factory.mktemp("rubberduck-data")
+    process = subprocess.Popen(
+        [binary, "serve", "--bind", "127.0.0.1:0", "--data-dir", str(data_dir), "--proxy-ports", f"{first}-{last}"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    log: list[str] = []
+    ready = threading.Event()
+    found: list[str] = []
+
+    def read() -> None:
+        for line in process.stderr:
+            log.append(line.rstrip("\n"))
+            if not found and "dashboard on " in line:
+                found.append(line.split("dashboard on ", 1)[1].split()[0])
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(60) or not found:
+        process.kill()
+        raise RuntimeError("rubberduck did not print its dashboard address:\n" + "\n".join(log[-40:]))
+    server = Rubberduck(process, found[0].rstrip("/"), log)
+    yield server
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError("rubberduck did not stop within 30 s of SIGTERM")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    server = item.funcargs.get("rubberduck") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(server, Rubberduck):
+        report.sections.append(("rubberduck log (last 30 lines)", "\n".join(server.log[-30:])))
+
+
+# --- proxies ---------------------------------------------------------------------------------
+
+@dataclass
+class Proxy:
+    """Where the SDK points: a Rubberduck proxy, or in direct mode the mock itself."""
+
+    url: str
+    info: dict
+
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def create_proxy(rubberduck, mock):
+    """create_proxy(provider, **fields) -> Proxy, with its cache off. `upstream_url` defaults to
+    the mock (with /v1 for the OpenAI-style providers, whose upstream bases carry the version)."""
+
+    def create(provider: str, **fields) -> Proxy:
+        if "upstream_url" not in fields:
+            fields["upstream_url"] = mock.url + ("/v1" if provider in ("openai", "deepseek") else "")
+        if rubberduck is None:
+            return Proxy(url=mock.url, info={"provider": provider, **fields})
+        body = {"name": f"sdk-{provider}-{next(_names)}", "provider": provider, **fields}
+        status, proxy = rubberduck.api("POST", "/api/proxies", body)
+        assert status == 201, f"creating a {provider} proxy: {status} {proxy}"
+        assert proxy["status"] == "running", proxy
+        # Every test checks what reached the upstream, so no answer may come from the cache.
+        status, proxy = rubberduck.api("PATCH", f"/api/proxies/{proxy['id']}", {"cache": {"enabled": False}})
+        assert status == 200, f"disabling the cache of {body['name']}: {status} {proxy}"
+        assert proxy["cache"]["enabled"] is False, proxy
+        assert proxy["status"] == "running", proxy
+        url = proxy["url"].rstrip("/")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", proxy["port"]), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        return Proxy(url=url, info=proxy)
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def service_account_file(mock, tmp_path_factory) -> Path:
+    """A Google service-account key (fresh RSA key) whose token_uri is the mock's /token."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    account = {
+        "type": "service_account",
+        "project_id": "sdk-test-project",
+        "private_key_id": "0123456789abcdef",
+        "private_key": pem,
+        "client_email": "rubberduck-sdk@sdk-test-project.iam.gserviceaccount.com",
+        "client_id": "100000000000000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": f"{mock.url}/token",
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/rubberduck-sdk",
+    }
+    path = tmp_path_factory.mktemp("vertex") / "service-account.json"
+    path.write_text(json.dumps(account))
+    return path
