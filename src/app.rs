@@ -1,14 +1,17 @@
 //! Assembles the product: database, registry, admin server; and takes it down in order.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, middleware, web};
 use tokio::sync::watch;
 
+use crate::cache::ResponseCache;
 use crate::config::ServeArgs;
+use crate::db::writer::DbWriter;
 use crate::db::{self, DbError, DbPool};
 use crate::gateway::UpstreamSettings;
 use crate::registry::{ProxyRegistry, RegistrySettings};
@@ -18,6 +21,8 @@ use crate::web::AppState;
 pub enum StartError {
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error("cannot start the database writer: {0}")]
+    Writer(std::io::Error),
     #[error("cannot listen on {addr} for the dashboard: {source}")]
     Bind {
         addr: SocketAddr,
@@ -30,6 +35,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     pub registry: Arc<ProxyRegistry>,
     admin: ServerHandle,
+    writer: Arc<DbWriter>,
+    writer_thread: std::thread::JoinHandle<()>,
     shutdown_sender: watch::Sender<bool>,
     admin_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
@@ -52,7 +59,32 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
             max_request_bytes: args.max_request_mb.saturating_mul(1 << 20),
         },
     };
-    let registry = ProxyRegistry::load(pool.clone(), settings).await?;
+    // The writer tells the cache after each batch which proxies' entries changed; the cache
+    // needs the writer, so it reaches the cache through this slot.
+    let cache_slot: Arc<OnceLock<Weak<ResponseCache>>> = Arc::new(OnceLock::new());
+    let listener_slot = Arc::clone(&cache_slot);
+    let (writer, writer_thread) = DbWriter::start(
+        pool.clone(),
+        Box::new(move |changed| {
+            if let Some(cache) = listener_slot.get().and_then(Weak::upgrade) {
+                cache.refresh_totals(changed);
+            }
+        }),
+    )
+    .map_err(StartError::Writer)?;
+    let writer = Arc::new(writer);
+    let cache = Arc::new(ResponseCache::new(
+        pool.clone(),
+        Arc::clone(&writer),
+        args.cache_memory_mb.saturating_mul(1 << 20),
+    ));
+    let _ = cache_slot.set(Arc::downgrade(&cache));
+    let loaded_cache = Arc::clone(&cache);
+    web::block(move || loaded_cache.refresh_totals(&BTreeSet::new()))
+        .await
+        .map_err(|e| StartError::Writer(std::io::Error::other(e.to_string())))?;
+
+    let registry = ProxyRegistry::load(pool.clone(), settings, cache).await?;
     let restored = registry.restore().await;
 
     let (shutdown_sender, shutting_down) = watch::channel(false);
@@ -91,6 +123,8 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         admin_addr,
         registry,
         admin,
+        writer,
+        writer_thread,
         shutdown_sender,
         admin_task,
     })
@@ -106,6 +140,12 @@ impl Running {
         self.admin.stop(true).await;
         if let Err(e) = self.admin_task.await {
             log::warn!("admin server task ended badly: {e}");
+        }
+        // Everything queued (cache entries) is written before the process ends.
+        self.writer.stop();
+        let writer_thread = self.writer_thread;
+        if web::block(move || writer_thread.join()).await.is_err() {
+            log::warn!("the database writer did not finish cleanly");
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Largest request body a proxy accepts, in MiB.
     #[arg(long, env = "RUBBERDUCK_MAX_REQUEST_MB", default_value_t = 64)]
     pub max_request_mb: usize,
+
+    /// Memory for the in-memory tier of the response cache, in MiB (SQLite holds the rest).
+    #[arg(long, env = "RUBBERDUCK_CACHE_MEMORY_MB", default_value_t = 256)]
+    pub cache_memory_mb: u64,
 }
 
 impl ServeArgs {
@@ -75,6 +79,7 @@ impl Default for ServeArgs {
             stop_timeout: 10,
             upstream_timeout: 600,
             max_request_mb: 64,
+            cache_memory_mb: 256,
         }
     }
 }

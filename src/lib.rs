@@ -1,6 +1,7 @@
 //! Rubberduck: a self-hosted LLM caching reverse proxy with failure simulation.
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod gateway;

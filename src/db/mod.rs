@@ -1,8 +1,10 @@
 //! SQLite through Diesel: connection setup, embedded migrations and the table-level queries.
 
+pub mod cache_entries;
 pub mod models;
 pub mod proxies;
 pub mod schema;
+pub mod writer;
 
 use std::path::Path;
 use std::time::Duration;

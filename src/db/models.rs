@@ -26,6 +26,7 @@ pub struct ProxyRow {
     pub aws_region: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub cache_partition_by_credential: bool,
 }
 
 #[derive(Debug, Insertable)]
@@ -46,6 +47,7 @@ pub struct NewProxyRow {
     pub aws_region: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub cache_partition_by_credential: bool,
 }
 
 /// The user-editable settings of a proxy; every field is written (the registry holds the whole
@@ -65,4 +67,19 @@ pub struct ProxySettingsChange {
     pub vertex_service_account_file: Option<String>,
     pub aws_region: Option<String>,
     pub updated_at: NaiveDateTime,
+    pub cache_partition_by_credential: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::cache_entries)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct CacheEntryRow {
+    pub proxy_id: i32,
+    pub cache_key: String,
+    pub status: i32,
+    pub headers: String,
+    pub body: Vec<u8>,
+    pub chunks: Option<String>,
+    pub size_bytes: i64,
+    pub created_at: NaiveDateTime,
 }

@@ -19,5 +19,25 @@ diesel::table! {
         aws_region -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        cache_partition_by_credential -> Bool,
     }
 }
+
+diesel::table! {
+    cache_entries (id) {
+        id -> Integer,
+        proxy_id -> Integer,
+        cache_key -> Text,
+        status -> Integer,
+        headers -> Text,
+        body -> Binary,
+        chunks -> Nullable<Text>,
+        size_bytes -> BigInt,
+        created_at -> Timestamp,
+        last_hit_at -> Nullable<Timestamp>,
+        hit_count -> BigInt,
+    }
+}
+
+diesel::joinable!(cache_entries -> proxies (proxy_id));
+diesel::allow_tables_to_appear_in_same_query!(cache_entries, proxies);

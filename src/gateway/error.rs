@@ -18,6 +18,10 @@ pub enum GatewayError {
     Unreachable { upstream: String, reason: String },
     #[error("the upstream {upstream} did not answer within {seconds} s")]
     Timeout { upstream: String, seconds: u64 },
+    #[error(
+        "this request is not in the cache, and the proxy is in replay_only mode, so it was not sent upstream"
+    )]
+    NotCached,
 }
 
 impl GatewayError {
@@ -28,6 +32,7 @@ impl GatewayError {
             GatewayError::Credentials(_) => ProxyErrorKind::Unauthorized,
             GatewayError::Unreachable { .. } => ProxyErrorKind::BadGateway,
             GatewayError::Timeout { .. } => ProxyErrorKind::GatewayTimeout,
+            GatewayError::NotCached => ProxyErrorKind::NotCached,
         }
     }
 

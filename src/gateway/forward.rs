@@ -2,10 +2,13 @@
 //! credentials), and the upstream's answer streams back without buffering.
 
 use actix_web::body::SizedStream;
-use actix_web::http::header::{self, HeaderMap};
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
 use awc::error::{ConnectError, PayloadError, SendRequestError};
+use chrono::Utc;
 use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,8 +17,11 @@ use super::error::GatewayError;
 use super::headers::{connection_tokens, forwardable, returnable};
 use super::usage::UsageMeter;
 use super::{InFlight, ProxyServerState, UpstreamSettings};
+use crate::cache::{
+    CacheKey, CachedResponse, KeyParts, MAX_ENTRY_BYTES, ResponseCache, is_content_header,
+};
 use crate::providers::UpstreamRequest;
-use crate::registry::spec::ProxySpec;
+use crate::registry::spec::{CacheMode, ProxyId, ProxySpec};
 
 /// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed
 /// answer counts until its last byte, and reads usage as chunks pass. Dropping it (the client
@@ -23,6 +29,7 @@ use crate::registry::spec::ProxySpec;
 struct MeteredBody<S> {
     upstream: S,
     meter: Option<UsageMeter>,
+    recorder: Option<Recorder>,
     in_flight: InFlight,
 }
 
@@ -31,6 +38,44 @@ impl<S> MeteredBody<S> {
         if let Some(meter) = self.meter.take() {
             self.in_flight.live().record_usage(meter.finish());
         }
+    }
+}
+
+/// Copies a successful answer as it streams through (chunks are reference-counted, not
+/// copied) and stores it once the upstream has sent all of it; an answer cut short is dropped.
+struct Recorder {
+    cache: Arc<ResponseCache>,
+    proxy: ProxyId,
+    key: CacheKey,
+    status: u16,
+    headers: Vec<(String, String)>,
+    streamed: bool,
+    chunks: Vec<Bytes>,
+    size: usize,
+}
+
+impl Recorder {
+    /// False once the answer is too large to keep.
+    fn push(&mut self, chunk: &Bytes) -> bool {
+        self.size += chunk.len();
+        self.chunks.push(chunk.clone());
+        self.size <= MAX_ENTRY_BYTES
+    }
+
+    fn finish(self) {
+        let lengths: Vec<usize> = self.chunks.iter().map(Bytes::len).collect();
+        let body = match self.chunks.len() {
+            1 => self.chunks.into_iter().next().unwrap_or_default(),
+            _ => Bytes::from(self.chunks.concat()),
+        };
+        let response = CachedResponse {
+            status: self.status,
+            headers: self.headers,
+            body,
+            chunks: self.streamed.then_some(lengths),
+            created_at: Utc::now(),
+        };
+        self.cache.store(self.proxy, self.key, response);
     }
 }
 
@@ -47,9 +92,20 @@ where
                 if let Some(meter) = self.meter.as_mut() {
                     meter.observe(chunk);
                 }
+                if let Some(recorder) = self.recorder.as_mut()
+                    && !recorder.push(chunk)
+                {
+                    self.recorder = None;
+                }
             }
-            Poll::Ready(None) => self.settle(),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            Poll::Ready(None) => {
+                self.settle();
+                if let Some(recorder) = self.recorder.take() {
+                    recorder.finish();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.recorder = None,
+            Poll::Pending => {}
         }
         polled
     }
@@ -59,6 +115,42 @@ impl<S> Drop for MeteredBody<S> {
     fn drop(&mut self) {
         self.settle();
     }
+}
+
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const X_CACHE_KEY: HeaderName = HeaderName::from_static("x-cache-key");
+
+/// `X-Cache: MISS` with the key, or `BYPASS` when the proxy does not cache.
+fn cache_headers(key: Option<&CacheKey>) -> Vec<(HeaderName, HeaderValue)> {
+    match key.and_then(|k| HeaderValue::from_str(&k.to_string()).ok()) {
+        Some(key) => vec![
+            (X_CACHE, HeaderValue::from_static("MISS")),
+            (X_CACHE_KEY, key),
+        ],
+        None => vec![(X_CACHE, HeaderValue::from_static("BYPASS"))],
+    }
+}
+
+fn replay(hit: &CachedResponse, key: &CacheKey) -> HttpResponse {
+    let mut reply = hit.replay();
+    reply.insert_header((X_CACHE, "HIT"));
+    reply.insert_header((X_CACHE_KEY, key.to_string()));
+    match hit.chunks {
+        Some(_) => reply.streaming(futures_util::stream::iter(
+            hit.body_chunks().into_iter().map(Ok::<_, PayloadError>),
+        )),
+        None => reply.body(hit.body.clone()),
+    }
+}
+
+fn is_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.starts_with("text/event-stream")
+                || t.starts_with("application/vnd.amazon.eventstream")
+        })
 }
 
 pub fn upstream_client(settings: &UpstreamSettings) -> awc::Client {
@@ -125,6 +217,37 @@ pub async fn forward(
     let provider = spec.provider.provider();
     let body = read_body(payload, state.upstream.max_request_bytes).await?;
     let query = Some(req.query_string()).filter(|q| !q.is_empty());
+
+    let key = spec.cache.enabled.then(|| {
+        CacheKey::of(
+            provider,
+            &KeyParts {
+                method: req.method(),
+                path: req.path(),
+                query,
+                headers: req.headers(),
+                body: &body,
+                partition_by_credential: spec.cache.partition_by_credential,
+            },
+        )
+    });
+    if let Some(key) = &key {
+        if let Some(hit) = state
+            .cache
+            .lookup(spec.id, key, spec.cache.ttl_seconds)
+            .await
+        {
+            return Ok(replay(&hit, key));
+        }
+        if spec.cache.mode == CacheMode::ReplayOnly {
+            let mut refusal = GatewayError::NotCached.to_response(provider);
+            for (name, value) in cache_headers(Some(key)) {
+                refusal.headers_mut().insert(name, value);
+            }
+            return Ok(refusal);
+        }
+    }
+
     let url = provider.upstream_url(
         spec,
         &state.provider_state,
@@ -172,9 +295,32 @@ pub async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let meter = UsageMeter::for_response(provider, response.headers());
+    let recorder = key
+        .filter(|_| response.status().is_success())
+        .map(|key| Recorder {
+            cache: Arc::clone(&state.cache),
+            proxy: spec.id,
+            key,
+            status: response.status().as_u16(),
+            headers: response
+                .headers()
+                .iter()
+                .filter(|(name, _)| is_content_header(name.as_str()))
+                .filter_map(|(name, value)| {
+                    Some((name.to_string(), value.to_str().ok()?.to_owned()))
+                })
+                .collect(),
+            streamed: is_stream(response.headers()),
+            chunks: Vec::new(),
+            size: 0,
+        });
+    for header in cache_headers(key.as_ref()) {
+        reply.insert_header(header);
+    }
     let body = MeteredBody {
         upstream: response,
         meter: Some(meter),
+        recorder,
         in_flight,
     };
     Ok(match length {

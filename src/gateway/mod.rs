@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 
 pub use error::GatewayError;
 
+use crate::cache::ResponseCache;
 use crate::providers::{ProviderState, Usage};
 use crate::registry::spec::ProxySpec;
 
@@ -101,6 +102,7 @@ pub struct UpstreamSettings {
 /// Everything one proxy server shares between its workers.
 pub struct ProxyServerState {
     pub live: Arc<LiveProxy>,
+    pub cache: Arc<ResponseCache>,
     pub provider_state: ProviderState,
     pub upstream: UpstreamSettings,
 }

@@ -36,6 +36,7 @@ impl Provider for Anthropic {
             ProxyErrorKind::GatewayTimeout => "timeout_error",
             ProxyErrorKind::PayloadTooLarge => "request_too_large",
             ProxyErrorKind::ServiceUnavailable => "overloaded_error",
+            ProxyErrorKind::NotCached => "invalid_request_error",
         };
         HttpResponse::build(kind.status()).json(serde_json::json!({
             "type": "error",

@@ -27,6 +27,10 @@ impl Provider for AzureOpenAi {
         }
     }
 
+    fn cache_query_params(&self) -> &'static [&'static str] {
+        &["api-version"]
+    }
+
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
         openai_usage(json)
     }

@@ -253,6 +253,19 @@ impl Provider for Bedrock {
         })
     }
 
+    /// The access key id: the client's SigV4 `Authorization` changes with every request.
+    fn credential_identity(&self, headers: &HeaderMap) -> Option<String> {
+        header(headers, ACCESS_KEY_HEADER)
+            .or_else(|| {
+                header(headers, "authorization")?
+                    .split("Credential=")
+                    .nth(1)?
+                    .split('/')
+                    .next()
+            })
+            .map(str::to_owned)
+    }
+
     /// Converse (`usage.inputTokens`, stream `metadata`), invoke's per-model bodies (Anthropic's
     /// shape), and the invocation metrics Bedrock appends to a stream's last chunk.
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
@@ -288,6 +301,7 @@ impl Provider for Bedrock {
             ProxyErrorKind::GatewayTimeout => "ModelTimeoutException",
             ProxyErrorKind::PayloadTooLarge => "ValidationException",
             ProxyErrorKind::ServiceUnavailable => "ServiceUnavailableException",
+            ProxyErrorKind::NotCached => "ValidationException",
         };
         HttpResponse::build(kind.status())
             .insert_header(("x-amzn-ErrorType", error_type))

@@ -2,8 +2,8 @@ use actix_web::HttpResponse;
 use actix_web::http::header::HeaderMap;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, Usage, openai_style_error,
-    openai_style_url, openai_usage,
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, Usage, openai_style_cache_path,
+    openai_style_error, openai_style_url, openai_usage,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -40,6 +40,10 @@ impl Provider for DeepSeek {
         _headers: &HeaderMap,
     ) -> Result<String, GatewayError> {
         openai_style_url(spec, path, query)
+    }
+
+    fn cache_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        openai_style_cache_path(path)
     }
 
     fn usage_in(&self, json: &serde_json::Value) -> Usage {

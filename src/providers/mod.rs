@@ -8,6 +8,7 @@ mod deepseek;
 mod openai;
 mod vertex_ai;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -102,6 +103,8 @@ pub enum ProxyErrorKind {
     GatewayTimeout,
     PayloadTooLarge,
     ServiceUnavailable,
+    /// A replay-only cache has no answer for the request.
+    NotCached,
 }
 
 impl ProxyErrorKind {
@@ -113,6 +116,7 @@ impl ProxyErrorKind {
             ProxyErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyErrorKind::NotCached => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -274,6 +278,23 @@ pub trait Provider: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// The path as it decides the answer: prefixes that only address the API are folded.
+    fn cache_path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        Cow::Borrowed(path)
+    }
+
+    /// Query parameters that change the answer; others (tracing, say) stay out of cache keys.
+    fn cache_query_params(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// What identifies the caller, for caches partitioned by credential.
+    fn credential_identity(&self, headers: &HeaderMap) -> Option<String> {
+        ["authorization", "x-api-key", "api-key", "x-goog-api-key"]
+            .iter()
+            .find_map(|name| headers.get(*name)?.to_str().ok().map(str::to_owned))
+    }
+
     /// Token counts in one JSON document: a whole response body or one stream event.
     fn usage_in(&self, json: &serde_json::Value) -> Usage;
 
@@ -317,6 +338,14 @@ pub(crate) fn openai_style_url(
     Ok(join_url(base, unversioned, query))
 }
 
+/// `/v1/chat/completions` and `/chat/completions` are the same request to an OpenAI-style API.
+pub(crate) fn openai_style_cache_path(path: &str) -> Cow<'_, str> {
+    match path.strip_prefix("/v1") {
+        Some(rest) if rest.starts_with('/') => Cow::Borrowed(rest),
+        _ => Cow::Borrowed(path),
+    }
+}
+
 /// The OpenAI error shape, shared by every OpenAI-compatible provider.
 pub(crate) fn openai_style_error(kind: ProxyErrorKind, message: &str) -> HttpResponse {
     let (error_type, code) = match kind {
@@ -326,6 +355,7 @@ pub(crate) fn openai_style_error(kind: ProxyErrorKind, message: &str) -> HttpRes
         ProxyErrorKind::GatewayTimeout => ("server_error", "timeout"),
         ProxyErrorKind::PayloadTooLarge => ("invalid_request_error", "request_too_large"),
         ProxyErrorKind::ServiceUnavailable => ("server_error", "service_unavailable"),
+        ProxyErrorKind::NotCached => ("invalid_request_error", "not_cached"),
     };
     HttpResponse::build(kind.status()).json(serde_json::json!({
         "error": {"message": message, "type": error_type, "param": null, "code": code}

@@ -139,6 +139,11 @@ impl Provider for VertexAi {
         })
     }
 
+    /// `alt=sse` turns an answer into a stream.
+    fn cache_query_params(&self) -> &'static [&'static str] {
+        &["alt"]
+    }
+
     /// Gemini's `usageMetadata`, or Anthropic's shape from `rawPredict` on Claude models.
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
         let mut usage = anthropic_usage(json);
@@ -157,6 +162,7 @@ impl Provider for VertexAi {
             ProxyErrorKind::GatewayTimeout => "DEADLINE_EXCEEDED",
             ProxyErrorKind::PayloadTooLarge => "INVALID_ARGUMENT",
             ProxyErrorKind::ServiceUnavailable => "UNAVAILABLE",
+            ProxyErrorKind::NotCached => "FAILED_PRECONDITION",
         };
         HttpResponse::build(kind.status()).json(serde_json::json!({
             "error": {"code": kind.status().as_u16(), "message": message, "status": status_name}

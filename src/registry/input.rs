@@ -52,6 +52,9 @@ pub struct CacheInput {
     pub enabled: Option<bool>,
     pub mode: Option<String>,
     pub ttl_seconds: Option<i64>,
+    pub partition_by_credential: Option<bool>,
+    /// Whether `ttl_seconds` was given, so that an explicit null (keep forever) is an edit.
+    pub ttl_explicit: bool,
 }
 
 /// Fields absent from a PATCH keep their value; an empty string clears an optional text field.
@@ -136,6 +139,8 @@ impl ProxyInput {
                 enabled: Some(spec.cache.enabled),
                 mode: Some(spec.cache.mode.as_str().to_owned()),
                 ttl_seconds: spec.cache.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
+                partition_by_credential: Some(spec.cache.partition_by_credential),
+                ttl_explicit: true,
             }),
         }
     }
@@ -161,7 +166,11 @@ impl ProxyInput {
             let cache = self.cache.get_or_insert_with(CacheInput::default);
             take(&mut cache.enabled, cache_edit.enabled);
             take(&mut cache.mode, cache_edit.mode);
-            if cache_edit.ttl_seconds.is_some() {
+            take(
+                &mut cache.partition_by_credential,
+                cache_edit.partition_by_credential,
+            );
+            if cache_edit.ttl_explicit {
                 cache.ttl_seconds = cache_edit.ttl_seconds;
             }
         }
@@ -174,7 +183,7 @@ impl CacheInput {
         let Value::Object(fields) = value else {
             return Err(FieldError::new(
                 "cache",
-                "cache must be an object with enabled, mode and ttl_seconds.",
+                "cache must be an object with enabled, mode, ttl_seconds and partition_by_credential.",
             ));
         };
         let mut cache = CacheInput::default();
@@ -194,9 +203,22 @@ impl CacheInput {
                         "cache.mode must be read_write or replay_only.",
                     ));
                 }
-                ("ttl_seconds", Value::Null) => cache.ttl_seconds = None,
+                ("partition_by_credential", Value::Bool(partition)) => {
+                    cache.partition_by_credential = Some(partition);
+                }
+                ("partition_by_credential", _) => {
+                    return Err(FieldError::new(
+                        "cache.partition_by_credential",
+                        "cache.partition_by_credential must be true or false.",
+                    ));
+                }
+                ("ttl_seconds", Value::Null) => {
+                    cache.ttl_seconds = None;
+                    cache.ttl_explicit = true;
+                }
                 ("ttl_seconds", Value::Number(n)) => {
-                    cache.ttl_seconds = Some(n.as_i64().unwrap_or(-1))
+                    cache.ttl_seconds = Some(n.as_i64().unwrap_or(-1));
+                    cache.ttl_explicit = true;
                 }
                 ("ttl_seconds", _) => {
                     return Err(FieldError::new(
@@ -489,6 +511,9 @@ fn validate_cache(cache: Option<&CacheInput>) -> Result<CacheSettings, FieldErro
         enabled: cache.enabled.unwrap_or(defaults.enabled),
         mode,
         ttl_seconds,
+        partition_by_credential: cache
+            .partition_by_credential
+            .unwrap_or(defaults.partition_by_credential),
     })
 }
 

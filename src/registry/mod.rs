@@ -17,6 +17,7 @@ use chrono::Utc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::cache::{CacheCounts, ResponseCache};
 use crate::db::models::{NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
 use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
@@ -84,6 +85,7 @@ pub struct ProxySnapshot {
     pub listening_port: Option<u16>,
     pub in_flight: usize,
     pub traffic: Traffic,
+    pub cache: CacheCounts,
 }
 
 impl ProxySnapshot {
@@ -151,6 +153,7 @@ impl ManagedProxy {
             listening_port: runtime.listening_port,
             in_flight: self.live.in_flight(),
             traffic: self.live.traffic(),
+            cache: CacheCounts::default(),
         }
     }
 }
@@ -165,6 +168,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub struct ProxyRegistry {
     db: DbPool,
+    cache: Arc<ResponseCache>,
     settings: RegistrySettings,
     proxies: RwLock<BTreeMap<ProxyId, Arc<ManagedProxy>>>,
     /// Serialises port choice and insertion so two creations never pick the same port.
@@ -181,7 +185,11 @@ pub struct Created {
 impl ProxyRegistry {
     /// Loads every proxy from the database; call [`ProxyRegistry::restore`] to start the ones
     /// that were running.
-    pub async fn load(db: DbPool, settings: RegistrySettings) -> Result<Arc<Self>, DbError> {
+    pub async fn load(
+        db: DbPool,
+        settings: RegistrySettings,
+        cache: Arc<ResponseCache>,
+    ) -> Result<Arc<Self>, DbError> {
         let rows = db::run(&db, db::proxies::all).await?;
         let mut proxies = BTreeMap::new();
         for row in rows {
@@ -205,6 +213,7 @@ impl ProxyRegistry {
         let (events, _) = broadcast::channel(256);
         Ok(Arc::new_cyclic(|me| ProxyRegistry {
             db,
+            cache,
             settings,
             proxies: RwLock::new(proxies),
             port_assignment: tokio::sync::Mutex::new(()),
@@ -227,6 +236,10 @@ impl ProxyRegistry {
 
     pub fn settings(&self) -> &RegistrySettings {
         &self.settings
+    }
+
+    pub fn cache(&self) -> &Arc<ResponseCache> {
+        &self.cache
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
@@ -256,15 +269,23 @@ impl ProxyRegistry {
             .ok_or(RegistryError::NotFound(id))
     }
 
+    /// A proxy's state with its cache numbers.
+    fn snapshot(&self, proxy: &ManagedProxy) -> ProxySnapshot {
+        let mut snapshot = proxy.snapshot();
+        snapshot.cache = self.cache.counts(snapshot.spec.id);
+        snapshot
+    }
+
     pub fn list(&self) -> Vec<ProxySnapshot> {
         self.entries()
             .iter()
-            .map(|(_, proxy)| proxy.snapshot())
+            .map(|(_, proxy)| self.snapshot(proxy))
             .collect()
     }
 
     pub fn get(&self, id: ProxyId) -> Result<ProxySnapshot, RegistryError> {
-        Ok(self.entry(id)?.snapshot())
+        let proxy = self.entry(id)?;
+        Ok(self.snapshot(&proxy))
     }
 
     pub fn totals(&self) -> Totals {
@@ -322,6 +343,7 @@ impl ProxyRegistry {
             aws_region: valid.aws_region.clone(),
             created_at: now,
             updated_at: now,
+            cache_partition_by_credential: valid.cache.partition_by_credential,
         };
         let row = db::run(&self.db, move |conn| db::proxies::insert(conn, &row)).await?;
         let spec = ProxySpec::try_from(row)?;
@@ -396,6 +418,7 @@ impl ProxyRegistry {
             vertex_service_account_file: valid.vertex_service_account_file.clone(),
             aws_region: valid.aws_region.clone(),
             updated_at: Utc::now().naive_utc(),
+            cache_partition_by_credential: valid.cache.partition_by_credential,
         };
         db::run(&self.db, move |conn| {
             db::proxies::update_settings(conn, id.0, &change)
@@ -414,7 +437,7 @@ impl ProxyRegistry {
         }));
         drop(assignment);
         self.emit(RegistryEvent::Changed(id));
-        Ok(proxy.snapshot())
+        Ok(self.snapshot(&proxy))
     }
 
     pub async fn delete(&self, id: ProxyId) -> Result<(), RegistryError> {
@@ -428,6 +451,7 @@ impl ProxyRegistry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.cache.forget(id);
         log::info!("deleted proxy {id}");
         self.emit(RegistryEvent::Removed(id));
         Ok(())
@@ -446,7 +470,7 @@ impl ProxyRegistry {
         let _lifecycle = proxy.lifecycle.lock().await;
         self.stop_server(id, &proxy, graceful).await;
         self.persist_desired(id, &proxy, false).await?;
-        Ok(proxy.snapshot())
+        Ok(self.snapshot(&proxy))
     }
 
     pub async fn restart(&self, id: ProxyId) -> Result<ProxySnapshot, RegistryError> {
@@ -472,7 +496,7 @@ impl ProxyRegistry {
         proxy: &Arc<ManagedProxy>,
     ) -> Result<ProxySnapshot, RegistryError> {
         if lock(&proxy.runtime).status == ProxyStatus::Running {
-            return Ok(proxy.snapshot());
+            return Ok(self.snapshot(proxy));
         }
         self.set_status(id, proxy, ProxyStatus::Starting, None);
         let spec = proxy.live.spec.load_full();
@@ -480,6 +504,7 @@ impl ProxyRegistry {
         let outcome = ports::bind(self.settings.proxy_host, port).and_then(|listener| {
             let server_state = Arc::new(ProxyServerState {
                 live: Arc::clone(&proxy.live),
+                cache: Arc::clone(&self.cache),
                 provider_state: ProviderState::load(spec.provider),
                 upstream: self.settings.upstream.clone(),
             });
@@ -528,7 +553,7 @@ impl ProxyRegistry {
         })
         .await?;
         lock(&proxy.runtime).desired_running = true;
-        Ok(proxy.snapshot())
+        Ok(self.snapshot(proxy))
     }
 
     async fn stop_server(&self, id: ProxyId, proxy: &Arc<ManagedProxy>, graceful: bool) {

@@ -55,6 +55,8 @@ pub struct CacheSettings {
     pub enabled: bool,
     pub mode: CacheMode,
     pub ttl_seconds: Option<u64>,
+    /// Keys include a hash of the client's credential, so two API keys never share answers.
+    pub partition_by_credential: bool,
 }
 
 impl Default for CacheSettings {
@@ -63,6 +65,7 @@ impl Default for CacheSettings {
             enabled: true,
             mode: CacheMode::ReadWrite,
             ttl_seconds: None,
+            partition_by_credential: false,
         }
     }
 }
@@ -112,6 +115,7 @@ impl TryFrom<ProxyRow> for ProxySpec {
                     .cache_ttl_seconds
                     .map(|ttl| u64::try_from(ttl).map_err(|_| corrupt("negative cache TTL")))
                     .transpose()?,
+                partition_by_credential: row.cache_partition_by_credential,
             },
             failure_config: serde_json::from_str(&row.failure_config)
                 .map_err(|_| corrupt("failure config is not JSON"))?,

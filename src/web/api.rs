@@ -175,3 +175,17 @@ pub async fn restart_proxy(
     let snapshot = state.registry.restart(ProxyId(*id)).await?;
     Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
 }
+
+pub async fn cache_info(state: web::Data<AppState>, id: web::Path<i32>) -> ApiResult {
+    let id = ProxyId(*id);
+    state.registry.get(id)?;
+    let info = state.registry.cache().info(id).await?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
+pub async fn clear_cache(state: web::Data<AppState>, id: web::Path<i32>) -> ApiResult {
+    let id = ProxyId(*id);
+    state.registry.get(id)?;
+    let removed = state.registry.cache().clear(id).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "entries_removed": removed })))
+}

@@ -48,6 +48,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/proxies/{id:\\d+}/restart",
                     web::post().to(api::restart_proxy),
                 )
+                .route("/proxies/{id:\\d+}/cache", web::get().to(api::cache_info))
+                .route(
+                    "/proxies/{id:\\d+}/cache",
+                    web::delete().to(api::clear_cache),
+                )
                 .default_service(web::to(api::not_found)),
         )
         .route("/", web::get().to(pages::dashboard))
@@ -83,6 +88,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/proxies/{id:\\d+}/delete",
             web::post().to(pages::delete_proxy),
+        )
+        .route("/proxies/{id:\\d+}/cache", web::get().to(pages::cache_info))
+        .route(
+            "/proxies/{id:\\d+}/cache/clear",
+            web::post().to(pages::clear_cache),
         )
         .route("/ui/close-modal", web::get().to(pages::close_modal))
         .route("/logs", web::get().to(pages::logs))

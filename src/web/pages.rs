@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::PageError;
 use super::views::{
-    ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage, DashboardStats,
+    CacheModal, ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage, DashboardStats,
     DashboardStatsFragment, EditModal, FormErrors, LogsPage, PortCheck, ProxiesPage, ProxyCard,
     ProxyCardFragment, ProxyFilters, ProxyForm, ProxyGrid, ProxyHost, SettingsPage,
     provider_options,
@@ -338,6 +338,50 @@ pub async fn delete_proxy(
         return proxies_changed(String::new());
     }
     Ok(see_other("/proxies"))
+}
+
+async fn cache_modal(
+    req: &HttpRequest,
+    state: &AppState,
+    id: ProxyId,
+    notice: Option<String>,
+) -> Result<CacheModal, PageError> {
+    let card = card(req, &state.registry, id)?;
+    let info = state.registry.cache().info(id).await?;
+    Ok(CacheModal {
+        size: format_bytes(info.counts.bytes),
+        card,
+        info,
+        notice,
+    })
+}
+
+pub async fn cache_info(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    let modal = cache_modal(&req, &state, ProxyId(*id), None).await?;
+    modal_response(&req, &state, StatusCode::OK, &modal)
+}
+
+pub async fn clear_cache(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    let id = ProxyId(*id);
+    state.registry.get(id)?;
+    let removed = state.registry.cache().clear(id).await?;
+    if !is_htmx(&req) {
+        return Ok(see_other("/proxies"));
+    }
+    let notice = format!(
+        "Removed {removed} cached {}.",
+        if removed == 1 { "answer" } else { "answers" }
+    );
+    let modal = cache_modal(&req, &state, id, Some(notice)).await?;
+    proxies_changed(modal.render()?)
 }
 
 pub async fn close_modal() -> HttpResponse {

@@ -7,9 +7,10 @@ use actix_web::HttpRequest;
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{CacheCounts, CacheInfo};
 use crate::gateway::Traffic;
 use crate::providers::ProviderKind;
-use crate::registry::input::{FieldError, PortInput, ProxyInput, TagsInput};
+use crate::registry::input::{CacheInput, FieldError, PortInput, ProxyInput, TagsInput};
 use crate::registry::spec::ProxySpec;
 use crate::registry::{ProxySnapshot, ProxyStatus, RegistrySettings, Totals};
 
@@ -58,6 +59,7 @@ pub struct CacheJson {
     pub enabled: bool,
     pub mode: &'static str,
     pub ttl_seconds: Option<u64>,
+    pub partition_by_credential: bool,
 }
 
 /// A proxy in the admin API's contract shape.
@@ -107,6 +109,7 @@ impl ProxyJson {
                 enabled: spec.cache.enabled,
                 mode: spec.cache.mode.as_str(),
                 ttl_seconds: spec.cache.ttl_seconds,
+                partition_by_credential: spec.cache.partition_by_credential,
             },
             vertex_service_account_file: spec.vertex_service_account_file.clone(),
             aws_region: spec.aws_region.clone(),
@@ -134,6 +137,9 @@ pub struct ProxyCard {
     pub sdk_url: String,
     pub in_flight: usize,
     pub traffic: Traffic,
+    /// "off", "read_write" or "replay_only".
+    pub cache_state: &'static str,
+    pub cache: CacheCounts,
     pub failures_enabled: bool,
     pub active: bool,
 }
@@ -163,6 +169,12 @@ impl ProxyCard {
             ),
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
+            cache_state: if spec.cache.enabled {
+                spec.cache.mode.as_str()
+            } else {
+                "off"
+            },
+            cache: snapshot.cache,
             failures_enabled: snapshot.has_failures_enabled(),
             active: snapshot.status.is_active(),
         }
@@ -234,6 +246,14 @@ pub struct ProxyForm {
     pub description: String,
     pub tags: String,
     pub upstream_url: String,
+    /// Present on forms that show the cache settings (Configure); the create form leaves the
+    /// defaults alone.
+    pub cache_fields: Option<String>,
+    /// Checkboxes: present ("on") when ticked.
+    pub cache_enabled: Option<String>,
+    pub cache_mode: String,
+    pub cache_ttl_seconds: String,
+    pub cache_partition_by_credential: Option<String>,
 }
 
 impl ProxyForm {
@@ -245,11 +265,43 @@ impl ProxyForm {
             description: spec.description.clone(),
             tags: spec.tags.join(", "),
             upstream_url: spec.upstream_url.clone().unwrap_or_default(),
+            cache_fields: Some("1".into()),
+            cache_enabled: spec.cache.enabled.then(|| "on".into()),
+            cache_mode: spec.cache.mode.as_str().to_owned(),
+            cache_ttl_seconds: spec
+                .cache
+                .ttl_seconds
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            cache_partition_by_credential: spec.cache.partition_by_credential.then(|| "on".into()),
         }
     }
 
-    /// For an edit the provider is fixed, so it is left out.
+    pub fn cache_enabled(&self) -> bool {
+        self.cache_enabled.is_some()
+    }
+
+    pub fn cache_partitioned(&self) -> bool {
+        self.cache_partition_by_credential.is_some()
+    }
+
+    pub fn cache_mode_is(&self, mode: &str) -> bool {
+        self.cache_mode == mode
+    }
+
+    /// For an edit the provider is fixed, so it is left out. A TTL that is not a whole number
+    /// becomes 0, which validation rejects with its own message.
     pub fn to_input(&self, include_provider: bool) -> ProxyInput {
+        let cache = self.cache_fields.as_ref().map(|_| CacheInput {
+            enabled: Some(self.cache_enabled()),
+            mode: Some(self.cache_mode.clone()),
+            ttl_seconds: match self.cache_ttl_seconds.trim() {
+                "" => None,
+                text => Some(text.parse().unwrap_or(0)),
+            },
+            partition_by_credential: Some(self.cache_partitioned()),
+            ttl_explicit: true,
+        });
         ProxyInput {
             name: Some(self.name.clone()),
             provider: include_provider.then(|| self.provider.clone()),
@@ -257,6 +309,7 @@ impl ProxyForm {
             description: Some(self.description.clone()),
             tags: Some(TagsInput::Text(self.tags.clone())),
             upstream_url: Some(self.upstream_url.clone()),
+            cache,
             ..ProxyInput::default()
         }
     }
@@ -377,6 +430,15 @@ pub struct EditModal {
     pub running: bool,
     pub form: ProxyForm,
     pub errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_cache_modal.html")]
+pub struct CacheModal {
+    pub card: ProxyCard,
+    pub info: CacheInfo,
+    pub size: String,
+    pub notice: Option<String>,
 }
 
 #[derive(Template)]

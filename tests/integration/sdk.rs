@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use super::support::port_block;
+use super::support::port_block_of;
 
 const REQUIREMENTS: &str = "tests/sdk/requirements.txt";
 /// How much of pytest's output a failure message repeats (all of it was printed already).
@@ -89,7 +89,8 @@ fn echo(
 #[test]
 fn official_sdks_work_through_the_proxies() {
     let venv = virtualenv();
-    let ports = port_block();
+    // Every test of the suite creates its own proxies.
+    let ports = port_block_of(200);
     let mut child = Command::new(venv.join("bin").join("python"))
         .args(["-m", "pytest", "tests/sdk", "-q", "-p", "no:cacheprovider"])
         .current_dir(repo())

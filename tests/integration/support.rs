@@ -13,14 +13,21 @@ use serde_json::Value;
 /// Tests run in parallel in one process, so each app gets its own block of proxy ports; two apps
 /// never race for the same port.
 const FIRST_TEST_PORT: u16 = 9000;
-const PORTS_PER_APP: u16 = 20;
-static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
+const LAST_TEST_PORT: u16 = 9999;
+const PORTS_PER_APP: u16 = 10;
+static NEXT_PORT: AtomicU16 = AtomicU16::new(FIRST_TEST_PORT);
 
 pub fn port_block() -> RangeInclusive<u16> {
-    let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
-    let first = FIRST_TEST_PORT + block * PORTS_PER_APP;
-    assert!(first + PORTS_PER_APP <= 9999, "out of test port blocks");
-    first..=first + PORTS_PER_APP - 1
+    port_block_of(PORTS_PER_APP)
+}
+
+pub fn port_block_of(size: u16) -> RangeInclusive<u16> {
+    let first = NEXT_PORT.fetch_add(size, Ordering::Relaxed);
+    assert!(
+        first.saturating_add(size - 1) <= LAST_TEST_PORT,
+        "out of test ports"
+    );
+    first..=first + size - 1
 }
 
 pub struct TestApp {
@@ -77,6 +84,11 @@ impl TestApp {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
+    }
+
+    /// The app's data directory (holds the SQLite file).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.args.data_dir
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,270 @@
+//! The cache key: SHA-256 over what decides an answer, and nothing else.
+
+use std::fmt;
+use std::io::Write;
+
+use actix_web::http::Method;
+use actix_web::http::header::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::providers::Provider;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey([u8; 32]);
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// The parts of a request that make up its key.
+pub struct KeyParts<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub partition_by_credential: bool,
+}
+
+impl CacheKey {
+    pub fn of(provider: &dyn Provider, parts: &KeyParts<'_>) -> Self {
+        let mut hasher = Sha256::new();
+        // Each field ends with a NUL so that no two different requests hash the same bytes.
+        for field in [
+            provider.kind().id(),
+            parts.method.as_str(),
+            &provider.cache_path(parts.path),
+        ] {
+            hasher.update(field.as_bytes());
+            hasher.update([0]);
+        }
+        for (name, value) in answer_changing_params(parts.query, provider.cache_query_params()) {
+            hasher.update(name.as_bytes());
+            hasher.update(b"=");
+            hasher.update(value.as_bytes());
+            hasher.update([0]);
+        }
+        hasher.update([0]);
+        match serde_json::from_slice::<serde_json::Value>(parts.body) {
+            Ok(json) => {
+                hasher.update(b"json\0");
+                write_canonical(&mut HashWriter(&mut hasher), &json);
+            }
+            Err(_) => {
+                hasher.update(b"raw\0");
+                hasher.update(parts.body);
+            }
+        }
+        if parts.partition_by_credential {
+            hasher.update(b"\0credential\0");
+            if let Some(credential) = provider.credential_identity(parts.headers) {
+                // Only a hash of the credential reaches the key.
+                hasher.update(Sha256::digest(credential.as_bytes()));
+            }
+        }
+        CacheKey(hasher.finalize().into())
+    }
+}
+
+/// Selected query parameters, sorted, so their order in the URL does not matter.
+fn answer_changing_params<'a>(query: Option<&'a str>, names: &[&str]) -> Vec<(&'a str, &'a str)> {
+    let mut params: Vec<(&str, &str)> = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            names.contains(&name).then_some((name, value))
+        })
+        .collect();
+    params.sort_unstable();
+    params
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// JSON with object keys sorted and no insignificant whitespace, whatever order serde_json's
+/// maps keep.
+fn write_canonical(out: &mut impl Write, value: &serde_json::Value) {
+    use serde_json::Value;
+    // Writing into a hasher cannot fail.
+    let _ = match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let _ = out.write_all(b"{");
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    let _ = out.write_all(b",");
+                }
+                let _ = serde_json::to_writer(&mut *out, key);
+                let _ = out.write_all(b":");
+                write_canonical(out, item);
+            }
+            out.write_all(b"}")
+        }
+        Value::Array(items) => {
+            let _ = out.write_all(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    let _ = out.write_all(b",");
+                }
+                write_canonical(out, item);
+            }
+            out.write_all(b"]")
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar).map_err(std::io::Error::other),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ProviderKind;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn key(
+        kind: ProviderKind,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        body: &str,
+    ) -> CacheKey {
+        CacheKey::of(
+            kind.provider(),
+            &KeyParts {
+                method,
+                path,
+                query,
+                headers: &HeaderMap::new(),
+                body: body.as_bytes(),
+                partition_by_credential: false,
+            },
+        )
+    }
+
+    #[test]
+    fn key_order_and_whitespace_do_not_matter() {
+        let a = key(
+            ProviderKind::Openai,
+            &Method::POST,
+            "/v1/chat/completions",
+            None,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        let b = key(
+            ProviderKind::Openai,
+            &Method::POST,
+            "/chat/completions",
+            None,
+            "{ \"messages\" : [ {\"content\":\"hi\", \"role\":\"user\"} ],\n \"model\":\"m\" }",
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.to_string().len(), 64);
+    }
+
+    #[test]
+    fn anything_that_changes_the_answer_changes_the_key() {
+        let base = key(
+            ProviderKind::Openai,
+            &Method::POST,
+            "/v1/embeddings",
+            None,
+            r#"{"input":"a","model":"m"}"#,
+        );
+        assert_ne!(
+            base,
+            key(
+                ProviderKind::Openai,
+                &Method::POST,
+                "/v1/embeddings",
+                None,
+                r#"{"input":"b","model":"m"}"#
+            )
+        );
+        assert_ne!(
+            base,
+            key(
+                ProviderKind::Openai,
+                &Method::POST,
+                "/v1/completions",
+                None,
+                r#"{"input":"a","model":"m"}"#
+            )
+        );
+        assert_ne!(
+            base,
+            key(
+                ProviderKind::Deepseek,
+                &Method::POST,
+                "/v1/embeddings",
+                None,
+                r#"{"input":"a","model":"m"}"#
+            )
+        );
+        assert_ne!(
+            base,
+            key(
+                ProviderKind::Openai,
+                &Method::GET,
+                "/v1/embeddings",
+                None,
+                r#"{"input":"a","model":"m"}"#
+            )
+        );
+        let azure = |query| {
+            key(
+                ProviderKind::AzureOpenai,
+                &Method::POST,
+                "/openai/deployments/d/chat/completions",
+                Some(query),
+                "{}",
+            )
+        };
+        assert_ne!(
+            azure("api-version=2024-10-21"),
+            azure("api-version=2025-01-01")
+        );
+        assert_eq!(
+            azure("api-version=1&trace=x"),
+            azure("trace=y&api-version=1"),
+            "only answer-changing params count"
+        );
+    }
+
+    #[test]
+    fn credentials_count_only_when_partitioned() {
+        let with = |token: &'static str, partition| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                HeaderName::from_static("authorization"),
+                HeaderValue::from_static(token),
+            );
+            CacheKey::of(
+                ProviderKind::Openai.provider(),
+                &KeyParts {
+                    method: &Method::POST,
+                    path: "/v1/chat/completions",
+                    query: None,
+                    headers: &headers,
+                    body: b"{}",
+                    partition_by_credential: partition,
+                },
+            )
+        };
+        assert_eq!(with("Bearer a", false), with("Bearer b", false));
+        assert_ne!(with("Bearer a", true), with("Bearer b", true));
+    }
+}

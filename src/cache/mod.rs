@@ -1,0 +1,328 @@
+//! The response cache: an in-memory LRU tier (bounded in bytes) in front of SQLite, which keeps
+//! entries across restarts. Lookups never wait on a write; writes go through the DB writer.
+
+mod key;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use key::{CacheKey, KeyParts};
+
+use crate::db::models::CacheEntryRow;
+use crate::db::writer::{DbWriter, WriteOp};
+use crate::db::{self, DbError, DbPool};
+use crate::registry::spec::ProxyId;
+
+/// Answers larger than this are passed through but not cached.
+pub const MAX_ENTRY_BYTES: usize = 32 << 20;
+
+/// What a hit replays: the status, the content headers and the body, chunk by chunk for a
+/// stream.
+#[derive(Debug)]
+pub struct CachedResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Lengths of the chunks a stream arrived in; `None` for a plain body.
+    pub chunks: Option<Vec<usize>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl CachedResponse {
+    fn weight(&self) -> u32 {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        u32::try_from(self.body.len() + headers + 128).unwrap_or(u32::MAX)
+    }
+
+    fn is_fresh(&self, ttl_seconds: Option<u64>, now: DateTime<Utc>) -> bool {
+        ttl_seconds.is_none_or(|ttl| {
+            let age = now.signed_duration_since(self.created_at).num_seconds();
+            u64::try_from(age).unwrap_or(0) < ttl
+        })
+    }
+
+    /// The stored answer as a response; a stream goes out again chunk by chunk.
+    pub fn replay(&self) -> actix_web::HttpResponseBuilder {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        let mut builder = HttpResponse::build(status);
+        for (name, value) in &self.headers {
+            builder.append_header((name.as_str(), value.as_str()));
+        }
+        builder
+    }
+
+    pub fn body_chunks(&self) -> Vec<Bytes> {
+        match &self.chunks {
+            None => vec![self.body.clone()],
+            Some(lengths) => {
+                let mut offset = 0;
+                lengths
+                    .iter()
+                    .map(|length| {
+                        let end = (offset + length).min(self.body.len());
+                        let chunk = self.body.slice(offset..end);
+                        offset = end;
+                        chunk
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn from_row(row: CacheEntryRow) -> Option<Self> {
+        Some(CachedResponse {
+            status: u16::try_from(row.status).ok()?,
+            headers: serde_json::from_str(&row.headers).ok()?,
+            chunks: match row.chunks {
+                Some(chunks) => Some(serde_json::from_str(&chunks).ok()?),
+                None => None,
+            },
+            body: Bytes::from(row.body),
+            created_at: row.created_at.and_utc(),
+        })
+    }
+
+    fn to_row(&self, proxy: ProxyId, key: &CacheKey) -> CacheEntryRow {
+        CacheEntryRow {
+            proxy_id: proxy.0,
+            cache_key: key.to_string(),
+            status: i32::from(self.status),
+            headers: serde_json::to_string(&self.headers).unwrap_or_else(|_| "[]".into()),
+            body: self.body.to_vec(),
+            chunks: self
+                .chunks
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
+            size_bytes: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
+            created_at: self.created_at.naive_utc(),
+        }
+    }
+}
+
+/// Response headers worth replaying: what describes the content. Request ids, rate-limit
+/// counters and dates belong to the original exchange.
+pub fn is_content_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-type" | "content-encoding" | "content-language"
+    ) || name.starts_with("x-amzn-bedrock-")
+}
+
+#[derive(Debug, Default)]
+struct ProxyStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    entries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Per-proxy numbers for pages and the API.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct CacheCounts {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CacheCounts {
+    /// Hits over lookups since start, as a whole percentage.
+    pub fn hit_rate_percent(&self) -> Option<u64> {
+        let lookups = self.hits + self.misses;
+        (lookups > 0).then(|| (self.hits * 100 + lookups / 2) / lookups)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheInfo {
+    #[serde(flatten)]
+    pub counts: CacheCounts,
+    pub oldest: Option<DateTime<Utc>>,
+    pub newest: Option<DateTime<Utc>>,
+}
+
+type MemoryKey = (ProxyId, CacheKey);
+
+pub struct ResponseCache {
+    memory: moka::sync::Cache<MemoryKey, Arc<CachedResponse>>,
+    db: DbPool,
+    writer: Arc<DbWriter>,
+    stats: RwLock<HashMap<ProxyId, Arc<ProxyStats>>>,
+}
+
+impl ResponseCache {
+    pub fn new(db: DbPool, writer: Arc<DbWriter>, memory_budget_bytes: u64) -> Self {
+        ResponseCache {
+            memory: moka::sync::Cache::builder()
+                .max_capacity(memory_budget_bytes)
+                .weigher(|_, response: &Arc<CachedResponse>| response.weight())
+                .support_invalidation_closures()
+                .build(),
+            db,
+            writer,
+            stats: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn stats(&self, proxy: ProxyId) -> Arc<ProxyStats> {
+        if let Some(stats) = self
+            .stats
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&proxy)
+        {
+            return Arc::clone(stats);
+        }
+        let mut all = self.stats.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(all.entry(proxy).or_default())
+    }
+
+    /// A fresh stored answer, from memory or else from SQLite (through the blocking pool).
+    /// Counts the lookup as a hit or a miss.
+    pub async fn lookup(
+        &self,
+        proxy: ProxyId,
+        key: &CacheKey,
+        ttl_seconds: Option<u64>,
+    ) -> Option<Arc<CachedResponse>> {
+        let now = Utc::now();
+        let memory_key = (proxy, *key);
+        let found = match self.memory.get(&memory_key) {
+            Some(found) => Some(found),
+            None => {
+                let text_key = key.to_string();
+                let stored = db::run(&self.db, move |conn| {
+                    db::cache_entries::find(conn, proxy.0, &text_key)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    log::warn!("cache lookup failed, treating as a miss: {e}");
+                    None
+                });
+                let found = stored.and_then(CachedResponse::from_row).map(Arc::new);
+                if let Some(found) = &found {
+                    self.memory.insert(memory_key, Arc::clone(found));
+                }
+                found
+            }
+        };
+        let stats = self.stats(proxy);
+        match found {
+            Some(found) if found.is_fresh(ttl_seconds, now) => {
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.writer.submit(WriteOp::CacheHit {
+                    proxy_id: proxy.0,
+                    key: key.to_string(),
+                    at: now.naive_utc(),
+                });
+                Some(found)
+            }
+            expired => {
+                if expired.is_some() {
+                    self.memory.invalidate(&memory_key);
+                    self.writer.submit(WriteOp::DeleteCacheEntry {
+                        proxy_id: proxy.0,
+                        key: key.to_string(),
+                    });
+                }
+                stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Keeps an answer: in memory at once, in SQLite through the writer.
+    pub fn store(&self, proxy: ProxyId, key: CacheKey, response: CachedResponse) {
+        self.writer
+            .submit(WriteOp::StoreCacheEntry(response.to_row(proxy, &key)));
+        self.memory.insert((proxy, key), Arc::new(response));
+    }
+
+    pub fn counts(&self, proxy: ProxyId) -> CacheCounts {
+        let stats = self.stats(proxy);
+        CacheCounts {
+            entries: stats.entries.load(Ordering::Relaxed),
+            bytes: stats.bytes.load(Ordering::Relaxed),
+            hits: stats.hits.load(Ordering::Relaxed),
+            misses: stats.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    pub async fn info(&self, proxy: ProxyId) -> Result<CacheInfo, DbError> {
+        let stored = db::run(&self.db, move |conn| {
+            db::cache_entries::stats(conn, proxy.0)
+        })
+        .await?;
+        let mut counts = self.counts(proxy);
+        counts.entries = stored.entries;
+        counts.bytes = stored.bytes;
+        Ok(CacheInfo {
+            counts,
+            oldest: stored.oldest.map(|t| t.and_utc()),
+            newest: stored.newest.map(|t| t.and_utc()),
+        })
+    }
+
+    /// Removes every entry of a proxy; returns how many were stored.
+    pub async fn clear(&self, proxy: ProxyId) -> Result<usize, DbError> {
+        self.memory
+            .invalidate_entries_if(move |(owner, _), _| *owner == proxy)
+            .map_err(|e| DbError::Corrupt(format!("cannot clear the memory cache: {e}")))?;
+        let removed = db::run(&self.db, move |conn| {
+            db::cache_entries::delete_for_proxy(conn, proxy.0)
+        })
+        .await?;
+        let stats = self.stats(proxy);
+        stats.entries.store(0, Ordering::Relaxed);
+        stats.bytes.store(0, Ordering::Relaxed);
+        Ok(removed)
+    }
+
+    /// Forgets a deleted proxy (its rows went with it, by foreign key).
+    pub fn forget(&self, proxy: ProxyId) {
+        if let Err(e) = self
+            .memory
+            .invalidate_entries_if(move |(owner, _), _| *owner == proxy)
+        {
+            log::warn!("cannot drop the memory cache of proxy {proxy}: {e}");
+        }
+        self.stats
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&proxy);
+    }
+
+    /// Re-reads entry counts and sizes from SQLite for the given proxies (all when empty).
+    /// Blocking: call it from the writer thread or at startup.
+    pub fn refresh_totals(&self, proxies: &BTreeSet<i32>) {
+        let totals = match self.db.get() {
+            Ok(mut conn) => db::cache_entries::totals_by_proxy(&mut conn),
+            Err(e) => Err(e.into()),
+        };
+        match totals {
+            Ok(totals) => {
+                let by_proxy: HashMap<i32, (u64, u64)> =
+                    totals.into_iter().map(|(p, e, b)| (p, (e, b))).collect();
+                let targets: Vec<i32> = if proxies.is_empty() {
+                    by_proxy.keys().copied().collect()
+                } else {
+                    proxies.iter().copied().collect()
+                };
+                for proxy in targets {
+                    let (entries, bytes) = by_proxy.get(&proxy).copied().unwrap_or((0, 0));
+                    let stats = self.stats(ProxyId(proxy));
+                    stats.entries.store(entries, Ordering::Relaxed);
+                    stats.bytes.store(bytes, Ordering::Relaxed);
+                }
+            }
+            Err(e) => log::warn!("cannot read cache totals: {e}"),
+        }
+    }
+}

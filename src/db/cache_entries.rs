@@ -1,0 +1,127 @@
+//! Queries on the `cache_entries` table.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+
+use super::DbError;
+use super::models::CacheEntryRow;
+use super::schema::cache_entries::dsl;
+
+pub fn find(
+    conn: &mut SqliteConnection,
+    proxy_id: i32,
+    key: &str,
+) -> Result<Option<CacheEntryRow>, DbError> {
+    Ok(dsl::cache_entries
+        .filter(dsl::proxy_id.eq(proxy_id).and(dsl::cache_key.eq(key)))
+        .select(CacheEntryRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Inserts or replaces the entry for the row's key (two identical misses both store).
+pub fn upsert(conn: &mut SqliteConnection, row: &CacheEntryRow) -> Result<(), DbError> {
+    diesel::insert_into(dsl::cache_entries)
+        .values(row)
+        .on_conflict((dsl::proxy_id, dsl::cache_key))
+        .do_update()
+        .set((
+            dsl::status.eq(excluded(dsl::status)),
+            dsl::headers.eq(excluded(dsl::headers)),
+            dsl::body.eq(excluded(dsl::body)),
+            dsl::chunks.eq(excluded(dsl::chunks)),
+            dsl::size_bytes.eq(excluded(dsl::size_bytes)),
+            dsl::created_at.eq(excluded(dsl::created_at)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn record_hit(
+    conn: &mut SqliteConnection,
+    proxy_id: i32,
+    key: &str,
+    at: NaiveDateTime,
+) -> Result<(), DbError> {
+    diesel::update(
+        dsl::cache_entries.filter(dsl::proxy_id.eq(proxy_id).and(dsl::cache_key.eq(key))),
+    )
+    .set((
+        dsl::hit_count.eq(dsl::hit_count + 1),
+        dsl::last_hit_at.eq(at),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete_one(conn: &mut SqliteConnection, proxy_id: i32, key: &str) -> Result<(), DbError> {
+    diesel::delete(
+        dsl::cache_entries.filter(dsl::proxy_id.eq(proxy_id).and(dsl::cache_key.eq(key))),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete_for_proxy(conn: &mut SqliteConnection, proxy_id: i32) -> Result<usize, DbError> {
+    Ok(diesel::delete(dsl::cache_entries.filter(dsl::proxy_id.eq(proxy_id))).execute(conn)?)
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub oldest: Option<NaiveDateTime>,
+    pub newest: Option<NaiveDateTime>,
+}
+
+#[derive(QueryableByName)]
+struct StatsRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    entries: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    bytes: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+    oldest: Option<NaiveDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+    newest: Option<NaiveDateTime>,
+}
+
+pub fn stats(conn: &mut SqliteConnection, proxy_id: i32) -> Result<StoredStats, DbError> {
+    let row: StatsRow = diesel::sql_query(
+        "SELECT COUNT(*) AS entries, COALESCE(SUM(size_bytes), 0) AS bytes, \
+         MIN(created_at) AS oldest, MAX(created_at) AS newest \
+         FROM cache_entries WHERE proxy_id = ?",
+    )
+    .bind::<diesel::sql_types::Integer, _>(proxy_id)
+    .get_result(conn)?;
+    Ok(StoredStats {
+        entries: row.entries.unsigned_abs(),
+        bytes: row.bytes.unsigned_abs(),
+        oldest: row.oldest,
+        newest: row.newest,
+    })
+}
+
+#[derive(QueryableByName)]
+struct TotalsRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    proxy_id: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    entries: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    bytes: i64,
+}
+
+/// Entry count and bytes of every proxy, for the cards.
+pub fn totals_by_proxy(conn: &mut SqliteConnection) -> Result<Vec<(i32, u64, u64)>, DbError> {
+    let rows: Vec<TotalsRow> = diesel::sql_query(
+        "SELECT proxy_id, COUNT(*) AS entries, COALESCE(SUM(size_bytes), 0) AS bytes \
+         FROM cache_entries GROUP BY proxy_id",
+    )
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.proxy_id, r.entries.unsigned_abs(), r.bytes.unsigned_abs()))
+        .collect())
+}

@@ -1,0 +1,129 @@
+//! The one background writer: the request path hands it work through a bounded channel and
+//! never waits on SQLite. It applies what is queued in batches, one transaction each.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+use chrono::NaiveDateTime;
+use diesel::Connection;
+
+use super::models::CacheEntryRow;
+use super::{DbError, DbPool, cache_entries};
+
+const QUEUE_CAPACITY: usize = 10_000;
+const MAX_BATCH: usize = 500;
+
+pub enum WriteOp {
+    StoreCacheEntry(CacheEntryRow),
+    CacheHit {
+        proxy_id: i32,
+        key: String,
+        at: NaiveDateTime,
+    },
+    DeleteCacheEntry {
+        proxy_id: i32,
+        key: String,
+    },
+    /// Ends the writer once everything queued before it is written.
+    Stop,
+}
+
+/// Told, after each batch, which proxies' cache entries changed.
+pub type BatchListener = Box<dyn Fn(&BTreeSet<i32>) + Send>;
+
+pub struct DbWriter {
+    sender: SyncSender<WriteOp>,
+    dropped: AtomicU64,
+}
+
+impl DbWriter {
+    pub fn start(pool: DbPool, on_batch: BatchListener) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (sender, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("rubberduck-db-writer".into())
+            .spawn(move || run(&pool, &receiver, &on_batch))?;
+        Ok((
+            DbWriter {
+                sender,
+                dropped: AtomicU64::new(0),
+            },
+            thread,
+        ))
+    }
+
+    /// Queues a write; when the queue is full the write is dropped and counted, so a slow disk
+    /// never slows a request.
+    pub fn submit(&self, op: WriteOp) {
+        match self.sender.try_send(op) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                log::warn!("database writer has stopped; a write was lost");
+            }
+        }
+    }
+
+    /// Asks the writer to finish; blocks only until the stop request is queued.
+    pub fn stop(&self) {
+        if self.sender.send(WriteOp::Stop).is_err() {
+            log::debug!("database writer already stopped");
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
+        match apply(pool, &batch) {
+            Ok(changed) if !changed.is_empty() => on_batch(&changed),
+            Ok(_) => {}
+            Err(e) => log::error!(
+                "database writer: a batch of {} writes failed: {e}",
+                batch.len()
+            ),
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+/// Returns the proxies whose cache entries were added or removed.
+fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
+    let mut conn = pool.get()?;
+    conn.transaction(|conn| {
+        let mut changed = BTreeSet::new();
+        for op in batch {
+            match op {
+                WriteOp::StoreCacheEntry(row) => {
+                    cache_entries::upsert(conn, row)?;
+                    changed.insert(row.proxy_id);
+                }
+                WriteOp::CacheHit { proxy_id, key, at } => {
+                    cache_entries::record_hit(conn, *proxy_id, key, *at)?;
+                }
+                WriteOp::DeleteCacheEntry { proxy_id, key } => {
+                    cache_entries::delete_one(conn, *proxy_id, key)?;
+                    changed.insert(*proxy_id);
+                }
+                WriteOp::Stop => {}
+            }
+        }
+        Ok(changed)
+    })
+}
