@@ -234,3 +234,102 @@ async fn create_a_proxy_from_the_modal_then_stop_it() {
     client.close().await.expect("browser closes");
     app.shutdown().await;
 }
+
+#[actix_web::test]
+async fn inspect_and_clear_a_cache_then_switch_to_replay_only() {
+    let mock = super::upstream::MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Cached", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+        .await;
+    let port = super::support::port_of(&proxy);
+    for _ in 0..2 {
+        let mut response = awc::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .send_body("{\"model\":\"m\"}")
+            .await
+            .expect("proxied");
+        response.body().await.expect("body");
+    }
+    // The entry is written in the background.
+    let deadline = std::time::Instant::now() + WAIT;
+    while app
+        .get(&format!("/api/proxies/{}/cache", id_of(&proxy)))
+        .await
+        .1["entries"]
+        != 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the entry was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (_driver, client, _profile) = browser().await;
+    client.goto(&app.url("/proxies")).await.expect("page opens");
+    wait_for(&client, "article.card", "the card").await;
+    let card = text_of(&client, "article.card .cache-facts").await;
+    assert_eq!(card, "1 entries · 50% hit rate", "one miss, one hit");
+
+    click(&client, "article.card details.menu summary").await;
+    click(&client, "article.card .menu-link").await;
+    wait_for(&client, "#cache-facts", "the cache info modal").await;
+    assert_eq!(
+        text_of(&client, "#cache-facts [data-stat='entries']").await,
+        "1"
+    );
+    assert_eq!(
+        text_of(&client, "#cache-facts [data-stat='hits']").await,
+        "1"
+    );
+    save_screenshot(&client, "cache-info.png").await;
+
+    click(&client, ".modal-foot .btn-stop").await;
+    client
+        .accept_alert()
+        .await
+        .expect("the confirmation is accepted");
+    wait_for(&client, ".modal .notice", "a notice after clearing").await;
+    assert_eq!(
+        text_of(&client, ".modal .notice").await,
+        "Removed 1 cached answer."
+    );
+    assert_eq!(
+        text_of(&client, "#cache-facts [data-stat='entries']").await,
+        "0"
+    );
+
+    click(&client, ".modal-head .modal-close").await;
+    click(&client, "article.card .btn-configure").await;
+    wait_for(&client, "#edit-cache-mode", "the Configure modal").await;
+    client
+        .find(Locator::Css("#edit-cache-mode option[value='replay_only']"))
+        .await
+        .expect("replay option")
+        .click()
+        .await
+        .expect("select replay_only");
+    click(&client, "#edit-proxy-form button[type=submit]").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !text_of(&client, "article.card .cache-facts")
+        .await
+        .contains("replay only")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the card never showed replay only"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, saved) = app.get(&format!("/api/proxies/{}", id_of(&proxy))).await;
+    assert_eq!(saved["cache"]["mode"], "replay_only");
+    assert_eq!(
+        saved["cache"]["enabled"], true,
+        "other cache settings are kept"
+    );
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+    mock.stop().await;
+}
