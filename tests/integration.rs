@@ -8,6 +8,7 @@ mod integration {
     mod api;
     mod binary;
     mod browser;
+    mod cache;
     mod forwarding;
     mod lifecycle;
     mod pages;

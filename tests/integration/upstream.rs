@@ -104,16 +104,30 @@ async fn answer(req: HttpRequest, body: Bytes, journal: web::Data<Journal>) -> H
         .uri()
         .path_and_query()
         .map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned());
-    journal.requests.lock().expect("journal").push(Recorded {
-        method: req.method().to_string(),
-        target: target.clone(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
-            .collect(),
-        body: body.clone(),
-    });
+    let sequence = {
+        let mut requests = journal.requests.lock().expect("journal");
+        requests.push(Recorded {
+            method: req.method().to_string(),
+            target: target.clone(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+                .collect(),
+            body: body.clone(),
+        });
+        requests.len()
+    };
+    if let Some(millis) = knob(&req, "x-mock-delay-ms") {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+    }
+    if let Some(kind) = req
+        .headers()
+        .get("x-mock-stamp")
+        .and_then(|v| v.to_str().ok())
+    {
+        return stamped(&req, kind, sequence, body.len());
+    }
     let path = req.path();
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -180,4 +194,136 @@ async fn answer(req: HttpRequest, body: Bytes, journal: web::Data<Journal>) -> H
         .append_header(("x-repeated", "two"))
         .content_type("application/json")
         .body(format!("{{\"echo\":{}}}", body.len()))
+}
+
+/// A numeric test knob sent as a request header.
+fn knob(req: &HttpRequest, name: &str) -> Option<u64> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Answers that carry `n`, the request's 1-based sequence number at this mock, so that a replay
+/// from a cache is told apart from a fresh upstream answer. Chosen with request headers (which no
+/// cache key includes), on any path:
+///   x-mock-stamp: json | gzip | sse | eventstream   the kind of answer
+///   x-mock-status: <code>                           answer JSON with that status instead
+///   x-mock-pause-ms: <ms>                           pause between stream events (default 20)
+///   x-mock-delay-ms: <ms>                           wait before answering (any request)
+/// Every stamped answer also has per-request headers that a cache must not replay.
+fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse {
+    let status = knob(req, "x-mock-status")
+        .and_then(|c| u16::try_from(c).ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header(("x-request-id", format!("req-{n}")))
+        .insert_header(("x-ratelimit-remaining-requests", "42"))
+        .insert_header(("retry-after", "1"));
+    if !status.is_success() {
+        return response.json(serde_json::json!({"error": {
+            "message": format!("mock failure {n}"), "type": "server_error", "param": null, "code": null
+        }}));
+    }
+    let pause = Duration::from_millis(knob(req, "x-mock-pause-ms").unwrap_or(20));
+    match kind {
+        "gzip" => {
+            use std::io::Write;
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder
+                .write_all(format!("{{\"n\":{n},\"echo\":{echo}}}").as_bytes())
+                .expect("gzip");
+            response
+                .insert_header(("content-encoding", "gzip"))
+                .content_type("application/json")
+                .body(encoder.finish().expect("gzip"))
+        }
+        "sse" => {
+            let mut events: Vec<Bytes> = (0..4)
+                .map(|i| Bytes::from(format!("data: {{\"n\":{n},\"i\":{i}}}\n\n")))
+                .collect();
+            events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            response
+                .content_type("text/event-stream")
+                .streaming(paced(events, pause))
+        }
+        "eventstream" => {
+            let events = (0..4)
+                .map(|i| {
+                    let inner = format!("{{\"type\":\"chunk\",\"n\":{n},\"i\":{i}}}");
+                    let payload = format!(
+                        "{{\"bytes\":\"{}\"}}",
+                        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, inner)
+                    );
+                    Bytes::from(event_frame("chunk", payload.as_bytes()))
+                })
+                .collect();
+            response
+                .content_type("application/vnd.amazon.eventstream")
+                .streaming(paced(events, pause))
+        }
+        _ => response
+            .content_type("application/json")
+            .body(format!("{{\"n\":{n},\"echo\":{echo}}}")),
+    }
+}
+
+/// The events one by one, `pause` apart.
+fn paced(
+    events: Vec<Bytes>,
+    pause: Duration,
+) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
+    stream::unfold(
+        (events.into_iter(), true),
+        move |(mut rest, first)| async move {
+            let event = rest.next()?;
+            if !first {
+                tokio::time::sleep(pause).await;
+            }
+            Some((Ok(event), (rest, false)))
+        },
+    )
+}
+
+/// One `application/vnd.amazon.eventstream` message with string headers and both CRCs.
+pub fn event_frame(event_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":event-type", event_type),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ] {
+        headers.push(u8::try_from(name.len()).expect("short name"));
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7);
+        headers.extend_from_slice(&u16::try_from(value.len()).expect("short").to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + headers.len() + payload.len() + 4;
+    let mut message = Vec::with_capacity(total);
+    message.extend_from_slice(&u32::try_from(total).expect("small").to_be_bytes());
+    message.extend_from_slice(&u32::try_from(headers.len()).expect("small").to_be_bytes());
+    let prelude_crc = crc32(&message);
+    message.extend_from_slice(&prelude_crc.to_be_bytes());
+    message.extend_from_slice(&headers);
+    message.extend_from_slice(payload);
+    let message_crc = crc32(&message);
+    message.extend_from_slice(&message_crc.to_be_bytes());
+    message
+}
+
+/// CRC-32 (IEEE), as the AWS event-stream framing uses.
+fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(u32::MAX, |crc, byte| {
+        (0..8).fold(crc ^ u32::from(*byte), |crc, _| {
+            if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            }
+        })
+    })
 }

@@ -194,23 +194,30 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def create_proxy(rubberduck, mock):
-    """create_proxy(provider, **fields) -> Proxy, with its cache off. `upstream_url` defaults to
+    """create_proxy(provider, cache=False, **fields) -> Proxy. `cache=False` turns the proxy's cache
+    off (the default: most tests check what reached the upstream); `cache=True` keeps the default
+    cache settings; a dict is sent as the `cache` settings at creation. `upstream_url` defaults to
     the mock (with /v1 for the OpenAI-style providers, whose upstream bases carry the version)."""
 
-    def create(provider: str, **fields) -> Proxy:
+    def create(provider: str, cache: bool | dict = False, **fields) -> Proxy:
         if "upstream_url" not in fields:
             fields["upstream_url"] = mock.url + ("/v1" if provider in ("openai", "deepseek") else "")
         if rubberduck is None:
             return Proxy(url=mock.url, info={"provider": provider, **fields})
         body = {"name": f"sdk-{provider}-{next(_names)}", "provider": provider, **fields}
+        if isinstance(cache, dict):
+            body["cache"] = cache
         status, proxy = rubberduck.api("POST", "/api/proxies", body)
         assert status == 201, f"creating a {provider} proxy: {status} {proxy}"
         assert proxy["status"] == "running", proxy
-        # Every test checks what reached the upstream, so no answer may come from the cache.
-        status, proxy = rubberduck.api("PATCH", f"/api/proxies/{proxy['id']}", {"cache": {"enabled": False}})
-        assert status == 200, f"disabling the cache of {body['name']}: {status} {proxy}"
-        assert proxy["cache"]["enabled"] is False, proxy
-        assert proxy["status"] == "running", proxy
+        if cache is False:
+            # The test checks what reached the upstream, so no answer may come from the cache.
+            status, proxy = rubberduck.api("PATCH", f"/api/proxies/{proxy['id']}", {"cache": {"enabled": False}})
+            assert status == 200, f"disabling the cache of {body['name']}: {status} {proxy}"
+            assert proxy["cache"]["enabled"] is False, proxy
+            assert proxy["status"] == "running", proxy
+        else:
+            assert proxy["cache"]["enabled"] is True, proxy
         url = proxy["url"].rstrip("/")
         deadline = time.monotonic() + 10
         while True:
