@@ -29,6 +29,10 @@ pub struct KeyParts<'a> {
 }
 
 impl CacheKey {
+    pub fn bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     pub fn of(provider: &dyn Provider, parts: &KeyParts<'_>) -> Self {
         let mut hasher = Sha256::new();
         // Each field ends with a NUL so that no two different requests hash the same bytes.

@@ -219,7 +219,7 @@ impl ResponseCache {
                 stats.hits.fetch_add(1, Ordering::Relaxed);
                 self.writer.submit(WriteOp::CacheHit {
                     proxy_id: proxy.0,
-                    key: key.to_string(),
+                    key: key.bytes(),
                     at: now.naive_utc(),
                 });
                 Some(found)

@@ -38,17 +38,18 @@ pub fn upsert(conn: &mut SqliteConnection, row: &CacheEntryRow) -> Result<(), Db
     Ok(())
 }
 
-pub fn record_hit(
+pub fn record_hits(
     conn: &mut SqliteConnection,
     proxy_id: i32,
     key: &str,
+    count: i64,
     at: NaiveDateTime,
 ) -> Result<(), DbError> {
     diesel::update(
         dsl::cache_entries.filter(dsl::proxy_id.eq(proxy_id).and(dsl::cache_key.eq(key))),
     )
     .set((
-        dsl::hit_count.eq(dsl::hit_count + 1),
+        dsl::hit_count.eq(dsl::hit_count + count),
         dsl::last_hit_at.eq(at),
     ))
     .execute(conn)?;

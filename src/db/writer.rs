@@ -1,7 +1,7 @@
 //! The one background writer: the request path hands it work through a bounded channel and
 //! never waits on SQLite. It applies what is queued in batches, one transaction each.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -13,13 +13,14 @@ use super::models::CacheEntryRow;
 use super::{DbError, DbPool, cache_entries};
 
 const QUEUE_CAPACITY: usize = 10_000;
-const MAX_BATCH: usize = 500;
+const MAX_BATCH: usize = 5_000;
 
 pub enum WriteOp {
     StoreCacheEntry(CacheEntryRow),
     CacheHit {
         proxy_id: i32,
-        key: String,
+        /// The raw SHA-256; hits are frequent, so the hex form is made here, once per batch.
+        key: [u8; 32],
         at: NaiveDateTime,
     },
     DeleteCacheEntry {
@@ -106,6 +107,15 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
 /// Returns the proxies whose cache entries were added or removed.
 fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
     let mut conn = pool.get()?;
+    // A hot entry is hit thousands of times a second: one update per entry per batch.
+    let mut hits: HashMap<(i32, [u8; 32]), (i64, NaiveDateTime)> = HashMap::new();
+    for op in batch {
+        if let WriteOp::CacheHit { proxy_id, key, at } = op {
+            let entry = hits.entry((*proxy_id, *key)).or_insert((0, *at));
+            entry.0 += 1;
+            entry.1 = entry.1.max(*at);
+        }
+    }
     conn.transaction(|conn| {
         let mut changed = BTreeSet::new();
         for op in batch {
@@ -114,15 +124,16 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
                     cache_entries::upsert(conn, row)?;
                     changed.insert(row.proxy_id);
                 }
-                WriteOp::CacheHit { proxy_id, key, at } => {
-                    cache_entries::record_hit(conn, *proxy_id, key, *at)?;
-                }
+                WriteOp::CacheHit { .. } => {}
                 WriteOp::DeleteCacheEntry { proxy_id, key } => {
                     cache_entries::delete_one(conn, *proxy_id, key)?;
                     changed.insert(*proxy_id);
                 }
                 WriteOp::Stop => {}
             }
+        }
+        for ((proxy_id, key), (count, at)) in &hits {
+            cache_entries::record_hits(conn, *proxy_id, &hex::encode(key), *count, *at)?;
         }
         Ok(changed)
     })

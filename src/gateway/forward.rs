@@ -64,10 +64,9 @@ impl Recorder {
 
     fn finish(self) {
         let lengths: Vec<usize> = self.chunks.iter().map(Bytes::len).collect();
-        let body = match self.chunks.len() {
-            1 => self.chunks.into_iter().next().unwrap_or_default(),
-            _ => Bytes::from(self.chunks.concat()),
-        };
+        // A copy of exactly the body: the chunks are views into the client's read buffers, and
+        // keeping one would keep the whole buffer alive for as long as the entry lives.
+        let body = Bytes::from(self.chunks.concat());
         let response = CachedResponse {
             status: self.status,
             headers: self.headers,
