@@ -4,6 +4,7 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod faults;
 pub mod gateway;
 pub mod providers;
 pub mod registry;

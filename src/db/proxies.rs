@@ -50,3 +50,14 @@ pub fn delete(conn: &mut SqliteConnection, id: i32) -> Result<(), DbError> {
     diesel::delete(dsl::proxies.find(id)).execute(conn)?;
     Ok(())
 }
+
+pub fn set_failure_config(
+    conn: &mut SqliteConnection,
+    id: i32,
+    failure_config: &str,
+) -> Result<(), DbError> {
+    diesel::update(dsl::proxies.find(id))
+        .set(dsl::failure_config.eq(failure_config))
+        .execute(conn)?;
+    Ok(())
+}

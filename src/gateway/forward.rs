@@ -2,7 +2,9 @@
 //! credentials), and the upstream's answer streams back without buffering.
 
 use actix_web::body::SizedStream;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web::{Bytes, BytesMut};
@@ -14,12 +16,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::error::GatewayError;
+use super::faults;
 use super::headers::{connection_tokens, forwardable, returnable};
 use super::usage::UsageMeter;
-use super::{InFlight, ProxyServerState, UpstreamSettings};
+use super::{InFlight, LiveProxy, ProxyServerState, UpstreamSettings};
 use crate::cache::{
     CacheKey, CachedResponse, KeyParts, MAX_ENTRY_BYTES, ResponseCache, is_content_header,
 };
+use crate::faults::Decision;
 use crate::providers::UpstreamRequest;
 use crate::registry::spec::{CacheMode, ProxyId, ProxySpec};
 
@@ -152,6 +156,27 @@ fn is_stream(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The failure decisions for this request; none at all when no kind is switched on.
+fn decide_faults(req: &HttpRequest, live: &LiveProxy) -> Decision {
+    let faults = live.faults.load();
+    if !faults.is_active() {
+        return Decision::default();
+    }
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+    let forwarded_for = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    faults.decide(faults.client_ip(peer, forwarded_for), Instant::now())
+}
+
+/// Nobody reads this: the client hung up while the proxy waited on purpose.
+fn client_left() -> HttpResponse {
+    HttpResponse::RequestTimeout().finish()
+}
+
 pub fn upstream_client(settings: &UpstreamSettings) -> awc::Client {
     let connector = awc::Connector::new()
         .timeout(settings.connect_timeout)
@@ -214,6 +239,15 @@ pub async fn forward(
     in_flight: InFlight,
 ) -> Result<HttpResponse, GatewayError> {
     let provider = spec.provider.provider();
+    let decision = decide_faults(req, &state.live);
+    if let Some(stall) = decision.stall
+        && !faults::wait(req, stall).await
+    {
+        return Ok(client_left());
+    }
+    if let Some(injection) = decision.injection {
+        return Ok(faults::inject(req, &state.live, provider, injection).await);
+    }
     let body = read_body(payload, state.upstream.max_request_bytes).await?;
     let query = Some(req.query_string()).filter(|q| !q.is_empty());
 
@@ -236,6 +270,11 @@ pub async fn forward(
             .lookup(spec.id, key, spec.cache.ttl_seconds)
             .await
         {
+            if let Some(delay) = decision.response_delay
+                && !faults::wait(req, delay).await
+            {
+                return Ok(client_left());
+            }
             return Ok(replay(&hit, key));
         }
         if spec.cache.mode == CacheMode::ReplayOnly {
@@ -245,6 +284,14 @@ pub async fn forward(
             }
             return Ok(refusal);
         }
+    }
+
+    if let Some(delay) = decision
+        .response_delay
+        .filter(|_| !decision.delay_hits_only)
+        && !faults::wait(req, delay).await
+    {
+        return Ok(client_left());
     }
 
     let url = provider.upstream_url(

@@ -1,7 +1,9 @@
 //! The request pipeline each proxy port runs. Every proxy is its own actix server; this module
 //! builds its app from the live configuration the registry shares with it.
 
+mod connection;
 mod error;
+mod faults;
 mod forward;
 mod headers;
 mod usage;
@@ -13,9 +15,13 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use arc_swap::ArcSwap;
 
+pub use connection::remember_client_socket;
 pub use error::GatewayError;
 
+use tokio::sync::Notify;
+
 use crate::cache::ResponseCache;
+use crate::faults::Faults;
 use crate::providers::{ProviderState, Usage};
 use crate::registry::spec::ProxySpec;
 
@@ -23,6 +29,10 @@ use crate::registry::spec::ProxySpec;
 /// user saves, so the request path never reads the database and never sees half an edit.
 pub struct LiveProxy {
     pub spec: ArcSwap<ProxySpec>,
+    /// The failure config with its state (seeded RNG, rate window); swapped whole on save.
+    pub faults: ArcSwap<Faults>,
+    /// Woken when the proxy stops, ending hung requests.
+    pub stopping: Notify,
     in_flight: AtomicUsize,
     requests: AtomicU64,
     input_tokens: AtomicU64,
@@ -40,6 +50,8 @@ pub struct Traffic {
 impl LiveProxy {
     pub fn new(spec: ProxySpec) -> Self {
         LiveProxy {
+            faults: ArcSwap::from_pointee(Faults::new(spec.failure_config.clone())),
+            stopping: Notify::new(),
             spec: ArcSwap::from_pointee(spec),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),

@@ -1,6 +1,9 @@
 use actix_web::HttpResponse;
 
-use super::{Provider, ProviderKind, ProxyErrorKind, SdkHint, Usage, anthropic_usage};
+use super::{
+    Provider, ProviderKind, ProxyErrorKind, SdkHint, Usage, anthropic_usage, injected_message,
+    rate_limit_headers,
+};
 
 pub struct Anthropic;
 
@@ -26,6 +29,38 @@ impl Provider for Anthropic {
 
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
         anthropic_usage(json)
+    }
+
+    fn injected_error(
+        &self,
+        status: actix_web::http::StatusCode,
+        retry_after_seconds: u64,
+    ) -> HttpResponse {
+        let error_type = match status.as_u16() {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            408 => "timeout_error",
+            429 => "rate_limit_error",
+            529 | 503 => "overloaded_error",
+            _ => "api_error",
+        };
+        let mut response = HttpResponse::build(status);
+        rate_limit_headers(
+            &mut response,
+            status,
+            retry_after_seconds,
+            &[
+                "anthropic-ratelimit-requests-limit",
+                "anthropic-ratelimit-requests-remaining",
+                "anthropic-ratelimit-requests-reset",
+            ],
+        );
+        response.json(serde_json::json!({
+            "type": "error",
+            "error": {"type": error_type, "message": injected_message(status)}
+        }))
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

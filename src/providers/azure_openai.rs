@@ -1,7 +1,8 @@
 use actix_web::HttpResponse;
 
 use super::{
-    Provider, ProviderKind, ProxyErrorKind, SdkHint, Usage, openai_style_error, openai_usage,
+    Provider, ProviderKind, ProxyErrorKind, SdkHint, Usage, openai_style_error,
+    openai_style_injected, openai_usage,
 };
 
 /// Azure OpenAI: the upstream is the user's own resource endpoint, so there is no default.
@@ -33,6 +34,14 @@ impl Provider for AzureOpenAi {
 
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
         openai_usage(json)
+    }
+
+    fn injected_error(
+        &self,
+        status: actix_web::http::StatusCode,
+        retry_after_seconds: u64,
+    ) -> HttpResponse {
+        openai_style_injected(status, retry_after_seconds)
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

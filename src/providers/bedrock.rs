@@ -12,7 +12,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::{
     Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, Usage,
-    anthropic_usage, count_at, join_url,
+    anthropic_usage, count_at, injected_message, join_url, rate_limit_headers,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -290,6 +290,26 @@ impl Provider for Bedrock {
             ),
         });
         usage
+    }
+
+    fn injected_error(
+        &self,
+        status: actix_web::http::StatusCode,
+        retry_after_seconds: u64,
+    ) -> HttpResponse {
+        let error_type = match status.as_u16() {
+            400 | 404 => "ValidationException",
+            401 | 403 => "AccessDeniedException",
+            408 | 504 => "ModelTimeoutException",
+            429 => "ThrottlingException",
+            503 | 529 => "ServiceUnavailableException",
+            _ => "InternalServerException",
+        };
+        let mut response = HttpResponse::build(status);
+        rate_limit_headers(&mut response, status, retry_after_seconds, &[]);
+        response
+            .insert_header(("x-amzn-ErrorType", error_type))
+            .json(serde_json::json!({ "message": injected_message(status) }))
     }
 
     /// botocore reads the error code from `x-amzn-ErrorType` and the text from `message`.

@@ -3,7 +3,7 @@ use actix_web::http::header::HeaderMap;
 
 use super::{
     Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, Usage, openai_style_cache_path,
-    openai_style_error, openai_style_url, openai_usage,
+    openai_style_error, openai_style_injected, openai_style_url, openai_usage,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -48,6 +48,14 @@ impl Provider for DeepSeek {
 
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
         openai_usage(json)
+    }
+
+    fn injected_error(
+        &self,
+        status: actix_web::http::StatusCode,
+        retry_after_seconds: u64,
+    ) -> HttpResponse {
+        openai_style_injected(status, retry_after_seconds)
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

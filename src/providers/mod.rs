@@ -301,6 +301,53 @@ pub trait Provider: Send + Sync {
     /// An error the proxy itself produces, in this provider's real error shape so that the
     /// provider's SDK raises its own typed exception.
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse;
+
+    /// A simulated failure with `status`, exactly as the provider would send it (body, error
+    /// type, rate-limit headers), so SDK retry logic treats it as the real thing.
+    fn injected_error(&self, status: StatusCode, retry_after_seconds: u64) -> HttpResponse;
+}
+
+/// The text providers use for a status, with a note that Rubberduck injected it.
+pub(crate) fn injected_message(status: StatusCode) -> String {
+    let what = match status.as_u16() {
+        400 => "Invalid request",
+        401 => "Invalid API key",
+        403 => "Permission denied",
+        404 => "Not found",
+        408 => "Request timed out",
+        429 => "Rate limit reached; please retry later",
+        529 => "Overloaded",
+        502 => "Bad gateway",
+        503 => "Service unavailable",
+        504 => "Gateway timeout",
+        _ => "The server had an error while processing your request",
+    };
+    format!("{what} (failure injected by Rubberduck)")
+}
+
+/// A 429's headers: when to retry, and rate-limit counters showing the limit used up.
+pub(crate) fn rate_limit_headers(
+    response: &mut actix_web::HttpResponseBuilder,
+    status: StatusCode,
+    retry_after_seconds: u64,
+    counters: &[&'static str],
+) {
+    if matches!(status.as_u16(), 429 | 503 | 529) {
+        response.insert_header(("retry-after", retry_after_seconds.to_string()));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        for name in counters {
+            let value =
+                if name.ends_with("remaining-requests") || name.ends_with("requests-remaining") {
+                    "0".to_owned()
+                } else if name.ends_with("limit-requests") || name.ends_with("requests-limit") {
+                    "60".to_owned()
+                } else {
+                    format!("{retry_after_seconds}s")
+                };
+            response.insert_header((*name, value));
+        }
+    }
 }
 
 /// `base` + `path` (+ `?query`), with exactly one slash between base and path.
@@ -344,6 +391,36 @@ pub(crate) fn openai_style_cache_path(path: &str) -> Cow<'_, str> {
         Some(rest) if rest.starts_with('/') => Cow::Borrowed(rest),
         _ => Cow::Borrowed(path),
     }
+}
+
+/// An injected failure in the OpenAI shape, with OpenAI's rate-limit headers.
+pub(crate) fn openai_style_injected(status: StatusCode, retry_after_seconds: u64) -> HttpResponse {
+    let (error_type, code) = match status.as_u16() {
+        400 => ("invalid_request_error", "invalid_request"),
+        401 => ("invalid_request_error", "invalid_api_key"),
+        403 => (
+            "invalid_request_error",
+            "unsupported_country_region_territory",
+        ),
+        404 => ("invalid_request_error", "model_not_found"),
+        408 => ("server_error", "timeout"),
+        429 => ("requests", "rate_limit_exceeded"),
+        _ => ("server_error", "server_error"),
+    };
+    let mut response = HttpResponse::build(status);
+    rate_limit_headers(
+        &mut response,
+        status,
+        retry_after_seconds,
+        &[
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+    );
+    response.json(serde_json::json!({
+        "error": {"message": injected_message(status), "type": error_type, "param": null, "code": code}
+    }))
 }
 
 /// The OpenAI error shape, shared by every OpenAI-compatible provider.

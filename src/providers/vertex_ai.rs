@@ -10,7 +10,7 @@ use yup_oauth2::authenticator::DefaultAuthenticator;
 
 use super::{
     Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, Usage,
-    anthropic_usage, count_at, join_url,
+    anthropic_usage, count_at, injected_message, join_url, rate_limit_headers,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -152,6 +152,28 @@ impl Provider for VertexAi {
             output_tokens: count_at(json, &[&["usageMetadata", "candidatesTokenCount"]]),
         });
         usage
+    }
+
+    fn injected_error(
+        &self,
+        status: actix_web::http::StatusCode,
+        retry_after_seconds: u64,
+    ) -> HttpResponse {
+        let status_name = match status.as_u16() {
+            400 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            408 | 504 => "DEADLINE_EXCEEDED",
+            429 => "RESOURCE_EXHAUSTED",
+            503 | 529 => "UNAVAILABLE",
+            _ => "INTERNAL",
+        };
+        let mut response = HttpResponse::build(status);
+        rate_limit_headers(&mut response, status, retry_after_seconds, &[]);
+        response.json(serde_json::json!({
+            "error": {"code": status.as_u16(), "message": injected_message(status), "status": status_name}
+        }))
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {

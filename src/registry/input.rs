@@ -1,6 +1,7 @@
 //! What a user submits to create or edit a proxy (from the API or a form), and its validation.
 //! Checks that need the registry's state (ports taken by other proxies) live in the registry.
 
+use std::borrow::Cow;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
@@ -20,14 +21,22 @@ const MAX_TAG_CHARS: usize = 32;
 /// the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
-    pub field: &'static str,
+    pub field: Cow<'static, str>,
     pub message: String,
 }
 
 impl FieldError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
         FieldError {
-            field,
+            field: Cow::Borrowed(field),
+            message: message.into(),
+        }
+    }
+
+    /// For fields whose name is built at run time (`errors.rates.429`).
+    pub fn owned(field: String, message: impl Into<String>) -> Self {
+        FieldError {
+            field: Cow::Owned(field),
             message: message.into(),
         }
     }
@@ -531,12 +540,12 @@ mod tests {
         }
     }
 
-    fn fields(result: Result<ValidProxy, Vec<FieldError>>) -> Vec<&'static str> {
+    fn fields(result: Result<ValidProxy, Vec<FieldError>>) -> Vec<String> {
         result
             .err()
             .unwrap_or_default()
-            .iter()
-            .map(|e| e.field)
+            .into_iter()
+            .map(|e| e.field.into_owned())
             .collect()
     }
 

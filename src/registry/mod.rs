@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 use crate::cache::{CacheCounts, ResponseCache};
 use crate::db::models::{NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
+use crate::faults::{FailureConfig, Faults};
 use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
 use crate::providers::ProviderState;
 use input::{FieldError, ProxyInput, ValidProxy, validate};
@@ -94,11 +95,7 @@ impl ProxySnapshot {
     }
 
     pub fn has_failures_enabled(&self) -> bool {
-        self.spec.failure_config.as_object().is_some_and(|kinds| {
-            kinds
-                .values()
-                .any(|kind| kind.get("enabled").and_then(|e| e.as_bool()) == Some(true))
-        })
+        !self.spec.failure_config.active_kinds().is_empty()
     }
 }
 
@@ -440,6 +437,36 @@ impl ProxyRegistry {
         Ok(self.snapshot(&proxy))
     }
 
+    /// Replaces a proxy's failure config: validated, saved, and in force for the next request.
+    /// Every save restarts a seeded sequence.
+    pub async fn set_failure_config(
+        &self,
+        id: ProxyId,
+        config: FailureConfig,
+    ) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry(id)?;
+        config
+            .validate()
+            .map_err(|e| RegistryError::Invalid(vec![e]))?;
+        let json = serde_json::to_string(&config)
+            .map_err(|e| DbError::Corrupt(format!("cannot encode the failure config: {e}")))?;
+        db::run(&self.db, move |conn| {
+            db::proxies::set_failure_config(conn, id.0, &json)
+        })
+        .await?;
+        let current = proxy.live.spec.load_full();
+        proxy
+            .live
+            .faults
+            .store(Arc::new(Faults::new(config.clone())));
+        proxy.live.spec.store(Arc::new(ProxySpec {
+            failure_config: config,
+            ..(*current).clone()
+        }));
+        self.emit(RegistryEvent::Changed(id));
+        Ok(self.snapshot(&proxy))
+    }
+
     pub async fn delete(&self, id: ProxyId) -> Result<(), RegistryError> {
         let proxy = self.entry(id)?;
         let _lifecycle = proxy.lifecycle.lock().await;
@@ -511,6 +538,7 @@ impl ProxyRegistry {
             HttpServer::new(move || {
                 App::new().configure(|cfg| gateway::configure(cfg, Arc::clone(&server_state)))
             })
+            .on_connect(gateway::remember_client_socket)
             .workers(self.settings.workers_per_proxy)
             .disable_signals()
             .shutdown_timeout(self.settings.graceful_stop_timeout.as_secs())
@@ -559,6 +587,8 @@ impl ProxyRegistry {
     async fn stop_server(&self, id: ProxyId, proxy: &Arc<ManagedProxy>, graceful: bool) {
         let server = lock(&proxy.runtime).server.take();
         if let Some(server) = server {
+            // Hung requests end now instead of holding the stop for its whole timeout.
+            proxy.live.stopping.notify_waiters();
             server.stop(graceful).await;
             log::info!(
                 "proxy {id} stopped{}",

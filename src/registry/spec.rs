@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::DbError;
 use crate::db::models::ProxyRow;
+use crate::faults::FailureConfig;
 use crate::providers::ProviderKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -80,7 +81,7 @@ pub struct ProxySpec {
     pub tags: Vec<String>,
     pub upstream_url: Option<String>,
     pub cache: CacheSettings,
-    pub failure_config: serde_json::Value,
+    pub failure_config: FailureConfig,
     pub vertex_service_account_file: Option<String>,
     pub aws_region: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -117,8 +118,11 @@ impl TryFrom<ProxyRow> for ProxySpec {
                     .transpose()?,
                 partition_by_credential: row.cache_partition_by_credential,
             },
-            failure_config: serde_json::from_str(&row.failure_config)
-                .map_err(|_| corrupt("failure config is not JSON"))?,
+            failure_config: serde_json::from_str::<serde_json::Value>(&row.failure_config)
+                .ok()
+                .and_then(|json| FailureConfig::from_json(json).ok())
+                .filter(|config| config.validate().is_ok())
+                .ok_or_else(|| corrupt("failure config is not valid"))?,
             name: row.name,
             description: row.description,
             upstream_url: row.upstream_url,

@@ -8,6 +8,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::views::{ProxyHost, ProxyJson};
 use crate::db;
+use crate::faults::FailureConfig;
 use crate::providers::ProviderKind;
 use crate::registry::ProxySnapshot;
 use crate::registry::input::{FieldError, ProxyInput};
@@ -188,4 +189,22 @@ pub async fn clear_cache(state: web::Data<AppState>, id: web::Path<i32>) -> ApiR
     state.registry.get(id)?;
     let removed = state.registry.cache().clear(id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "entries_removed": removed })))
+}
+
+pub async fn failure_config(state: web::Data<AppState>, id: web::Path<i32>) -> ApiResult {
+    let snapshot = state.registry.get(ProxyId(*id))?;
+    Ok(HttpResponse::Ok().json(&snapshot.spec.failure_config))
+}
+
+pub async fn replace_failure_config(
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    body: web::Json<serde_json::Value>,
+) -> ApiResult {
+    let config = FailureConfig::from_json(body.into_inner()).map_err(ApiError::Invalid)?;
+    let snapshot = state
+        .registry
+        .set_failure_config(ProxyId(*id), config)
+        .await?;
+    Ok(HttpResponse::Ok().json(&snapshot.spec.failure_config))
 }

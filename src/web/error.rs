@@ -55,7 +55,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let field = match self {
-            ApiError::Invalid(e) => Some(e.field),
+            ApiError::Invalid(e) => Some(e.field.as_ref()),
             _ => None,
         };
         HttpResponse::build(self.status_code()).json(serde_json::json!({

@@ -53,6 +53,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/proxies/{id:\\d+}/cache",
                     web::delete().to(api::clear_cache),
                 )
+                .route(
+                    "/proxies/{id:\\d+}/failure-config",
+                    web::get().to(api::failure_config),
+                )
+                .route(
+                    "/proxies/{id:\\d+}/failure-config",
+                    web::put().to(api::replace_failure_config),
+                )
                 .default_service(web::to(api::not_found)),
         )
         .route("/", web::get().to(pages::dashboard))

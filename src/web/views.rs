@@ -1,5 +1,6 @@
 //! What the templates show: view models built from registry snapshots, and the template structs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -316,7 +317,7 @@ impl ProxyForm {
 }
 
 #[derive(Debug, Default)]
-pub struct FormErrors(BTreeMap<&'static str, String>);
+pub struct FormErrors(BTreeMap<Cow<'static, str>, String>);
 
 impl FormErrors {
     pub fn get(&self, field: &str) -> Option<&str> {
@@ -327,7 +328,7 @@ impl FormErrors {
     pub fn general(&self) -> Vec<&str> {
         self.0
             .iter()
-            .filter(|(field, _)| !FORM_FIELDS.contains(field))
+            .filter(|(field, _)| !FORM_FIELDS.contains(&field.as_ref()))
             .map(|(_, message)| message.as_str())
             .collect()
     }

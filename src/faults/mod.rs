@@ -1,0 +1,554 @@
+//! Failure simulation: the per-proxy failure config, its validation, and the decisions the
+//! pipeline takes for each request (in pipeline order: IP filter, rate limit, timeout, injected
+//! error, response delay).
+
+mod ip;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::registry::input::FieldError;
+use ip::IpRule;
+
+/// Status codes that can be injected: what LLM providers really answer.
+pub const INJECTABLE_STATUSES: [u16; 11] = [400, 401, 403, 404, 408, 429, 500, 502, 503, 504, 529];
+const MAX_DELAY_SECONDS: f64 = 30.0;
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutMode {
+    /// Wait, then carry on normally.
+    Delay,
+    /// Never answer: ends when the client gives up or the proxy stops.
+    Hang,
+    /// Wait, then answer 504.
+    GatewayTimeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutConfig {
+    pub enabled: bool,
+    pub rate: f64,
+    pub mode: TimeoutMode,
+    pub seconds: f64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        TimeoutConfig {
+            enabled: false,
+            rate: 0.0,
+            mode: TimeoutMode::Delay,
+            seconds: 5.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ErrorsConfig {
+    pub enabled: bool,
+    /// Status code (as text, JSON keys are strings) → probability.
+    pub rates: BTreeMap<String, f64>,
+    pub retry_after_seconds: u64,
+}
+
+impl Default for ErrorsConfig {
+    fn default() -> Self {
+        ErrorsConfig {
+            enabled: false,
+            rates: BTreeMap::new(),
+            retry_after_seconds: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpFilterConfig {
+    pub enabled: bool,
+    pub allow: Vec<String>,
+    pub block: Vec<String>,
+    /// Peers allowed to name the client in `X-Forwarded-For` (reverse proxies in front).
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub requests_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: false,
+            requests_per_minute: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponseDelayConfig {
+    pub enabled: bool,
+    pub min_ms: u64,
+    pub max_ms: u64,
+    pub cache_hits_only: bool,
+}
+
+impl Default for ResponseDelayConfig {
+    fn default() -> Self {
+        ResponseDelayConfig {
+            enabled: false,
+            min_ms: 500,
+            max_ms: 2000,
+            cache_hits_only: true,
+        }
+    }
+}
+
+/// The failure config of the admin API (`GET|PUT /api/proxies/{id}/failure-config`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailureConfig {
+    pub timeout: TimeoutConfig,
+    pub errors: ErrorsConfig,
+    pub ip_filter: IpFilterConfig,
+    pub rate_limit: RateLimitConfig,
+    pub response_delay: ResponseDelayConfig,
+    pub seed: Option<u64>,
+}
+
+impl FailureConfig {
+    /// Reads a config from JSON, naming the offending field of a malformed one.
+    pub fn from_json(json: serde_json::Value) -> Result<Self, FieldError> {
+        serde_path_to_error::deserialize(json).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "body".to_owned() } else { path };
+            FieldError::owned(field, e.into_inner().to_string())
+        })
+    }
+
+    /// The kinds that are switched on, for cards.
+    pub fn active_kinds(&self) -> Vec<&'static str> {
+        [
+            (self.ip_filter.enabled, "IP filter"),
+            (self.rate_limit.enabled, "rate limit"),
+            (self.timeout.enabled, "timeouts"),
+            (self.errors.enabled, "errors"),
+            (self.response_delay.enabled, "delay"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let rate = |field: &str, value: f64| {
+            if (0.0..=1.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(FieldError::owned(
+                    field.to_owned(),
+                    format!("{field} must be between 0 and 1, got {value}."),
+                ))
+            }
+        };
+        rate("timeout.rate", self.timeout.rate)?;
+        if !(0.0..=MAX_DELAY_SECONDS).contains(&self.timeout.seconds) {
+            return Err(FieldError::new(
+                "timeout.seconds",
+                format!("timeout.seconds must be between 0 and {MAX_DELAY_SECONDS}."),
+            ));
+        }
+        let mut total = 0.0;
+        for (code, value) in &self.errors.rates {
+            let field = format!("errors.rates.{code}");
+            if code
+                .parse::<u16>()
+                .ok()
+                .is_none_or(|c| !INJECTABLE_STATUSES.contains(&c))
+            {
+                return Err(FieldError::owned(
+                    field,
+                    format!(
+                        "{code} is not a status that can be injected; use one of {}.",
+                        INJECTABLE_STATUSES.map(|s| s.to_string()).join(", ")
+                    ),
+                ));
+            }
+            rate(&field, *value)?;
+            total += value;
+        }
+        if total > 1.0 + 1e-9 {
+            return Err(FieldError::new(
+                "errors.rates",
+                format!("The error rates add up to {total:.3}; together they can be at most 1."),
+            ));
+        }
+        if self.errors.retry_after_seconds > 3600 {
+            return Err(FieldError::new(
+                "errors.retry_after_seconds",
+                "errors.retry_after_seconds can be at most 3600.",
+            ));
+        }
+        for (field, entries) in [
+            ("ip_filter.allow", &self.ip_filter.allow),
+            ("ip_filter.block", &self.ip_filter.block),
+            ("ip_filter.trusted_proxies", &self.ip_filter.trusted_proxies),
+        ] {
+            if let Some(bad) = entries.iter().find(|e| IpRule::parse(e).is_none()) {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "“{bad}” is not an IP address, a CIDR block (10.0.0.0/8) or a wildcard (192.168.*.*)."
+                    ),
+                ));
+            }
+        }
+        if self.rate_limit.requests_per_minute == 0 {
+            return Err(FieldError::new(
+                "rate_limit.requests_per_minute",
+                "rate_limit.requests_per_minute must be at least 1.",
+            ));
+        }
+        let delay = &self.response_delay;
+        if delay.max_ms > 30_000 {
+            return Err(FieldError::new(
+                "response_delay.max_ms",
+                "response_delay.max_ms can be at most 30000 (30 s).",
+            ));
+        }
+        if delay.min_ms > delay.max_ms {
+            return Err(FieldError::new(
+                "response_delay.min_ms",
+                "response_delay.min_ms cannot be larger than max_ms.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the pipeline must do with one request, decided up front.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Injection {
+    IpBlocked,
+    RateLimited {
+        retry_after_seconds: u64,
+    },
+    Timeout {
+        mode: TimeoutMode,
+        wait: Duration,
+    },
+    Error {
+        status: u16,
+        retry_after_seconds: u64,
+    },
+}
+
+impl Injection {
+    /// The failure kind as logs and the `X-Rubberduck-Injected` header name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Injection::IpBlocked => "ip_blocked",
+            Injection::RateLimited { .. } => "rate_limited",
+            Injection::Timeout { .. } => "timeout",
+            Injection::Error { .. } => "error_injection",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Decision {
+    /// A `delay` timeout to wait before carrying on; failures come from `injection`.
+    pub stall: Option<Duration>,
+    pub injection: Option<Injection>,
+    pub response_delay: Option<Duration>,
+    pub delay_hits_only: bool,
+}
+
+/// A validated config with the state its decisions need. Replaced whole on every save, which
+/// restarts a seeded sequence and the rate-limit window.
+pub struct Faults {
+    config: FailureConfig,
+    allow: Vec<IpRule>,
+    block: Vec<IpRule>,
+    trusted: Vec<IpRule>,
+    /// Cumulative probabilities, for one roll to pick a status.
+    error_table: Vec<(f64, u16)>,
+    rng: Mutex<StdRng>,
+    admitted: Mutex<VecDeque<Instant>>,
+}
+
+fn rules(entries: &[String]) -> Vec<IpRule> {
+    entries.iter().filter_map(|e| IpRule::parse(e)).collect()
+}
+
+impl Faults {
+    /// Builds from a config that passed [`FailureConfig::validate`].
+    pub fn new(config: FailureConfig) -> Self {
+        let mut cumulative = 0.0;
+        let error_table = config
+            .errors
+            .rates
+            .iter()
+            .filter_map(|(code, rate)| {
+                cumulative += rate;
+                Some((cumulative, code.parse().ok()?))
+            })
+            .collect();
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Faults {
+            allow: rules(&config.ip_filter.allow),
+            block: rules(&config.ip_filter.block),
+            trusted: rules(&config.ip_filter.trusted_proxies),
+            error_table,
+            rng: Mutex::new(rng),
+            admitted: Mutex::new(VecDeque::new()),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &FailureConfig {
+        &self.config
+    }
+
+    pub fn is_active(&self) -> bool {
+        !self.config.active_kinds().is_empty()
+    }
+
+    /// The client as the filter sees it: the socket peer, or, when the peer is a trusted
+    /// reverse proxy, the nearest untrusted address in `X-Forwarded-For`.
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        let trusted = |ip: IpAddr| self.trusted.iter().any(|r| r.matches(ip));
+        if !trusted(peer) {
+            return peer;
+        }
+        forwarded_for
+            .into_iter()
+            .flat_map(|list| list.rsplit(','))
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .find(|ip| !trusted(*ip))
+            .unwrap_or(peer)
+    }
+
+    pub fn decide(&self, client: IpAddr, now: Instant) -> Decision {
+        let config = &self.config;
+        if config.ip_filter.enabled {
+            let blocked = self.block.iter().any(|r| r.matches(client));
+            let allowed = self.allow.is_empty() || self.allow.iter().any(|r| r.matches(client));
+            if blocked || !allowed {
+                return Decision {
+                    injection: Some(Injection::IpBlocked),
+                    ..Decision::default()
+                };
+            }
+        }
+        if config.rate_limit.enabled
+            && let Some(retry_after_seconds) = self.over_rate_limit(now)
+        {
+            return Decision {
+                injection: Some(Injection::RateLimited {
+                    retry_after_seconds,
+                }),
+                ..Decision::default()
+            };
+        }
+        // Every request takes the same draws, so a seeded sequence does not depend on which
+        // kinds are switched on.
+        let (timeout_roll, error_roll, delay_roll) = {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                rng.random::<f64>(),
+                rng.random::<f64>(),
+                rng.random::<f64>(),
+            )
+        };
+        let mut decision = Decision::default();
+        if config.response_delay.enabled {
+            let delay = &config.response_delay;
+            let span = (delay.max_ms - delay.min_ms) as f64;
+            decision.response_delay = Some(Duration::from_millis(
+                delay.min_ms + (span * delay_roll).round() as u64,
+            ));
+            decision.delay_hits_only = delay.cache_hits_only;
+        }
+        if config.timeout.enabled && timeout_roll < config.timeout.rate {
+            let wait = Duration::from_secs_f64(config.timeout.seconds);
+            match config.timeout.mode {
+                TimeoutMode::Delay => decision.stall = Some(wait),
+                mode => {
+                    decision.injection = Some(Injection::Timeout { mode, wait });
+                    return decision;
+                }
+            }
+        }
+        if config.errors.enabled
+            && let Some((_, status)) = self.error_table.iter().find(|(edge, _)| error_roll < *edge)
+        {
+            decision.injection = Some(Injection::Error {
+                status: *status,
+                retry_after_seconds: config.errors.retry_after_seconds,
+            });
+        }
+        decision
+    }
+
+    /// `None` when the request fits in the sliding window (and is counted), else the seconds
+    /// until a slot frees.
+    fn over_rate_limit(&self, now: Instant) -> Option<u64> {
+        let limit = self.config.rate_limit.requests_per_minute as usize;
+        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        while admitted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
+        {
+            admitted.pop_front();
+        }
+        if admitted.len() < limit {
+            admitted.push_back(now);
+            return None;
+        }
+        let oldest = admitted.front().copied().unwrap_or(now);
+        let free_in = RATE_WINDOW.saturating_sub(now.duration_since(oldest));
+        Some(free_in.as_secs_f64().ceil().max(1.0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn config(json: serde_json::Value) -> FailureConfig {
+        let config = FailureConfig::from_json(json).expect("parses");
+        config.validate().expect("valid");
+        config
+    }
+
+    #[test]
+    fn defaults_round_trip_through_json() {
+        let config = FailureConfig::from_json(serde_json::json!({})).expect("empty is defaults");
+        assert_eq!(config, FailureConfig::default());
+        assert!(!Faults::new(config).is_active());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let field = |json| {
+            FailureConfig::from_json(json)
+                .and_then(|c| c.validate().map(|()| c))
+                .err()
+                .map(|e| e.field.to_string())
+        };
+        assert_eq!(
+            field(serde_json::json!({"timeout": {"rate": 1.5}})).as_deref(),
+            Some("timeout.rate")
+        );
+        assert_eq!(
+            field(serde_json::json!({"errors": {"rates": {"418": 0.1}}})).as_deref(),
+            Some("errors.rates.418")
+        );
+        assert_eq!(
+            field(serde_json::json!({"errors": {"rates": {"429": 0.7, "500": 0.5}}})).as_deref(),
+            Some("errors.rates")
+        );
+        assert_eq!(
+            field(serde_json::json!({"ip_filter": {"block": ["10.0.0.0/33"]}})).as_deref(),
+            Some("ip_filter.block")
+        );
+        assert_eq!(
+            field(serde_json::json!({"response_delay": {"min_ms": 5, "max_ms": 1}})).as_deref(),
+            Some("response_delay.min_ms")
+        );
+        assert_eq!(
+            field(serde_json::json!({"timeout": {"mode": "nap"}})).as_deref(),
+            Some("timeout.mode")
+        );
+        assert_eq!(
+            field(serde_json::json!({"colour": 1})).as_deref(),
+            Some("colour"),
+            "unknown keys are named"
+        );
+    }
+
+    #[test]
+    fn the_rate_window_slides() {
+        let faults = Faults::new(config(
+            serde_json::json!({"rate_limit": {"enabled": true, "requests_per_minute": 2}}),
+        ));
+        let start = Instant::now();
+        assert_eq!(faults.decide(LOCAL, start).injection, None);
+        assert_eq!(
+            faults
+                .decide(LOCAL, start + Duration::from_secs(30))
+                .injection,
+            None
+        );
+        assert_eq!(
+            faults
+                .decide(LOCAL, start + Duration::from_secs(59))
+                .injection,
+            Some(Injection::RateLimited {
+                retry_after_seconds: 1
+            })
+        );
+        assert_eq!(
+            faults
+                .decide(LOCAL, start + Duration::from_secs(60))
+                .injection,
+            None,
+            "the first slot freed"
+        );
+        assert!(
+            faults
+                .decide(LOCAL, start + Duration::from_secs(61))
+                .injection
+                .is_some(),
+            "no burst at the boundary"
+        );
+    }
+
+    #[test]
+    fn a_seed_makes_the_sequence_repeat() {
+        let json = serde_json::json!({"errors": {"enabled": true, "rates": {"429": 0.3, "500": 0.2}}, "seed": 7});
+        let run = || {
+            let faults = Faults::new(config(json.clone()));
+            (0..50)
+                .map(|_| faults.decide(LOCAL, Instant::now()).injection)
+                .collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first, run());
+        assert!(first.iter().any(Option::is_some) && first.iter().any(Option::is_none));
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_trusted_proxies() {
+        let faults = Faults::new(config(
+            serde_json::json!({"ip_filter": {"trusted_proxies": ["127.0.0.1"]}}),
+        ));
+        let client: IpAddr = "203.0.113.9".parse().expect("ip");
+        assert_eq!(
+            faults.client_ip(LOCAL, Some("198.51.100.1, 203.0.113.9")),
+            client
+        );
+        let untrusted: IpAddr = "10.9.9.9".parse().expect("ip");
+        assert_eq!(faults.client_ip(untrusted, Some("203.0.113.9")), untrusted);
+    }
+}

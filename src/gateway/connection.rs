@@ -1,0 +1,47 @@
+//! Noticing that a client went away. actix does not cancel a handler whose client disconnects,
+//! so requests that wait on purpose (hangs, stalls) watch the socket themselves.
+
+use std::any::Any;
+use std::io::ErrorKind;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use actix_web::dev::Extensions;
+
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A second handle on a connection's socket, only ever peeked at.
+pub struct ClientSocket(std::net::TcpStream);
+
+/// `on_connect` hook of proxy servers: keeps a duplicate of each connection's socket.
+pub fn remember_client_socket(connection: &dyn Any, extensions: &mut Extensions) {
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Ok(fd) = stream.as_fd().try_clone_to_owned()
+    {
+        extensions.insert(ClientSocket(std::net::TcpStream::from(fd)));
+    }
+}
+
+impl ClientSocket {
+    /// Whether the peer has closed its end. The duplicate shares the original's non-blocking
+    /// mode, so peeking never waits.
+    fn closed(&self) -> bool {
+        match self.0.peek(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != ErrorKind::WouldBlock,
+        }
+    }
+}
+
+/// Resolves once the client of `req` has disconnected (never, if its socket is unknown).
+pub async fn client_gone(req: &HttpRequest) {
+    let socket = req.conn_data::<ClientSocket>();
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        if socket.is_some_and(ClientSocket::closed) {
+            return;
+        }
+    }
+}
