@@ -3,6 +3,7 @@
 mod api;
 mod error;
 mod events;
+mod failures;
 mod pages;
 mod views;
 
@@ -101,6 +102,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/proxies/{id:\\d+}/cache/clear",
             web::post().to(pages::clear_cache),
+        )
+        .route(
+            "/proxies/{id:\\d+}/failures",
+            web::get().to(pages::failure_settings),
+        )
+        .route(
+            "/proxies/{id:\\d+}/failures",
+            web::post().to(pages::update_failures),
+        )
+        .route(
+            "/proxies/{id:\\d+}/failures/reset",
+            web::post().to(pages::reset_failures),
         )
         .route("/ui/close-modal", web::get().to(pages::close_modal))
         .route("/logs", web::get().to(pages::logs))

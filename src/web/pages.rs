@@ -7,14 +7,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use std::collections::HashMap;
+
 use super::AppState;
 use super::error::PageError;
+use super::failures::FailureForm;
 use super::views::{
     CacheModal, ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage, DashboardStats,
-    DashboardStatsFragment, EditModal, FormErrors, LogsPage, PortCheck, ProxiesPage, ProxyCard,
-    ProxyCardFragment, ProxyFilters, ProxyForm, ProxyGrid, ProxyHost, SettingsPage,
+    DashboardStatsFragment, EditModal, FailuresModal, FormErrors, LogsPage, PortCheck, ProxiesPage,
+    ProxyCard, ProxyCardFragment, ProxyFilters, ProxyForm, ProxyGrid, ProxyHost, SettingsPage,
     provider_options,
 };
+use crate::faults::{FailureConfig, INJECTABLE_STATUSES};
 use crate::registry::input::ProxyInput;
 use crate::registry::spec::ProxyId;
 use crate::registry::{ProxyRegistry, RegistryError};
@@ -382,6 +386,107 @@ pub async fn clear_cache(
     );
     let modal = cache_modal(&req, &state, id, Some(notice)).await?;
     proxies_changed(modal.render()?)
+}
+
+fn failures_modal(
+    card: ProxyCard,
+    form: FailureForm,
+    errors: FormErrors,
+    notice: Option<String>,
+) -> FailuresModal {
+    FailuresModal {
+        card,
+        form,
+        errors,
+        statuses: INJECTABLE_STATUSES,
+        notice,
+    }
+}
+
+pub async fn failure_settings(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    let id = ProxyId(*id);
+    let snapshot = state.registry.get(id)?;
+    let form = FailureForm::from_config(&snapshot.spec.failure_config);
+    let modal = failures_modal(
+        card(&req, &state.registry, id)?,
+        form,
+        FormErrors::default(),
+        None,
+    );
+    modal_response(&req, &state, StatusCode::OK, &modal)
+}
+
+async fn save_failures(
+    req: &HttpRequest,
+    state: &AppState,
+    id: ProxyId,
+    form: FailureForm,
+    notice: &str,
+) -> PageResult {
+    let saved = match form.to_config() {
+        Ok(config) => state.registry.set_failure_config(id, config).await,
+        Err(errors) => Err(RegistryError::Invalid(errors)),
+    };
+    match saved {
+        Ok(_) if !is_htmx(req) => Ok(see_other("/proxies")),
+        Ok(snapshot) => {
+            let form = FailureForm::from_config(&snapshot.spec.failure_config);
+            let modal = failures_modal(
+                card(req, &state.registry, id)?,
+                form,
+                FormErrors::default(),
+                Some(notice.to_owned()),
+            );
+            proxies_changed(modal.render()?)
+        }
+        Err(RegistryError::Invalid(errors)) => {
+            let modal = failures_modal(card(req, &state.registry, id)?, form, errors.into(), None);
+            let status = if is_htmx(req) {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            modal_response(req, state, status, &modal)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn update_failures(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    fields: web::Form<HashMap<String, String>>,
+) -> PageResult {
+    let form = FailureForm::from_fields(fields.into_inner());
+    save_failures(
+        &req,
+        &state,
+        ProxyId(*id),
+        form,
+        "Saved: in force from the next request.",
+    )
+    .await
+}
+
+pub async fn reset_failures(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> PageResult {
+    let form = FailureForm::from_config(&FailureConfig::default());
+    save_failures(
+        &req,
+        &state,
+        ProxyId(*id),
+        form,
+        "Every failure is off again.",
+    )
+    .await
 }
 
 pub async fn close_modal() -> HttpResponse {

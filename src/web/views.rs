@@ -8,6 +8,7 @@ use actix_web::HttpRequest;
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use super::failures::FailureForm;
 use crate::cache::{CacheCounts, CacheInfo};
 use crate::gateway::Traffic;
 use crate::providers::ProviderKind;
@@ -142,6 +143,8 @@ pub struct ProxyCard {
     pub cache_state: &'static str,
     pub cache: CacheCounts,
     pub failures_enabled: bool,
+    /// The failure kinds switched on, for the card's tags.
+    pub failure_kinds: Vec<&'static str>,
     pub active: bool,
 }
 
@@ -177,6 +180,7 @@ impl ProxyCard {
             },
             cache: snapshot.cache,
             failures_enabled: snapshot.has_failures_enabled(),
+            failure_kinds: spec.failure_config.active_kinds(),
             active: snapshot.status.is_active(),
         }
     }
@@ -439,6 +443,16 @@ pub struct CacheModal {
     pub card: ProxyCard,
     pub info: CacheInfo,
     pub size: String,
+    pub notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_failures_modal.html")]
+pub struct FailuresModal {
+    pub card: ProxyCard,
+    pub form: FailureForm,
+    pub errors: FormErrors,
+    pub statuses: [u16; 11],
     pub notice: Option<String>,
 }
 

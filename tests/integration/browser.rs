@@ -273,7 +273,7 @@ async fn inspect_and_clear_a_cache_then_switch_to_replay_only() {
     assert_eq!(card, "1 entries · 50% hit rate", "one miss, one hit");
 
     click(&client, "article.card details.menu summary").await;
-    click(&client, "article.card .menu-link").await;
+    click(&client, "article.card a[href$='/cache']").await;
     wait_for(&client, "#cache-facts", "the cache info modal").await;
     assert_eq!(
         text_of(&client, "#cache-facts [data-stat='entries']").await,
@@ -328,6 +328,87 @@ async fn inspect_and_clear_a_cache_then_switch_to_replay_only() {
         saved["cache"]["enabled"], true,
         "other cache settings are kept"
     );
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+async fn set_field(client: &Client, css: &str, value: &str) {
+    let field = client.find(Locator::Css(css)).await.expect("the field");
+    field.clear().await.expect("cleared");
+    field.send_keys(value).await.expect("typed");
+}
+
+#[actix_web::test]
+async fn configure_failures_from_the_browser() {
+    let mock = super::upstream::MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Flaky", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+        .await;
+    let (id, port) = (id_of(&proxy), super::support::port_of(&proxy));
+    let (_driver, client, _profile) = browser().await;
+    client.goto(&app.url("/proxies")).await.expect("page opens");
+    wait_for(&client, "article.card", "the card").await;
+    click(&client, "article.card details.menu summary").await;
+    click(&client, "article.card a[href$='/failures']").await;
+    wait_for(&client, "#failures-form", "the failure settings").await;
+
+    click(&client, "#errors_enabled").await;
+    set_field(&client, "#errors_rate_429", "80").await;
+    set_field(&client, "#errors_rate_500", "30").await;
+    click(&client, "#failures-form .btn-primary").await;
+    wait_for(&client, "#failures-form .field-error", "an inline error").await;
+    assert_eq!(
+        text_of(&client, "#failures-form .field-error").await,
+        "Together the error rates can be at most 100%."
+    );
+
+    set_field(&client, "#errors_rate_500", "20").await;
+    click(&client, "#failures-form .btn-primary").await;
+    wait_for(&client, ".modal .notice", "a saved notice").await;
+    save_screenshot(&client, "failure-settings.png").await;
+    let (_, saved) = app.get(&format!("/api/proxies/{id}/failure-config")).await;
+    assert_eq!(saved["errors"]["enabled"], true);
+    assert_eq!(saved["errors"]["rates"], json!({"429": 0.8, "500": 0.2}));
+
+    let response = awc::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .send_body("{}")
+        .await
+        .expect("proxied");
+    assert!(
+        response.status() == 429 || response.status() == 500,
+        "every request fails now: {}",
+        response.status()
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("x-rubberduck-injected")
+            .and_then(|v| v.to_str().ok()),
+        Some("error_injection")
+    );
+
+    click(&client, ".modal-head .modal-close").await;
+    wait_for(
+        &client,
+        "article.card .tag-warn",
+        "the card names the active kind",
+    )
+    .await;
+    assert_eq!(text_of(&client, "article.card .tag-warn").await, "⚠ errors");
+
+    click(&client, "article.card details.menu summary").await;
+    click(&client, "article.card a[href$='/failures']").await;
+    wait_for(&client, "#failures-form", "the failure settings").await;
+    click(&client, "#failures-form button[formaction$='/reset']").await;
+    client.accept_alert().await.expect("the reset is confirmed");
+    wait_for(&client, ".modal .notice", "a reset notice").await;
+    let (_, reset) = app.get(&format!("/api/proxies/{id}/failure-config")).await;
+    assert_eq!(reset["errors"]["enabled"], false);
+    assert_eq!(reset["errors"]["rates"], json!({}));
 
     client.close().await.expect("browser closes");
     app.shutdown().await;
