@@ -9,6 +9,7 @@ mod integration {
     mod binary;
     mod browser;
     mod cache;
+    mod faults;
     mod forwarding;
     mod lifecycle;
     mod pages;

@@ -13,7 +13,8 @@ use serde_json::Value;
 /// Tests run in parallel in one process, so each app gets its own block of proxy ports; two apps
 /// never race for the same port.
 const FIRST_TEST_PORT: u16 = 9000;
-const LAST_TEST_PORT: u16 = 9999;
+// Below the kernel's ephemeral range (32768+), so no outgoing connection takes a test port.
+const LAST_TEST_PORT: u16 = 19_999;
 const PORTS_PER_APP: u16 = 10;
 static NEXT_PORT: AtomicU16 = AtomicU16::new(FIRST_TEST_PORT);
 
