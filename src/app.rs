@@ -15,6 +15,7 @@ use crate::db::writer::DbWriter;
 use crate::db::{self, DbError, DbPool};
 use crate::gateway::UpstreamSettings;
 use crate::registry::{ProxyRegistry, RegistrySettings};
+use crate::telemetry::Telemetry;
 use crate::web::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +85,8 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         .await
         .map_err(|e| StartError::Writer(std::io::Error::other(e.to_string())))?;
 
-    let registry = ProxyRegistry::load(pool.clone(), settings, cache).await?;
+    let telemetry = Arc::new(Telemetry::new(Arc::clone(&writer)));
+    let registry = ProxyRegistry::load(pool.clone(), settings, cache, telemetry).await?;
     let restored = registry.restore().await;
 
     let (shutdown_sender, shutting_down) = watch::channel(false);

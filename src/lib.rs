@@ -8,6 +8,7 @@ pub mod faults;
 pub mod gateway;
 pub mod providers;
 pub mod registry;
+pub mod telemetry;
 pub mod web;
 
 /// The running version, shown in pages and `/healthz`.

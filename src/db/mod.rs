@@ -3,6 +3,7 @@
 pub mod cache_entries;
 pub mod models;
 pub mod proxies;
+pub mod request_logs;
 pub mod schema;
 pub mod writer;
 

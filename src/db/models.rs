@@ -83,3 +83,60 @@ pub struct CacheEntryRow {
     pub size_bytes: i64,
     pub created_at: NaiveDateTime,
 }
+
+/// A request log row as inserted; `LogRow` adds the id.
+#[derive(Debug, Clone, Insertable, serde::Serialize)]
+#[diesel(table_name = super::schema::request_logs)]
+pub struct NewLogRow {
+    pub timestamp: NaiveDateTime,
+    pub proxy_id: i32,
+    pub proxy_name: String,
+    pub provider: String,
+    pub method: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub client_ip: String,
+    pub status: i32,
+    pub latency_ms: f64,
+    pub upstream_latency_ms: Option<f64>,
+    pub cache: String,
+    pub failure: Option<String>,
+    pub stream: bool,
+    pub request_bytes: i64,
+    pub response_bytes: i64,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub prompt_hash: Option<String>,
+    pub user_agent: Option<String>,
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::request_logs)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct LogRow {
+    pub id: i32,
+    pub timestamp: NaiveDateTime,
+    pub proxy_id: i32,
+    pub proxy_name: String,
+    pub provider: String,
+    pub method: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub client_ip: String,
+    pub status: i32,
+    pub latency_ms: f64,
+    pub upstream_latency_ms: Option<f64>,
+    pub cache: String,
+    pub failure: Option<String>,
+    pub stream: bool,
+    pub request_bytes: i64,
+    pub response_bytes: i64,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub prompt_hash: Option<String>,
+    pub user_agent: Option<String>,
+    pub error_message: Option<String>,
+}

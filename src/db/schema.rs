@@ -39,5 +39,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    request_logs (id) {
+        id -> Integer,
+        timestamp -> Timestamp,
+        proxy_id -> Integer,
+        proxy_name -> Text,
+        provider -> Text,
+        method -> Text,
+        path -> Text,
+        model -> Nullable<Text>,
+        client_ip -> Text,
+        status -> Integer,
+        latency_ms -> Double,
+        upstream_latency_ms -> Nullable<Double>,
+        cache -> Text,
+        failure -> Nullable<Text>,
+        stream -> Bool,
+        request_bytes -> BigInt,
+        response_bytes -> BigInt,
+        input_tokens -> Nullable<BigInt>,
+        output_tokens -> Nullable<BigInt>,
+        cost_usd -> Nullable<Double>,
+        prompt_hash -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(cache_entries -> proxies (proxy_id));
-diesel::allow_tables_to_appear_in_same_query!(cache_entries, proxies);
+diesel::allow_tables_to_appear_in_same_query!(cache_entries, proxies, request_logs);

@@ -7,9 +7,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
 use chrono::NaiveDateTime;
-use diesel::Connection;
+use diesel::{Connection, RunQueryDsl};
 
-use super::models::CacheEntryRow;
+use super::models::{CacheEntryRow, NewLogRow};
 use super::{DbError, DbPool, cache_entries};
 
 const QUEUE_CAPACITY: usize = 10_000;
@@ -27,6 +27,7 @@ pub enum WriteOp {
         proxy_id: i32,
         key: String,
     },
+    InsertLog(NewLogRow),
     /// Ends the writer once everything queued before it is written.
     Stop,
 }
@@ -116,7 +117,19 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
             entry.1 = entry.1.max(*at);
         }
     }
+    let logs: Vec<&NewLogRow> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::InsertLog(row) => Some(row),
+            _ => None,
+        })
+        .collect();
     conn.transaction(|conn| {
+        if !logs.is_empty() {
+            diesel::insert_into(super::schema::request_logs::table)
+                .values(logs.into_iter().cloned().collect::<Vec<_>>())
+                .execute(conn)?;
+        }
         let mut changed = BTreeSet::new();
         for op in batch {
             match op {
@@ -124,7 +137,7 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
                     cache_entries::upsert(conn, row)?;
                     changed.insert(row.proxy_id);
                 }
-                WriteOp::CacheHit { .. } => {}
+                WriteOp::CacheHit { .. } | WriteOp::InsertLog(_) => {}
                 WriteOp::DeleteCacheEntry { proxy_id, key } => {
                     cache_entries::delete_one(conn, *proxy_id, key)?;
                     changed.insert(*proxy_id);

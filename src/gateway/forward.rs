@@ -25,7 +25,9 @@ use crate::cache::{
 };
 use crate::faults::Decision;
 use crate::providers::UpstreamRequest;
+use crate::providers::Usage;
 use crate::registry::spec::{CacheMode, ProxyId, ProxySpec};
+use crate::telemetry::{FailureKind, LogDraft, Telemetry, model_of};
 
 /// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed
 /// answer counts until its last byte, and reads usage as chunks pass. Dropping it (the client
@@ -34,13 +36,27 @@ struct MeteredBody<S> {
     upstream: S,
     meter: Option<UsageMeter>,
     recorder: Option<Recorder>,
+    log: Option<PendingLog>,
     in_flight: InFlight,
+}
+
+/// The log entry of a forwarded request, finished with the body.
+struct PendingLog {
+    draft: LogDraft,
+    telemetry: Arc<Telemetry>,
+    status: u16,
+    bytes: u64,
 }
 
 impl<S> MeteredBody<S> {
     fn settle(&mut self) {
         if let Some(meter) = self.meter.take() {
-            self.in_flight.live().record_usage(meter.finish());
+            let usage = meter.finish();
+            self.in_flight.live().record_usage(usage);
+            if let Some(mut log) = self.log.take() {
+                log.draft.usage = usage;
+                log.telemetry.finish(log.draft, log.status, log.bytes);
+            }
         }
     }
 }
@@ -94,6 +110,9 @@ where
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Some(meter) = self.meter.as_mut() {
                     meter.observe(chunk);
+                }
+                if let Some(log) = self.log.as_mut() {
+                    log.bytes += chunk.len() as u64;
                 }
                 if let Some(recorder) = self.recorder.as_mut()
                     && !recorder.push(chunk)
@@ -156,11 +175,12 @@ fn is_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The failure decisions for this request; none at all when no kind is switched on.
-fn decide_faults(req: &HttpRequest, live: &LiveProxy) -> Decision {
+/// The failure decisions for this request, and the client address the filter saw; nothing at
+/// all when no kind is switched on.
+fn decide_faults(req: &HttpRequest, live: &LiveProxy) -> (Decision, Option<IpAddr>) {
     let faults = live.faults.load();
     if !faults.is_active() {
-        return Decision::default();
+        return (Decision::default(), None);
     }
     let peer = req
         .peer_addr()
@@ -169,7 +189,8 @@ fn decide_faults(req: &HttpRequest, live: &LiveProxy) -> Decision {
         .headers()
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
-    faults.decide(faults.client_ip(peer, forwarded_for), Instant::now())
+    let client = faults.client_ip(peer, forwarded_for);
+    (faults.decide(client, Instant::now()), Some(client))
 }
 
 /// Nobody reads this: the client hung up while the proxy waited on purpose.
@@ -230,6 +251,8 @@ fn send_error(error: SendRequestError, url: &str, settings: &UpstreamSettings) -
     }
 }
 
+/// Runs the pipeline for one request. The log draft comes back unless a streamed answer took
+/// it, to be finished when its last byte is sent.
 pub async fn forward(
     req: &HttpRequest,
     payload: web::Payload,
@@ -237,19 +260,49 @@ pub async fn forward(
     state: &ProxyServerState,
     client: &awc::Client,
     in_flight: InFlight,
+    draft: LogDraft,
+) -> (Result<HttpResponse, GatewayError>, Option<LogDraft>) {
+    let mut draft = Some(draft);
+    let outcome = pipeline(req, payload, spec, state, client, in_flight, &mut draft).await;
+    (outcome, draft)
+}
+
+/// Notes on the draft while it is still here.
+fn note(draft: &mut Option<LogDraft>, annotate: impl FnOnce(&mut LogDraft)) {
+    if let Some(draft) = draft.as_mut() {
+        annotate(draft);
+    }
+}
+
+async fn pipeline(
+    req: &HttpRequest,
+    payload: web::Payload,
+    spec: &ProxySpec,
+    state: &ProxyServerState,
+    client: &awc::Client,
+    in_flight: InFlight,
+    draft: &mut Option<LogDraft>,
 ) -> Result<HttpResponse, GatewayError> {
     let provider = spec.provider.provider();
-    let decision = decide_faults(req, &state.live);
+    let (decision, client_ip) = decide_faults(req, &state.live);
+    if let Some(ip) = client_ip {
+        note(draft, |d| d.client_ip(ip.to_string()));
+    }
     if let Some(stall) = decision.stall
         && !faults::wait(req, stall).await
     {
         return Ok(client_left());
     }
     if let Some(injection) = decision.injection {
+        note(draft, |d| {
+            d.failure(FailureKind::Injected(injection.kind()), None)
+        });
         return Ok(faults::inject(req, &state.live, provider, injection).await);
     }
     let body = read_body(payload, state.upstream.max_request_bytes).await?;
     let query = Some(req.query_string()).filter(|q| !q.is_empty());
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    note(draft, |d| d.request(&body, model_of(req.path(), &json)));
 
     let key = spec.cache.enabled.then(|| {
         CacheKey::of(
@@ -275,13 +328,25 @@ pub async fn forward(
             {
                 return Ok(client_left());
             }
+            note(draft, |d| {
+                d.cache("hit", Some(key.to_string()));
+                d.stream(hit.chunks.is_some());
+                d.usage = hit_usage(provider, &hit);
+            });
             return Ok(replay(&hit, key));
         }
+        note(draft, |d| d.cache("miss", Some(key.to_string())));
         if spec.cache.mode == CacheMode::ReplayOnly {
             let mut refusal = GatewayError::NotCached.to_response(provider);
             for (name, value) in cache_headers(Some(key)) {
                 refusal.headers_mut().insert(name, value);
             }
+            note(draft, |d| {
+                d.failure(
+                    FailureKind::ProxyError,
+                    Some(GatewayError::NotCached.to_string()),
+                );
+            });
             return Ok(refusal);
         }
     }
@@ -323,10 +388,15 @@ pub async fn forward(
     for (name, value) in upstream.headers.iter() {
         request = request.append_header((name.clone(), value.clone()));
     }
+    note(draft, |d| d.upstream_started = Some(Instant::now()));
     let response = request
         .send_body(upstream.body)
         .await
         .map_err(|e| send_error(e, &upstream.url, &state.upstream))?;
+    note(draft, |d| {
+        d.upstream_answered = Some(Instant::now());
+        d.stream(is_stream(response.headers()));
+    });
 
     let mut reply = HttpResponse::build(response.status());
     let tokens = connection_tokens(response.headers());
@@ -363,14 +433,40 @@ pub async fn forward(
     for header in cache_headers(key.as_ref()) {
         reply.insert_header(header);
     }
+    let status = response.status().as_u16();
     let body = MeteredBody {
         upstream: response,
         meter: Some(meter),
         recorder,
+        log: draft.take().map(|draft| PendingLog {
+            draft,
+            telemetry: Arc::clone(&state.telemetry),
+            status,
+            bytes: 0,
+        }),
         in_flight,
     };
     Ok(match length {
         Some(length) => reply.body(SizedStream::new(length, body)),
         None => reply.streaming(body),
     })
+}
+
+/// The usage a cached answer reports: what its hit saved.
+fn hit_usage(provider: &'static dyn crate::providers::Provider, hit: &CachedResponse) -> Usage {
+    let headers: HeaderMap = hit
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::try_from(name.as_str()).ok()?,
+                HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect();
+    let mut meter = UsageMeter::for_response(provider, &headers);
+    for chunk in hit.body_chunks() {
+        meter.observe(&chunk);
+    }
+    meter.finish()
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use actix_web::body::MessageBody;
 use actix_web::{HttpRequest, HttpResponse, web};
 use arc_swap::ArcSwap;
 
@@ -24,6 +25,7 @@ use crate::cache::ResponseCache;
 use crate::faults::Faults;
 use crate::providers::{ProviderState, Usage};
 use crate::registry::spec::ProxySpec;
+use crate::telemetry::{FailureKind, LogDraft, Telemetry};
 
 /// What a running proxy server reads on every request. The registry swaps `spec` whole when the
 /// user saves, so the request path never reads the database and never sees half an edit.
@@ -115,6 +117,7 @@ pub struct UpstreamSettings {
 pub struct ProxyServerState {
     pub live: Arc<LiveProxy>,
     pub cache: Arc<ResponseCache>,
+    pub telemetry: Arc<Telemetry>,
     pub provider_state: ProviderState,
     pub upstream: UpstreamSettings,
 }
@@ -138,11 +141,34 @@ async fn handle(
     state.live.requests.fetch_add(1, Ordering::Relaxed);
     let spec = state.live.spec.load_full();
     let provider = spec.provider.provider();
-    match forward::forward(&req, payload, &spec, &state, &client, in_flight).await {
+    let draft = LogDraft::start(&req, &spec);
+    let (outcome, draft) =
+        forward::forward(&req, payload, &spec, &state, &client, in_flight, draft).await;
+    let response = match outcome {
         Ok(response) => response,
         Err(error) => {
             log::debug!("proxy {}: {error}", spec.id);
-            error.to_response(provider)
+            let response = error.to_response(provider);
+            if let Some(draft) = draft {
+                let mut draft = draft;
+                draft.failure(FailureKind::ProxyError, Some(error.to_string()));
+                finish_now(&state.telemetry, draft, &response);
+            }
+            return response;
         }
+    };
+    // Answers made here (hits, injected failures) are complete; forwarded ones are logged
+    // when their body has been sent.
+    if let Some(draft) = draft {
+        finish_now(&state.telemetry, draft, &response);
     }
+    response
+}
+
+fn finish_now(telemetry: &Telemetry, draft: LogDraft, response: &HttpResponse) {
+    let size = match response.body().size() {
+        actix_web::body::BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    telemetry.finish(draft, response.status().as_u16(), size);
 }

@@ -23,6 +23,7 @@ use crate::db::{self, DbError, DbPool};
 use crate::faults::{FailureConfig, Faults};
 use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
 use crate::providers::ProviderState;
+use crate::telemetry::Telemetry;
 use input::{FieldError, ProxyInput, ValidProxy, validate};
 use spec::{ProxyId, ProxySpec};
 
@@ -166,6 +167,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct ProxyRegistry {
     db: DbPool,
     cache: Arc<ResponseCache>,
+    telemetry: Arc<Telemetry>,
     settings: RegistrySettings,
     proxies: RwLock<BTreeMap<ProxyId, Arc<ManagedProxy>>>,
     /// Serialises port choice and insertion so two creations never pick the same port.
@@ -186,6 +188,7 @@ impl ProxyRegistry {
         db: DbPool,
         settings: RegistrySettings,
         cache: Arc<ResponseCache>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Arc<Self>, DbError> {
         let rows = db::run(&db, db::proxies::all).await?;
         let mut proxies = BTreeMap::new();
@@ -211,6 +214,7 @@ impl ProxyRegistry {
         Ok(Arc::new_cyclic(|me| ProxyRegistry {
             db,
             cache,
+            telemetry,
             settings,
             proxies: RwLock::new(proxies),
             port_assignment: tokio::sync::Mutex::new(()),
@@ -237,6 +241,10 @@ impl ProxyRegistry {
 
     pub fn cache(&self) -> &Arc<ResponseCache> {
         &self.cache
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
@@ -532,6 +540,7 @@ impl ProxyRegistry {
             let server_state = Arc::new(ProxyServerState {
                 live: Arc::clone(&proxy.live),
                 cache: Arc::clone(&self.cache),
+                telemetry: Arc::clone(&self.telemetry),
                 provider_state: ProviderState::load(spec.provider),
                 upstream: self.settings.upstream.clone(),
             });

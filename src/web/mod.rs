@@ -4,6 +4,7 @@ mod api;
 mod error;
 mod events;
 mod failures;
+mod logs_api;
 mod pages;
 mod views;
 
@@ -62,6 +63,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/proxies/{id:\\d+}/failure-config",
                     web::put().to(api::replace_failure_config),
                 )
+                .route("/logs", web::get().to(logs_api::list))
+                .route("/logs", web::delete().to(logs_api::purge))
+                .route("/logs/export", web::get().to(logs_api::export))
                 .default_service(web::to(api::not_found)),
         )
         .route("/", web::get().to(pages::dashboard))

@@ -1,0 +1,119 @@
+//! Queries on `request_logs`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sqlite::Sqlite;
+
+use super::DbError;
+use super::models::LogRow;
+use super::schema::request_logs::dsl;
+
+/// Which log entries a listing, export or purge covers.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub proxy_id: Option<i32>,
+    /// An exact code (`429`) or a class (`4xx`).
+    pub status: Option<String>,
+    pub cache: Option<String>,
+    /// A failure kind, or `any` for every failed request.
+    pub failure: Option<String>,
+    pub since: Option<NaiveDateTime>,
+    pub until: Option<NaiveDateTime>,
+    /// Free text over path, model and client IP.
+    pub q: Option<String>,
+}
+
+type Boxed<'a> = super::schema::request_logs::BoxedQuery<'a, Sqlite>;
+
+fn filtered(filter: &LogFilter) -> Boxed<'static> {
+    let mut query = dsl::request_logs.into_boxed();
+    if let Some(proxy) = filter.proxy_id {
+        query = query.filter(dsl::proxy_id.eq(proxy));
+    }
+    if let Some(status) = filter.status.as_deref() {
+        if let Some(class) = status
+            .strip_suffix("xx")
+            .and_then(|c| c.parse::<i32>().ok())
+        {
+            query = query.filter(dsl::status.between(class * 100, class * 100 + 99));
+        } else if let Ok(code) = status.parse::<i32>() {
+            query = query.filter(dsl::status.eq(code));
+        }
+    }
+    if let Some(cache) = filter.cache.clone() {
+        query = query.filter(dsl::cache.eq(cache));
+    }
+    match filter.failure.as_deref() {
+        None => {}
+        Some("any") => query = query.filter(dsl::failure.is_not_null()),
+        Some("none") => query = query.filter(dsl::failure.is_null()),
+        Some(kind) => query = query.filter(dsl::failure.eq(kind.to_owned())),
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(dsl::timestamp.ge(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(dsl::timestamp.lt(until));
+    }
+    if let Some(text) = filter.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let pattern = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        query = query.filter(
+            dsl::path
+                .like(pattern.clone())
+                .escape('\\')
+                .or(dsl::model.like(pattern.clone()).escape('\\'))
+                .or(dsl::client_ip.like(pattern).escape('\\')),
+        );
+    }
+    query
+}
+
+/// Newest first.
+pub fn page(
+    conn: &mut SqliteConnection,
+    filter: &LogFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<LogRow>, i64), DbError> {
+    let total = filtered(filter).count().get_result(conn)?;
+    let rows = filtered(filter)
+        .select(LogRow::as_select())
+        .order(dsl::id.desc())
+        .limit(limit)
+        .offset(offset)
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+/// Oldest first, after `after_id`: pages of an export.
+pub fn after(
+    conn: &mut SqliteConnection,
+    filter: &LogFilter,
+    after_id: i32,
+    limit: i64,
+) -> Result<Vec<LogRow>, DbError> {
+    Ok(filtered(filter)
+        .filter(dsl::id.gt(after_id))
+        .select(LogRow::as_select())
+        .order(dsl::id.asc())
+        .limit(limit)
+        .load(conn)?)
+}
+
+pub fn purge(
+    conn: &mut SqliteConnection,
+    before: NaiveDateTime,
+    proxy_id: Option<i32>,
+) -> Result<usize, DbError> {
+    let mut query =
+        diesel::delete(dsl::request_logs.filter(dsl::timestamp.lt(before))).into_boxed();
+    if let Some(proxy) = proxy_id {
+        query = query.filter(dsl::proxy_id.eq(proxy));
+    }
+    Ok(query.execute(conn)?)
+}

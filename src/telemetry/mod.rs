@@ -1,0 +1,226 @@
+//! Request logs: a draft is filled in along the pipeline and finished when the response is
+//! (for streams: when the last byte has gone out); finished entries go to the database writer
+//! and to live subscribers, never blocking the request.
+
+mod prices;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::HttpRequest;
+use chrono::Utc;
+use tokio::sync::broadcast;
+
+use crate::db::models::NewLogRow;
+use crate::db::writer::{DbWriter, WriteOp};
+use crate::providers::Usage;
+use crate::registry::spec::ProxySpec;
+pub use prices::PriceTable;
+
+/// Why a request failed, as logs name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Injected(&'static str),
+    UpstreamError,
+    ProxyError,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Injected(kind) => kind,
+            FailureKind::UpstreamError => "upstream_error",
+            FailureKind::ProxyError => "proxy_error",
+        }
+    }
+}
+
+/// What is known about a request while it is under way.
+pub struct LogDraft {
+    started: Instant,
+    row: NewLogRow,
+    pub usage: Usage,
+    pub upstream_started: Option<Instant>,
+    pub upstream_answered: Option<Instant>,
+}
+
+impl LogDraft {
+    pub fn start(req: &HttpRequest, spec: &ProxySpec) -> Self {
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(300).collect::<String>())
+        };
+        LogDraft {
+            started: Instant::now(),
+            row: NewLogRow {
+                timestamp: Utc::now().naive_utc(),
+                proxy_id: spec.id.0,
+                proxy_name: spec.name.clone(),
+                provider: spec.provider.id().to_owned(),
+                method: req.method().to_string(),
+                path: req.path().chars().take(2000).collect(),
+                model: None,
+                client_ip: req
+                    .peer_addr()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default(),
+                status: 0,
+                latency_ms: 0.0,
+                upstream_latency_ms: None,
+                cache: "bypass".to_owned(),
+                failure: None,
+                stream: false,
+                request_bytes: 0,
+                response_bytes: 0,
+                input_tokens: None,
+                output_tokens: None,
+                cost_usd: None,
+                prompt_hash: None,
+                user_agent: header("user-agent"),
+                error_message: None,
+            },
+            usage: Usage::default(),
+            upstream_started: None,
+            upstream_answered: None,
+        }
+    }
+
+    pub fn request(&mut self, body: &[u8], model: Option<String>) {
+        self.row.request_bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
+        self.row.model = model;
+    }
+
+    pub fn client_ip(&mut self, ip: String) {
+        self.row.client_ip = ip;
+    }
+
+    pub fn cache(&mut self, state: &'static str, key: Option<String>) {
+        self.row.cache = state.to_owned();
+        self.row.prompt_hash = key;
+    }
+
+    pub fn failure(&mut self, kind: FailureKind, message: Option<String>) {
+        self.row.failure = Some(kind.as_str().to_owned());
+        self.row.error_message = message;
+    }
+
+    pub fn stream(&mut self, stream: bool) {
+        self.row.stream = stream;
+    }
+}
+
+pub struct Telemetry {
+    writer: Arc<DbWriter>,
+    prices: PriceTable,
+    live: broadcast::Sender<Arc<NewLogRow>>,
+}
+
+impl Telemetry {
+    pub fn new(writer: Arc<DbWriter>) -> Self {
+        Telemetry {
+            writer,
+            prices: PriceTable::bundled(),
+            live: broadcast::channel(1024).0,
+        }
+    }
+
+    /// New log entries as they happen, for the live view.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<NewLogRow>> {
+        self.live.subscribe()
+    }
+
+    pub fn finish(&self, mut draft: LogDraft, status: u16, response_bytes: u64) {
+        let row = &mut draft.row;
+        row.status = i32::from(status);
+        row.latency_ms = draft.started.elapsed().as_secs_f64() * 1000.0;
+        row.upstream_latency_ms = draft
+            .upstream_started
+            .zip(draft.upstream_answered)
+            .map(|(sent, answered)| answered.duration_since(sent).as_secs_f64() * 1000.0);
+        row.response_bytes = i64::try_from(response_bytes).unwrap_or(i64::MAX);
+        row.input_tokens = draft.usage.input_tokens.and_then(|n| i64::try_from(n).ok());
+        row.output_tokens = draft
+            .usage
+            .output_tokens
+            .and_then(|n| i64::try_from(n).ok());
+        // A hit's cost is the cost it avoided.
+        row.cost_usd = self.prices.cost(
+            row.model.as_deref(),
+            draft.usage.input_tokens,
+            draft.usage.output_tokens,
+        );
+        if row.failure.is_none() && status >= 400 {
+            row.failure = Some(FailureKind::UpstreamError.as_str().to_owned());
+        }
+        let row = draft.row;
+        let _ = self.live.send(Arc::new(row.clone()));
+        self.writer.submit(WriteOp::InsertLog(row));
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.writer.dropped()
+    }
+}
+
+/// The model a request names: in its path (Vertex, Bedrock, Azure deployments) or its body.
+pub fn model_of(path: &str, body: &serde_json::Value) -> Option<String> {
+    let segment_after = |marker: &str| {
+        path.split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':', '?']).next())
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(model) = segment_after("/models/") {
+        return Some(model.to_owned());
+    }
+    if let Some(id) = path
+        .strip_prefix("/model/")
+        .and_then(|rest| rest.split('/').next())
+    {
+        return Some(
+            percent_encoding::percent_decode_str(id)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
+    }
+    if let Some(deployment) = segment_after("/deployments/") {
+        return Some(deployment.to_owned());
+    }
+    body.get("model")
+        .and_then(|m| m.as_str())
+        .map(|m| m.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_come_from_paths_or_bodies() {
+        let none = serde_json::Value::Null;
+        assert_eq!(model_of("/v1beta1/projects/p/locations/l/publishers/google/models/gemini-2.0-flash:generateContent", &none).as_deref(), Some("gemini-2.0-flash"));
+        assert_eq!(
+            model_of(
+                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
+                &none
+            )
+            .as_deref(),
+            Some("anthropic.claude-3-haiku-20240307-v1:0")
+        );
+        assert_eq!(
+            model_of("/openai/deployments/gpt4o/chat/completions", &none).as_deref(),
+            Some("gpt4o")
+        );
+        assert_eq!(
+            model_of(
+                "/v1/chat/completions",
+                &serde_json::json!({"model": "gpt-4o-mini"})
+            )
+            .as_deref(),
+            Some("gpt-4o-mini")
+        );
+        assert_eq!(model_of("/v1/models", &none), None);
+    }
+}
