@@ -27,7 +27,7 @@ pub enum WriteOp {
         proxy_id: i32,
         key: String,
     },
-    InsertLog(NewLogRow),
+    InsertLog(Box<NewLogRow>),
     /// Ends the writer once everything queued before it is written.
     Stop,
 }
@@ -120,7 +120,7 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
     let logs: Vec<&NewLogRow> = batch
         .iter()
         .filter_map(|op| match op {
-            WriteOp::InsertLog(row) => Some(row),
+            WriteOp::InsertLog(row) => Some(row.as_ref()),
             _ => None,
         })
         .collect();

@@ -156,7 +156,7 @@ impl Telemetry {
         }
         let row = draft.row;
         let _ = self.live.send(Arc::new(row.clone()));
-        self.writer.submit(WriteOp::InsertLog(row));
+        self.writer.submit(WriteOp::InsertLog(Box::new(row)));
     }
 
     pub fn dropped(&self) -> u64 {
