@@ -15,7 +15,7 @@ use crate::db::writer::DbWriter;
 use crate::db::{self, DbError, DbPool};
 use crate::gateway::UpstreamSettings;
 use crate::registry::{ProxyRegistry, RegistrySettings};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Metrics, Telemetry};
 use crate::web::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,7 @@ pub struct Running {
     pub registry: Arc<ProxyRegistry>,
     admin: ServerHandle,
     writer: Arc<DbWriter>,
+    flush_task: actix_web::rt::task::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
     shutdown_sender: watch::Sender<bool>,
     admin_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
@@ -85,7 +86,20 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         .await
         .map_err(|e| StartError::Writer(std::io::Error::other(e.to_string())))?;
 
-    let telemetry = Arc::new(Telemetry::new(Arc::clone(&writer)));
+    let recent_from = Metrics::memory_window_start(chrono::Utc::now());
+    let history = db::run(&pool, move |conn| {
+        db::metric_rollups::since(conn, recent_from)
+    })
+    .await?;
+    let telemetry = Arc::new(Telemetry::new(Arc::clone(&writer), &history));
+    let flushing = Arc::clone(&telemetry);
+    let flush_task = actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            flushing.flush();
+        }
+    });
     let registry = ProxyRegistry::load(pool.clone(), settings, cache, telemetry).await?;
     let restored = registry.restore().await;
 
@@ -126,6 +140,7 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         registry,
         admin,
         writer,
+        flush_task,
         writer_thread,
         shutdown_sender,
         admin_task,
@@ -143,7 +158,10 @@ impl Running {
         if let Err(e) = self.admin_task.await {
             log::warn!("admin server task ended badly: {e}");
         }
-        // Everything queued (cache entries) is written before the process ends.
+        // Everything queued (cache entries, logs, the last minutes) is written before the
+        // process ends.
+        self.flush_task.abort();
+        self.registry.telemetry().flush();
         self.writer.stop();
         let writer_thread = self.writer_thread;
         if web::block(move || writer_thread.join()).await.is_err() {

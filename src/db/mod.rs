@@ -1,6 +1,7 @@
 //! SQLite through Diesel: connection setup, embedded migrations and the table-level queries.
 
 pub mod cache_entries;
+pub mod metric_rollups;
 pub mod models;
 pub mod proxies;
 pub mod request_logs;

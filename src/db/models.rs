@@ -140,3 +140,21 @@ pub struct LogRow {
     pub user_agent: Option<String>,
     pub error_message: Option<String>,
 }
+
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = super::schema::metric_rollups)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct RollupRow {
+    pub proxy_id: i32,
+    pub minute: NaiveDateTime,
+    pub requests: i64,
+    pub errors: i64,
+    pub cache_hits: i64,
+    pub injected_failures: i64,
+    pub upstream_failures: i64,
+    pub latency_sum_ms: f64,
+    pub latency_histogram: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+}

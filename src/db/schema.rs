@@ -67,5 +67,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    metric_rollups (proxy_id, minute) {
+        proxy_id -> Integer,
+        minute -> Timestamp,
+        requests -> BigInt,
+        errors -> BigInt,
+        cache_hits -> BigInt,
+        injected_failures -> BigInt,
+        upstream_failures -> BigInt,
+        latency_sum_ms -> Double,
+        latency_histogram -> Text,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        cost_usd -> Double,
+    }
+}
+
 diesel::joinable!(cache_entries -> proxies (proxy_id));
-diesel::allow_tables_to_appear_in_same_query!(cache_entries, proxies, request_logs);
+diesel::allow_tables_to_appear_in_same_query!(cache_entries, metric_rollups, proxies, request_logs);

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use chrono::NaiveDateTime;
 use diesel::{Connection, RunQueryDsl};
 
-use super::models::{CacheEntryRow, NewLogRow};
+use super::models::{CacheEntryRow, NewLogRow, RollupRow};
 use super::{DbError, DbPool, cache_entries};
 
 const QUEUE_CAPACITY: usize = 10_000;
@@ -28,6 +28,7 @@ pub enum WriteOp {
         key: String,
     },
     InsertLog(Box<NewLogRow>),
+    UpsertRollup(Box<RollupRow>),
     /// Ends the writer once everything queued before it is written.
     Stop,
 }
@@ -137,6 +138,7 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
                     cache_entries::upsert(conn, row)?;
                     changed.insert(row.proxy_id);
                 }
+                WriteOp::UpsertRollup(row) => super::metric_rollups::upsert(conn, row)?,
                 WriteOp::CacheHit { .. } | WriteOp::InsertLog(_) => {}
                 WriteOp::DeleteCacheEntry { proxy_id, key } => {
                     cache_entries::delete_one(conn, *proxy_id, key)?;

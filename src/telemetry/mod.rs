@@ -2,6 +2,7 @@
 //! (for streams: when the last byte has gone out); finished entries go to the database writer
 //! and to live subscribers, never blocking the request.
 
+mod metrics;
 mod prices;
 
 use std::sync::Arc;
@@ -11,10 +12,11 @@ use actix_web::HttpRequest;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
-use crate::db::models::NewLogRow;
+use crate::db::models::{NewLogRow, RollupRow};
 use crate::db::writer::{DbWriter, WriteOp};
 use crate::providers::Usage;
 use crate::registry::spec::ProxySpec;
+pub use metrics::{Metrics, Rollup, minute_of};
 pub use prices::PriceTable;
 
 /// Why a request failed, as logs name it.
@@ -115,14 +117,24 @@ pub struct Telemetry {
     writer: Arc<DbWriter>,
     prices: PriceTable,
     live: broadcast::Sender<Arc<NewLogRow>>,
+    pub metrics: Metrics,
 }
 
 impl Telemetry {
-    pub fn new(writer: Arc<DbWriter>) -> Self {
+    /// `history`: the stored roll-ups of the last minutes, so charts continue after a restart.
+    pub fn new(writer: Arc<DbWriter>, history: &[RollupRow]) -> Self {
         Telemetry {
             writer,
             prices: PriceTable::bundled(),
             live: broadcast::channel(1024).0,
+            metrics: Metrics::with_history(history),
+        }
+    }
+
+    /// Hands the minutes that changed to the writer; called every second.
+    pub fn flush(&self) {
+        for row in self.metrics.take_dirty(Utc::now()) {
+            self.writer.submit(WriteOp::UpsertRollup(Box::new(row)));
         }
     }
 
@@ -155,6 +167,7 @@ impl Telemetry {
             row.failure = Some(FailureKind::UpstreamError.as_str().to_owned());
         }
         let row = draft.row;
+        self.metrics.record(&row);
         let _ = self.live.send(Arc::new(row.clone()));
         self.writer.submit(WriteOp::InsertLog(Box::new(row)));
     }

@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod failures;
 mod logs_api;
+mod metrics;
 mod pages;
 mod views;
 
@@ -36,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(api::query_config())
         .app_data(pages::form_config())
         .route("/healthz", web::get().to(api::healthz))
+        .route("/metrics", web::get().to(metrics::prometheus))
         .service(
             web::scope("/api")
                 .route("/providers", web::get().to(api::providers))
@@ -66,6 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/logs", web::get().to(logs_api::list))
                 .route("/logs", web::delete().to(logs_api::purge))
                 .route("/logs/export", web::get().to(logs_api::export))
+                .route("/metrics", web::get().to(metrics::api_metrics))
                 .default_service(web::to(api::not_found)),
         )
         .route("/", web::get().to(pages::dashboard))

@@ -1,0 +1,366 @@
+//! Running totals: per proxy and minute (persisted as roll-ups), and the Prometheus series.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, Timelike, Utc};
+
+use crate::db::models::{NewLogRow, RollupRow};
+
+/// Upper bounds of the latency buckets, in milliseconds; one more bucket catches the rest.
+pub const LATENCY_BOUNDS_MS: [f64; 14] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+/// Minutes kept in memory (the dashboard's hour, with room); older ones live only in SQLite.
+const MEMORY_MINUTES: i64 = 120;
+
+#[derive(Debug, Clone, Default)]
+pub struct Rollup {
+    pub requests: u64,
+    pub errors: u64,
+    pub cache_hits: u64,
+    pub injected: u64,
+    pub upstream_failures: u64,
+    pub latency_sum_ms: f64,
+    pub buckets: [u64; BUCKETS],
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    dirty: bool,
+}
+
+impl Rollup {
+    fn add(&mut self, row: &NewLogRow) {
+        self.requests += 1;
+        if row.status >= 400 {
+            self.errors += 1;
+        }
+        if row.cache == "hit" {
+            self.cache_hits += 1;
+        }
+        match row.failure.as_deref() {
+            Some("upstream_error") => self.upstream_failures += 1,
+            Some("proxy_error") | None => {}
+            Some(_) => self.injected += 1,
+        }
+        self.latency_sum_ms += row.latency_ms;
+        self.buckets[bucket(row.latency_ms)] += 1;
+        self.input_tokens += row.input_tokens.unwrap_or(0).unsigned_abs();
+        self.output_tokens += row.output_tokens.unwrap_or(0).unsigned_abs();
+        // A hit's cost was avoided, not spent.
+        if row.cache != "hit" {
+            self.cost_usd += row.cost_usd.unwrap_or(0.0);
+        }
+        self.dirty = true;
+    }
+
+    pub fn merge(&mut self, other: &Rollup) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.cache_hits += other.cache_hits;
+        self.injected += other.injected;
+        self.upstream_failures += other.upstream_failures;
+        self.latency_sum_ms += other.latency_sum_ms;
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost_usd += other.cost_usd;
+    }
+
+    /// The latency below which `quantile` of requests fall (a bucket's upper bound).
+    pub fn latency_quantile(&self, quantile: f64) -> Option<f64> {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let wanted = (quantile * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= wanted {
+                return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        None
+    }
+
+    fn to_row(&self, proxy_id: i32, minute: NaiveDateTime) -> RollupRow {
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        RollupRow {
+            proxy_id,
+            minute,
+            requests: signed(self.requests),
+            errors: signed(self.errors),
+            cache_hits: signed(self.cache_hits),
+            injected_failures: signed(self.injected),
+            upstream_failures: signed(self.upstream_failures),
+            latency_sum_ms: self.latency_sum_ms,
+            latency_histogram: serde_json::to_string(&self.buckets.to_vec()).unwrap_or_default(),
+            input_tokens: signed(self.input_tokens),
+            output_tokens: signed(self.output_tokens),
+            cost_usd: self.cost_usd,
+        }
+    }
+
+    pub fn from_row(row: &RollupRow) -> Self {
+        let mut buckets = [0; BUCKETS];
+        let stored: Vec<u64> = serde_json::from_str(&row.latency_histogram).unwrap_or_default();
+        for (slot, count) in buckets.iter_mut().zip(stored) {
+            *slot = count;
+        }
+        Rollup {
+            requests: row.requests.unsigned_abs(),
+            errors: row.errors.unsigned_abs(),
+            cache_hits: row.cache_hits.unsigned_abs(),
+            injected: row.injected_failures.unsigned_abs(),
+            upstream_failures: row.upstream_failures.unsigned_abs(),
+            latency_sum_ms: row.latency_sum_ms,
+            buckets,
+            input_tokens: row.input_tokens.unsigned_abs(),
+            output_tokens: row.output_tokens.unsigned_abs(),
+            cost_usd: row.cost_usd,
+            dirty: false,
+        }
+    }
+}
+
+fn bucket(latency_ms: f64) -> usize {
+    LATENCY_BOUNDS_MS
+        .iter()
+        .position(|bound| latency_ms <= *bound)
+        .unwrap_or(LATENCY_BOUNDS_MS.len())
+}
+
+pub fn minute_of(time: DateTime<Utc>) -> NaiveDateTime {
+    time.with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(time)
+        .naive_utc()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Series {
+    proxy: String,
+    provider: String,
+    status: i32,
+    cache: String,
+}
+
+#[derive(Default)]
+struct Prometheus {
+    requests: HashMap<Series, u64>,
+    injected: HashMap<(String, String), u64>,
+    latency: [u64; BUCKETS],
+    latency_sum_seconds: f64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    minutes: Mutex<BTreeMap<(NaiveDateTime, i32), Rollup>>,
+    prometheus: Mutex<Prometheus>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    /// Starts from what SQLite holds for the last minutes, so charts survive a restart.
+    pub fn with_history(rows: &[RollupRow]) -> Self {
+        let metrics = Metrics::default();
+        {
+            let mut minutes = lock(&metrics.minutes);
+            for row in rows {
+                minutes.insert((row.minute, row.proxy_id), Rollup::from_row(row));
+            }
+        }
+        metrics
+    }
+
+    pub fn memory_window_start(now: DateTime<Utc>) -> NaiveDateTime {
+        minute_of(now - ChronoDuration::minutes(MEMORY_MINUTES))
+    }
+
+    pub fn record(&self, row: &NewLogRow) {
+        let minute = minute_of(row.timestamp.and_utc());
+        lock(&self.minutes)
+            .entry((minute, row.proxy_id))
+            .or_default()
+            .add(row);
+        let mut prometheus = lock(&self.prometheus);
+        *prometheus
+            .requests
+            .entry(Series {
+                proxy: row.proxy_name.clone(),
+                provider: row.provider.clone(),
+                status: row.status,
+                cache: row.cache.clone(),
+            })
+            .or_default() += 1;
+        if let Some(kind) = row
+            .failure
+            .as_deref()
+            .filter(|f| !matches!(*f, "upstream_error" | "proxy_error"))
+        {
+            *prometheus
+                .injected
+                .entry((row.proxy_name.clone(), kind.to_owned()))
+                .or_default() += 1;
+        }
+        prometheus.latency[bucket(row.latency_ms)] += 1;
+        prometheus.latency_sum_seconds += row.latency_ms / 1000.0;
+    }
+
+    /// Minutes changed since the last flush, as rows to upsert; forgets minutes that have left
+    /// the memory window.
+    pub fn take_dirty(&self, now: DateTime<Utc>) -> Vec<RollupRow> {
+        let mut minutes = lock(&self.minutes);
+        let keep_from = Self::memory_window_start(now);
+        let rows = minutes
+            .iter_mut()
+            .filter(|(_, rollup)| rollup.dirty)
+            .map(|((minute, proxy), rollup)| {
+                rollup.dirty = false;
+                rollup.to_row(*proxy, *minute)
+            })
+            .collect();
+        minutes.retain(|(minute, _), _| *minute >= keep_from);
+        rows
+    }
+
+    /// Per-minute totals from `from` on, per proxy (all proxies when `proxy` is `None`).
+    pub fn minutes_since(
+        &self,
+        from: NaiveDateTime,
+        proxy: Option<i32>,
+    ) -> BTreeMap<NaiveDateTime, Rollup> {
+        let mut series: BTreeMap<NaiveDateTime, Rollup> = BTreeMap::new();
+        for ((minute, owner), rollup) in lock(&self.minutes).range((from, i32::MIN)..) {
+            if proxy.is_none_or(|p| p == *owner) {
+                series.entry(*minute).or_default().merge(rollup);
+            }
+        }
+        series
+    }
+
+    /// In-memory minutes overlaid on stored ones (memory is newer), merged into one total.
+    pub fn total_with(&self, stored: &[RollupRow], from: NaiveDateTime) -> Rollup {
+        let memory = lock(&self.minutes);
+        let mut total = Rollup::default();
+        for row in stored {
+            if !memory.contains_key(&(row.minute, row.proxy_id)) {
+                total.merge(&Rollup::from_row(row));
+            }
+        }
+        for ((minute, _), rollup) in memory.range((from, i32::MIN)..) {
+            let _ = minute;
+            total.merge(rollup);
+        }
+        total
+    }
+
+    /// The Prometheus text exposition.
+    pub fn prometheus(&self, in_flight: usize, dropped: u64) -> String {
+        let prometheus = lock(&self.prometheus);
+        let mut out = String::new();
+        let label = |value: &str| {
+            value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        let _ = writeln!(
+            out,
+            "# HELP rubberduck_requests_total Requests through proxies."
+        );
+        let _ = writeln!(out, "# TYPE rubberduck_requests_total counter");
+        let mut series: Vec<_> = prometheus.requests.iter().collect();
+        series.sort_by(|a, b| {
+            (&a.0.proxy, a.0.status, &a.0.cache).cmp(&(&b.0.proxy, b.0.status, &b.0.cache))
+        });
+        for (s, count) in series {
+            let _ = writeln!(
+                out,
+                "rubberduck_requests_total{{proxy=\"{}\",provider=\"{}\",status=\"{}\",cache=\"{}\"}} {count}",
+                label(&s.proxy),
+                label(&s.provider),
+                s.status,
+                label(&s.cache)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP rubberduck_request_duration_seconds Time to answer a request through a proxy."
+        );
+        let _ = writeln!(out, "# TYPE rubberduck_request_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (i, count) in prometheus.latency.iter().enumerate() {
+            cumulative += count;
+            let bound = LATENCY_BOUNDS_MS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |ms| (ms / 1000.0).to_string());
+            let _ = writeln!(
+                out,
+                "rubberduck_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "rubberduck_request_duration_seconds_sum {}",
+            prometheus.latency_sum_seconds
+        );
+        let _ = writeln!(
+            out,
+            "rubberduck_request_duration_seconds_count {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP rubberduck_in_flight_requests Requests being answered now."
+        );
+        let _ = writeln!(out, "# TYPE rubberduck_in_flight_requests gauge");
+        let _ = writeln!(out, "rubberduck_in_flight_requests {in_flight}");
+        let _ = writeln!(
+            out,
+            "# HELP rubberduck_injected_failures_total Failures injected by failure simulation."
+        );
+        let _ = writeln!(out, "# TYPE rubberduck_injected_failures_total counter");
+        let mut injected: Vec<_> = prometheus.injected.iter().collect();
+        injected.sort();
+        for ((proxy, kind), count) in injected {
+            let _ = writeln!(
+                out,
+                "rubberduck_injected_failures_total{{proxy=\"{}\",kind=\"{}\"}} {count}",
+                label(proxy),
+                label(kind)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP rubberduck_log_entries_dropped_total Log entries dropped because the writer queue was full."
+        );
+        let _ = writeln!(out, "# TYPE rubberduck_log_entries_dropped_total counter");
+        let _ = writeln!(out, "rubberduck_log_entries_dropped_total {dropped}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_histogram() {
+        let mut rollup = Rollup::default();
+        for ms in [0.3, 0.4, 0.9, 3.0, 40.0, 40.0, 40.0, 40.0, 40.0, 900.0] {
+            rollup.buckets[bucket(ms)] += 1;
+        }
+        assert_eq!(rollup.latency_quantile(0.2), Some(0.5));
+        assert_eq!(rollup.latency_quantile(0.5), Some(50.0));
+        assert_eq!(rollup.latency_quantile(0.99), Some(1000.0));
+        assert_eq!(Rollup::default().latency_quantile(0.5), None);
+    }
+}
