@@ -65,7 +65,11 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
 /// A time typed into a `datetime-local` field (no zone: taken as UTC), a bare date, or RFC 3339.
 fn parse_time(text: &str) -> Option<NaiveDateTime> {
     let text = text.trim();
-    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%.f"] {
+    for format in [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ] {
         if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
             return Some(time);
         }
@@ -320,10 +324,14 @@ fn matches(filter: &LogFilter, row: &NewLogRow) -> bool {
         None => true,
         Some(q) => {
             let q = q.to_lowercase();
-            [Some(row.path.as_str()), row.model.as_deref(), Some(&row.client_ip)]
-                .into_iter()
-                .flatten()
-                .any(|field| field.to_lowercase().contains(&q))
+            [
+                Some(row.path.as_str()),
+                row.model.as_deref(),
+                Some(&row.client_ip),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|field| field.to_lowercase().contains(&q))
         }
     }
 }
@@ -365,12 +373,7 @@ impl LogsView {
     }
 
     pub fn newer_url(&self) -> Option<String> {
-        (self.offset > 0).then(|| {
-            self.url(
-                (self.offset - PAGE_SIZE).max(0),
-                self.params.live(),
-            )
-        })
+        (self.offset > 0).then(|| self.url((self.offset - PAGE_SIZE).max(0), self.params.live()))
     }
 
     pub fn older_url(&self) -> Option<String> {
@@ -415,7 +418,11 @@ impl LogsView {
         if self.rows.is_empty() {
             return "0".to_owned();
         }
-        format!("{}–{}", self.offset + 1, self.offset + self.rows.len() as i64)
+        format!(
+            "{}–{}",
+            self.offset + 1,
+            self.offset + self.rows.len() as i64
+        )
     }
 }
 
@@ -634,10 +641,7 @@ fn render_row(row: &NewLogRow) -> Option<Bytes> {
 }
 
 /// New log entries that match the page's filters, as rendered table rows (`event: log`).
-pub async fn log_events(
-    state: web::Data<AppState>,
-    params: web::Query<LogsParams>,
-) -> PageResult {
+pub async fn log_events(state: web::Data<AppState>, params: web::Query<LogsParams>) -> PageResult {
     let filter = params.filter().map_err(PageError::BadRequest)?;
     let receiver = state.registry.telemetry().subscribe();
     let shutting_down = state.shutting_down.clone();

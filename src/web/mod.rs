@@ -1,10 +1,12 @@
 //! The admin server: HTML pages (Askama + HTMX) and the JSON API.
 
 mod api;
+mod dashboard;
 mod error;
 mod events;
 mod failures;
 mod logs_api;
+mod logs_page;
 mod metrics;
 mod pages;
 mod views;
@@ -123,7 +125,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(pages::reset_failures),
         )
         .route("/ui/close-modal", web::get().to(pages::close_modal))
-        .route("/logs", web::get().to(pages::logs))
+        .route("/logs", web::get().to(logs_page::logs))
+        .route("/logs/events", web::get().to(logs_page::log_events))
+        .route("/logs/purge", web::get().to(logs_page::purge_page))
+        .route("/logs/purge", web::post().to(logs_page::purge))
         .route("/settings", web::get().to(pages::settings))
         .service(actix_files::Files::new("/static", static_dir()).prefer_utf8(true))
         .default_service(web::to(pages::not_found));

@@ -10,11 +10,12 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 use super::AppState;
+use super::dashboard;
 use super::error::PageError;
 use super::failures::FailureForm;
 use super::views::{
-    CacheModal, ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage, DashboardStats,
-    DashboardStatsFragment, EditModal, FailuresModal, FormErrors, LogsPage, PortCheck, ProxiesPage,
+    CacheModal, ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage,
+    DashboardStatsFragment, EditModal, FailuresModal, FormErrors, PortCheck, ProxiesPage,
     ProxyCard, ProxyCardFragment, ProxyFilters, ProxyForm, ProxyGrid, ProxyHost, SettingsPage,
     provider_options,
 };
@@ -73,17 +74,9 @@ fn card(req: &HttpRequest, registry: &ProxyRegistry, id: ProxyId) -> Result<Prox
     Ok(ProxyCard::new(&registry.get(id)?, &host))
 }
 
-fn dashboard_stats(req: &HttpRequest, registry: &ProxyRegistry) -> DashboardStats {
-    let cards = cards(req, registry);
-    DashboardStats {
-        totals: registry.totals(),
-        in_flight: cards.iter().map(|c| c.in_flight).sum(),
-        cards,
-    }
-}
-
 pub async fn dashboard(req: HttpRequest, state: web::Data<AppState>) -> PageResult {
-    let stats = dashboard_stats(&req, &state.registry);
+    let host = ProxyHost::for_request(&req, state.registry.settings());
+    let stats = dashboard::build(&state, &host).await?;
     html(StatusCode::OK, &DashboardPage { stats })
 }
 
@@ -91,7 +84,8 @@ pub async fn dashboard_stats_fragment(req: HttpRequest, state: web::Data<AppStat
     if !is_htmx(&req) {
         return Ok(see_other("/"));
     }
-    let stats = dashboard_stats(&req, &state.registry);
+    let host = ProxyHost::for_request(&req, state.registry.settings());
+    let stats = dashboard::build(&state, &host).await?;
     html(StatusCode::OK, &DashboardStatsFragment { stats })
 }
 
@@ -493,10 +487,6 @@ pub async fn close_modal() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body("")
-}
-
-pub async fn logs() -> PageResult {
-    html(StatusCode::OK, &LogsPage)
 }
 
 pub async fn settings(state: web::Data<AppState>) -> PageResult {

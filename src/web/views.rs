@@ -8,6 +8,7 @@ use actix_web::HttpRequest;
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use super::dashboard::Dashboard;
 use super::failures::FailureForm;
 use crate::cache::{CacheCounts, CacheInfo};
 use crate::gateway::Traffic;
@@ -367,19 +368,13 @@ pub struct ErrorPage {
 #[derive(Template)]
 #[template(path = "dashboard/index.html")]
 pub struct DashboardPage {
-    pub stats: DashboardStats,
+    pub stats: Dashboard,
 }
 
 #[derive(Template)]
 #[template(path = "dashboard/_stats.html")]
 pub struct DashboardStatsFragment {
-    pub stats: DashboardStats,
-}
-
-pub struct DashboardStats {
-    pub totals: Totals,
-    pub in_flight: usize,
-    pub cards: Vec<ProxyCard>,
+    pub stats: Dashboard,
 }
 
 #[derive(Template)]
@@ -468,10 +463,6 @@ pub struct PortCheck {
 pub struct ConfirmDeletePage {
     pub card: ProxyCard,
 }
-
-#[derive(Template)]
-#[template(path = "logs/index.html")]
-pub struct LogsPage;
 
 #[derive(Template)]
 #[template(path = "settings/index.html")]

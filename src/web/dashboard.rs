@@ -1,0 +1,155 @@
+//! The dashboard: the last 24 hours in numbers, the last hour as a chart, and what is
+//! happening now.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDateTime, Utc};
+
+use super::AppState;
+use super::logs_api::LogEntry;
+use super::metrics::{Summary, summary};
+use super::views::{ProxyCard, ProxyHost};
+use crate::db::{self, DbError};
+use crate::telemetry::{Rollup, minute_of};
+
+const CHART_MINUTES: i64 = 60;
+const SPARK_MINUTES: i64 = 30;
+const RECENT: i64 = 10;
+pub const CHART_WIDTH: f64 = 600.0;
+pub const CHART_HEIGHT: f64 = 120.0;
+
+pub struct Bar {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    pub label: String,
+}
+
+pub struct ProxyActivity {
+    pub card: ProxyCard,
+    pub rpm: f64,
+    /// SVG polyline points of requests per minute over the last half hour.
+    pub sparkline: String,
+}
+
+pub struct Dashboard {
+    pub summary: Summary,
+    pub bars: Vec<Bar>,
+    pub peak_rpm: u64,
+    pub proxies: Vec<ProxyActivity>,
+    pub recent: Vec<LogEntry>,
+}
+
+impl Dashboard {
+    // Templates pass fields by reference.
+    pub fn cost(value: &f64) -> String {
+        format!("${value:.4}")
+    }
+
+    pub fn percent(value: &f64) -> String {
+        format!("{:.1}%", value * 100.0)
+    }
+
+    pub fn millis(value: &Option<f64>) -> String {
+        value.map_or_else(|| "—".to_owned(), |ms| format!("≤ {ms} ms"))
+    }
+}
+
+/// Requests of every minute of the window, zeros included.
+fn per_minute(
+    series: &BTreeMap<NaiveDateTime, Rollup>,
+    from: NaiveDateTime,
+    minutes: i64,
+) -> Vec<(NaiveDateTime, u64)> {
+    (0..minutes)
+        .map(|i| {
+            let minute = from + Duration::minutes(i);
+            (minute, series.get(&minute).map_or(0, |r| r.requests))
+        })
+        .collect()
+}
+
+pub async fn build(state: &AppState, host: &ProxyHost) -> Result<Dashboard, DbError> {
+    let summary = summary(state).await?;
+    let metrics = &state.registry.telemetry().metrics;
+    let now = Utc::now();
+
+    let chart_from = minute_of(now - Duration::minutes(CHART_MINUTES - 1));
+    let counts = per_minute(
+        &metrics.minutes_since(chart_from, None),
+        chart_from,
+        CHART_MINUTES,
+    );
+    let peak_rpm = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    let slot = CHART_WIDTH / CHART_MINUTES as f64;
+    let bars = counts
+        .iter()
+        .enumerate()
+        .map(|(i, (minute, requests))| {
+            let height = (*requests as f64 / peak_rpm as f64) * (CHART_HEIGHT - 4.0);
+            Bar {
+                x: i as f64 * slot + 1.0,
+                y: CHART_HEIGHT - height,
+                width: slot - 2.0,
+                height,
+                label: format!("{} UTC: {requests} requests", minute.format("%H:%M")),
+            }
+        })
+        .collect();
+
+    let spark_from = minute_of(now - Duration::minutes(SPARK_MINUTES - 1));
+    let rpm_from = minute_of(now - Duration::minutes(4));
+    let mut proxies: Vec<ProxyActivity> = state
+        .registry
+        .list()
+        .iter()
+        .map(|snapshot| {
+            let id = snapshot.spec.id.0;
+            let series = metrics.minutes_since(spark_from, Some(id));
+            let counts = per_minute(&series, spark_from, SPARK_MINUTES);
+            let peak = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
+            let sparkline = counts
+                .iter()
+                .enumerate()
+                .map(|(i, (_, n))| {
+                    format!(
+                        "{:.1},{:.1}",
+                        i as f64 * 4.0,
+                        20.0 - (*n as f64 / peak) * 18.0
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let recent: u64 = series.range(rpm_from..).map(|(_, r)| r.requests).sum();
+            ProxyActivity {
+                card: ProxyCard::new(snapshot, host),
+                rpm: recent as f64 / 5.0,
+                sparkline,
+            }
+        })
+        .collect();
+    proxies.sort_by(|a, b| {
+        b.card
+            .active
+            .cmp(&a.card.active)
+            .then(b.rpm.total_cmp(&a.rpm))
+    });
+
+    let recent = db::run(&state.db, |conn| {
+        db::request_logs::page(conn, &db::request_logs::LogFilter::default(), RECENT, 0)
+    })
+    .await?
+    .0
+    .into_iter()
+    .map(LogEntry::from)
+    .collect();
+
+    Ok(Dashboard {
+        summary,
+        bars,
+        peak_rpm,
+        proxies,
+        recent,
+    })
+}
