@@ -12,6 +12,8 @@ mod integration {
     mod faults;
     mod forwarding;
     mod lifecycle;
+    mod logs;
     mod pages;
     mod sdk;
+    mod telemetry;
 }

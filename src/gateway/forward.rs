@@ -284,6 +284,11 @@ async fn pipeline(
     draft: &mut Option<LogDraft>,
 ) -> Result<HttpResponse, GatewayError> {
     let provider = spec.provider.provider();
+    // The body is read first so that even a failed request's log names its model.
+    let body = read_body(payload, state.upstream.max_request_bytes).await?;
+    let query = Some(req.query_string()).filter(|q| !q.is_empty());
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    note(draft, |d| d.request(&body, model_of(req.path(), &json)));
     let (decision, client_ip) = decide_faults(req, &state.live);
     if let Some(ip) = client_ip {
         note(draft, |d| d.client_ip(ip.to_string()));
@@ -299,10 +304,6 @@ async fn pipeline(
         });
         return Ok(faults::inject(req, &state.live, provider, injection).await);
     }
-    let body = read_body(payload, state.upstream.max_request_bytes).await?;
-    let query = Some(req.query_string()).filter(|q| !q.is_empty());
-    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    note(draft, |d| d.request(&body, model_of(req.path(), &json)));
 
     let key = spec.cache.enabled.then(|| {
         CacheKey::of(

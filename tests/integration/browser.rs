@@ -414,3 +414,166 @@ async fn configure_failures_from_the_browser() {
     app.shutdown().await;
     mock.stop().await;
 }
+
+/// How many rows the log table shows.
+async fn log_rows(client: &Client) -> usize {
+    client
+        .find_all(Locator::Css("#log-rows tr.log-row"))
+        .await
+        .expect("query")
+        .len()
+}
+
+async fn wait_for_log_rows(client: &Client, n: usize, what: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while log_rows(client).await != n {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn new_log_rows_arrive_live_and_follow_the_filters() {
+    let mock = super::upstream::MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Live", "provider": "openai", "upstream_url": mock.url}))
+        .await;
+    let port = super::support::port_of(&proxy);
+    let send = |path: &'static str| async move {
+        let mut response = awc::Client::new()
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .content_type("application/json")
+            .send_body("{\"model\":\"gpt-4o\",\"input\":\"hi\"}")
+            .await
+            .expect("proxied");
+        response.body().await.expect("body");
+    };
+
+    let (_driver, client, _profile) = browser().await;
+    client.goto(&app.url("/logs")).await.expect("page opens");
+    wait_for(&client, "#log-rows .empty-state", "the empty state").await;
+    wait_for(
+        &client,
+        ".log-live[data-live-state='open']",
+        "the live stream opens",
+    )
+    .await;
+    client
+        .execute("window.notReloaded = true; return null;", vec![])
+        .await
+        .expect("marker set");
+
+    send("/v1/responses").await;
+    wait_for_log_rows(&client, 1, "the first row arrives live").await;
+    let row = text_of(&client, "#log-rows tr.log-row").await;
+    assert!(
+        row.contains("/v1/responses") && row.contains("gpt-4o") && row.contains("Live"),
+        "{row}"
+    );
+    assert!(row.contains("miss") && row.contains("200"), "{row}");
+    assert!(
+        !client
+            .find(Locator::Css("#log-rows .empty-row"))
+            .await
+            .expect("the empty row stays in the DOM")
+            .is_displayed()
+            .await
+            .expect("visibility"),
+        "the empty state hides once a row is there"
+    );
+    let time = client
+        .find(Locator::Css("#log-rows tr.log-row time"))
+        .await
+        .expect("a time");
+    assert!(
+        time.attr("data-local").await.expect("attr").is_some(),
+        "live rows get local times too"
+    );
+    assert!(
+        !time.text().await.expect("text").contains("UTC"),
+        "shown in local time"
+    );
+
+    send("/v1/responses").await;
+    send("/v1/responses/second").await;
+    wait_for_log_rows(&client, 3, "more rows arrive").await;
+    assert!(
+        text_of(&client, "#log-rows tr.log-row:first-child")
+            .await
+            .contains("/v1/responses/second"),
+        "newest on top"
+    );
+    assert!(
+        text_of(&client, "#log-rows tr.log-row:nth-child(2)")
+            .await
+            .contains("hit"),
+        "the repeat was a cache hit"
+    );
+    save_screenshot(&client, "logs-live.png").await;
+
+    // Searching swaps the results and reconnects the stream with the filter.
+    client
+        .find(Locator::Id("log-q"))
+        .await
+        .expect("search box")
+        .send_keys("second")
+        .await
+        .expect("typed");
+    wait_for_log_rows(&client, 1, "the search narrows the table").await;
+    wait_for(
+        &client,
+        ".log-live[sse-connect*='q=second'][data-live-state='open']",
+        "the filtered stream opens",
+    )
+    .await;
+    assert!(
+        client
+            .current_url()
+            .await
+            .expect("url")
+            .query()
+            .unwrap_or_default()
+            .contains("q=second"),
+        "the URL keeps the filter"
+    );
+    send("/v1/responses/other").await;
+    send("/v1/responses/second").await;
+    wait_for_log_rows(&client, 2, "a matching row arrives live").await;
+    let table = text_of(&client, "#log-rows").await;
+    assert!(!table.contains("/other"), "{table}");
+    assert_eq!(
+        client
+            .execute("return window.notReloaded === true;", vec![])
+            .await
+            .expect("script runs"),
+        json!(true),
+        "all of it without a reload"
+    );
+
+    click(&client, "#live-toggle").await;
+    wait_for(&client, ".live-state.paused", "paused").await;
+    assert!(
+        client
+            .find_all(Locator::Css("[sse-connect]"))
+            .await
+            .expect("query")
+            .is_empty(),
+        "no stream while paused"
+    );
+    assert_eq!(
+        client
+            .find(Locator::Id("log-q"))
+            .await
+            .expect("search")
+            .prop("value")
+            .await
+            .expect("value"),
+        Some("second".to_owned()),
+        "pausing keeps the filters"
+    );
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+    mock.stop().await;
+}

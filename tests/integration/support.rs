@@ -112,6 +112,12 @@ impl TestApp {
         send(awc::Client::new().patch(self.url(path)), Some(body)).await
     }
 
+    pub async fn put_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (status, reply) = send(awc::Client::new().put(self.url(path)), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {reply}");
+        (status, reply)
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         send(awc::Client::new().delete(self.url(path)), None).await
     }

@@ -139,7 +139,7 @@ async fn answer(req: HttpRequest, body: Bytes, journal: web::Data<Journal>) -> H
             .insert_header(("content-type", "application/json"))
             .body(Bytes::from_static(b"\x1f\x8b\x08\x00not-really-gzip"));
     }
-    if let Some(code) = path.strip_prefix("/status/") {
+    if let Some(code) = path.split("/status/").nth(1) {
         let status = code
             .parse()
             .ok()
