@@ -23,7 +23,7 @@ use crate::db::{self, DbError, DbPool};
 use crate::faults::{FailureConfig, Faults};
 use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
 use crate::providers::ProviderState;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{RecentTraffic, Telemetry};
 use input::{FieldError, ProxyInput, ValidProxy, validate};
 use spec::{ProxyId, ProxySpec};
 
@@ -88,6 +88,7 @@ pub struct ProxySnapshot {
     pub in_flight: usize,
     pub traffic: Traffic,
     pub cache: CacheCounts,
+    pub recent: RecentTraffic,
 }
 
 impl ProxySnapshot {
@@ -152,6 +153,7 @@ impl ManagedProxy {
             in_flight: self.live.in_flight(),
             traffic: self.live.traffic(),
             cache: CacheCounts::default(),
+            recent: RecentTraffic::default(),
         }
     }
 }
@@ -278,6 +280,10 @@ impl ProxyRegistry {
     fn snapshot(&self, proxy: &ManagedProxy) -> ProxySnapshot {
         let mut snapshot = proxy.snapshot();
         snapshot.cache = self.cache.counts(snapshot.spec.id);
+        snapshot.recent = self
+            .telemetry
+            .metrics
+            .recent(snapshot.spec.id.0, chrono::Utc::now());
         snapshot
     }
 

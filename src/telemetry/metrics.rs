@@ -142,6 +142,14 @@ pub fn minute_of(time: DateTime<Utc>) -> NaiveDateTime {
         .naive_utc()
 }
 
+/// A proxy's traffic of the last minutes, for its card.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecentTraffic {
+    pub requests_per_minute: f64,
+    /// Over the last hour; `None` without requests.
+    pub error_rate: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Series {
     proxy: String,
@@ -245,6 +253,20 @@ impl Metrics {
             }
         }
         series
+    }
+
+    /// Requests per minute over the last five minutes, and the error rate over the last hour.
+    pub fn recent(&self, proxy: i32, now: DateTime<Utc>) -> RecentTraffic {
+        let hour = self.minutes_since(minute_of(now - ChronoDuration::minutes(59)), Some(proxy));
+        let five_from = minute_of(now - ChronoDuration::minutes(4));
+        let last_five: u64 = hour.range(five_from..).map(|(_, r)| r.requests).sum();
+        let (requests, errors) = hour
+            .values()
+            .fold((0, 0), |(n, e), r| (n + r.requests, e + r.errors));
+        RecentTraffic {
+            requests_per_minute: last_five as f64 / 5.0,
+            error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+        }
     }
 
     /// In-memory minutes overlaid on stored ones (memory is newer), merged into one total.

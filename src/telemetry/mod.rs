@@ -16,7 +16,7 @@ use crate::db::models::{NewLogRow, RollupRow};
 use crate::db::writer::{DbWriter, WriteOp};
 use crate::providers::Usage;
 use crate::registry::spec::ProxySpec;
-pub use metrics::{Metrics, Rollup, minute_of};
+pub use metrics::{Metrics, RecentTraffic, Rollup, minute_of};
 pub use prices::PriceTable;
 
 /// Why a request failed, as logs name it.

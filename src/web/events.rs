@@ -1,6 +1,7 @@
 //! Server-sent events that keep open Proxies pages live: a card is re-rendered and pushed
 //! whenever its proxy starts, stops, fails or is edited.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -12,7 +13,8 @@ use super::AppState;
 use super::views::{ProxyCard, ProxyCardFragment, ProxyHost, TotalsFragment};
 use crate::registry::RegistryEvent;
 
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often cards whose traffic changed are pushed again (and, when none did, a keep-alive).
+const TRAFFIC_TICK: Duration = Duration::from_secs(5);
 
 /// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires.
 fn sse_message(event: &str, html: &str) -> Bytes {
@@ -57,29 +59,56 @@ fn render_event(state: &AppState, host: &ProxyHost, event: RegistryEvent) -> Byt
     Bytes::from(out.concat())
 }
 
+/// Cards of proxies whose request count moved since the last tick; `seen` remembers counts.
+fn traffic_updates(state: &AppState, host: &ProxyHost, seen: &mut HashMap<i32, u64>) -> Bytes {
+    let mut out = Vec::new();
+    for snapshot in state.registry.list() {
+        let id = snapshot.spec.id.0;
+        let requests = snapshot.traffic.requests;
+        if seen
+            .insert(id, requests)
+            .is_some_and(|before| before != requests)
+        {
+            let card = ProxyCard::new(&snapshot, host);
+            if let Ok(html) = (ProxyCardFragment { card }).render() {
+                out.push(sse_message(&format!("proxy-{id}"), &html));
+            }
+        }
+    }
+    if out.is_empty() {
+        Bytes::from_static(b": keep-alive\n\n")
+    } else {
+        Bytes::from(out.concat())
+    }
+}
+
 pub async fn proxy_events(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let host = ProxyHost::for_request(&req, state.registry.settings());
     let receiver = state.registry.subscribe();
     let shutting_down = state.shutting_down.clone();
+    let mut seen = HashMap::new();
+    traffic_updates(&state, &host, &mut seen);
+    let mut tick = tokio::time::interval(TRAFFIC_TICK);
+    tick.reset();
     let stream = futures_util::stream::unfold(
-        (state, host, receiver, shutting_down),
-        |(state, host, mut receiver, mut shutting_down)| async move {
+        (state, host, receiver, shutting_down, seen, tick),
+        |(state, host, mut receiver, mut shutting_down, mut seen, mut tick)| async move {
             if *shutting_down.borrow() {
                 return None;
             }
             let chunk = tokio::select! {
                 _ = shutting_down.changed() => return None,
-                received = tokio::time::timeout(KEEP_ALIVE, receiver.recv()) => match received {
-                    Err(_elapsed) => Bytes::from_static(b": keep-alive\n\n"),
-                    Ok(Ok(event)) => render_event(&state, &host, event),
+                _ = tick.tick() => traffic_updates(&state, &host, &mut seen),
+                received = receiver.recv() => match received {
+                    Ok(event) => render_event(&state, &host, event),
                     // Missed events: have the page reload its grid instead.
-                    Ok(Err(RecvError::Lagged(_))) => sse_message("grid-changed", ""),
-                    Ok(Err(RecvError::Closed)) => return None,
+                    Err(RecvError::Lagged(_)) => sse_message("grid-changed", ""),
+                    Err(RecvError::Closed) => return None,
                 },
             };
             Some((
                 Ok::<_, actix_web::Error>(chunk),
-                (state, host, receiver, shutting_down),
+                (state, host, receiver, shutting_down, seen, tick),
             ))
         },
     );

@@ -140,6 +140,9 @@ pub struct ProxyCard {
     pub sdk_url: String,
     pub in_flight: usize,
     pub traffic: Traffic,
+    pub rpm: String,
+    /// Over the last hour, as a whole percentage.
+    pub error_rate: Option<u64>,
     /// "off", "read_write" or "replay_only".
     pub cache_state: &'static str,
     pub cache: CacheCounts,
@@ -174,6 +177,11 @@ impl ProxyCard {
             ),
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
+            rpm: format!("{:.1}", snapshot.recent.requests_per_minute),
+            error_rate: snapshot
+                .recent
+                .error_rate
+                .map(|rate| (rate * 100.0).round() as u64),
             cache_state: if spec.cache.enabled {
                 spec.cache.mode.as_str()
             } else {

@@ -90,7 +90,7 @@ async fn the_binary_serves_and_survives_sigterm() {
     assert_eq!(health["status"], "ok");
     let proxy: Value = client
         .post(format!("{}/api/proxies", server.dashboard))
-        .send_json(&json!({"name": "Durable", "provider": "openai"}))
+        .send_json(&json!({"name": "Durable", "provider": "openai", "upstream_url": "http://127.0.0.1:1/v1"}))
         .await
         .expect("create")
         .json()
@@ -104,8 +104,21 @@ async fn the_binary_serves_and_survives_sigterm() {
     );
     assert!(accepts_connections(port));
 
+    let canary = "sk-canary-process-output-7c1e";
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .insert_header(("Authorization", format!("Bearer {canary}")))
+        .send_body("{}")
+        .await
+        .expect("proxied");
+    assert_eq!(response.status(), awc::http::StatusCode::BAD_GATEWAY);
+
     let output = terminate(server);
     assert!(!accepts_connections(port));
+    assert!(
+        output.iter().all(|line| !line.contains(canary)),
+        "a client API key was printed: {output:?}"
+    );
     assert!(
         output.iter().any(|l| l.contains("shutting down")),
         "{output:?}"

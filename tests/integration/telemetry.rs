@@ -313,3 +313,56 @@ async fn no_client_credential_reaches_the_disk() {
     }
     assert!(scanned >= 1, "the database was scanned");
 }
+
+#[actix_web::test]
+async fn cards_show_current_traffic_and_update_live() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Busy", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+        .await;
+    let (id, port) = (id_of(&proxy), port_of(&proxy));
+    let mut events = awc::Client::new()
+        .get(app.url("/proxies/events"))
+        .send()
+        .await
+        .expect("the event stream opens");
+    for n in 0..5 {
+        send(
+            port,
+            "/v1/responses",
+            &format!(r#"{{"model":"gpt-4o-mini","n":{n}}}"#),
+        )
+        .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = String::new();
+    let wanted = format!("event: proxy-{id}");
+    while !(seen.contains(&wanted) && seen.contains("5 requests")) {
+        assert!(
+            Instant::now() < deadline,
+            "no card update with the new traffic: {seen}"
+        );
+        let chunk = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::StreamExt::next(&mut events),
+        )
+        .await
+        .expect("the stream keeps talking")
+        .expect("a chunk")
+        .expect("readable");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        seen.contains("1.0 req/min"),
+        "5 requests over 5 minutes: {seen}"
+    );
+    let (_, html) = app.get_text("/proxies", false).await;
+    assert!(
+        html.contains("1.0 req/min") && html.contains("0% errors (1 h)"),
+        "the card on a fresh page"
+    );
+    drop(events);
+    app.shutdown().await;
+    mock.stop().await;
+}
