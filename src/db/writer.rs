@@ -2,7 +2,6 @@
 //! never waits on SQLite. It applies what is queued in batches, one transaction each.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
@@ -38,7 +37,6 @@ pub type BatchListener = Box<dyn Fn(&BTreeSet<i32>) + Send>;
 
 pub struct DbWriter {
     sender: SyncSender<WriteOp>,
-    dropped: AtomicU64,
 }
 
 impl DbWriter {
@@ -47,25 +45,18 @@ impl DbWriter {
         let thread = std::thread::Builder::new()
             .name("rubberduck-db-writer".into())
             .spawn(move || run(&pool, &receiver, &on_batch))?;
-        Ok((
-            DbWriter {
-                sender,
-                dropped: AtomicU64::new(0),
-            },
-            thread,
-        ))
+        Ok((DbWriter { sender }, thread))
     }
 
     /// Queues a write; when the queue is full the write is dropped and counted, so a slow disk
-    /// never slows a request.
-    pub fn submit(&self, op: WriteOp) {
+    /// never slows a request. Returns whether it was queued.
+    pub fn submit(&self, op: WriteOp) -> bool {
         match self.sender.try_send(op) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => false,
             Err(TrySendError::Disconnected(_)) => {
                 log::warn!("database writer has stopped; a write was lost");
+                false
             }
         }
     }
@@ -75,10 +66,6 @@ impl DbWriter {
         if self.sender.send(WriteOp::Stop).is_err() {
             log::debug!("database writer already stopped");
         }
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 

@@ -6,6 +6,7 @@ mod metrics;
 mod prices;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::HttpRequest;
@@ -118,6 +119,7 @@ pub struct Telemetry {
     prices: PriceTable,
     live: broadcast::Sender<Arc<NewLogRow>>,
     pub metrics: Metrics,
+    dropped_logs: AtomicU64,
 }
 
 impl Telemetry {
@@ -128,6 +130,7 @@ impl Telemetry {
             prices: PriceTable::bundled(),
             live: broadcast::channel(1024).0,
             metrics: Metrics::with_history(history),
+            dropped_logs: AtomicU64::new(0),
         }
     }
 
@@ -169,11 +172,14 @@ impl Telemetry {
         let row = draft.row;
         self.metrics.record(&row);
         let _ = self.live.send(Arc::new(row.clone()));
-        self.writer.submit(WriteOp::InsertLog(Box::new(row)));
+        if !self.writer.submit(WriteOp::InsertLog(Box::new(row))) {
+            self.dropped_logs.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
+    /// Log entries lost because the writer's queue was full.
     pub fn dropped(&self) -> u64 {
-        self.writer.dropped()
+        self.dropped_logs.load(Ordering::Relaxed)
     }
 }
 
