@@ -287,8 +287,7 @@ async fn pipeline(
     // The body is read first so that even a failed request's log names its model.
     let body = read_body(payload, state.upstream.max_request_bytes).await?;
     let query = Some(req.query_string()).filter(|q| !q.is_empty());
-    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    note(draft, |d| d.request(&body, model_of(req.path(), &json)));
+    note(draft, |d| d.request(&body, model_of(req.path(), &body)));
     let (decision, client_ip) = decide_faults(req, &state.live);
     if let Some(ip) = client_ip {
         note(draft, |d| d.client_ip(ip.to_string()));

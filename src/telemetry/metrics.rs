@@ -150,18 +150,45 @@ pub struct RecentTraffic {
     pub error_rate: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A request counter's labels; names are kept once per proxy, not per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Series {
-    proxy: String,
-    provider: String,
+    proxy: i32,
     status: i32,
-    cache: String,
+    cache: CacheLabel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum CacheLabel {
+    Hit,
+    Miss,
+    Bypass,
+}
+
+impl CacheLabel {
+    fn of(cache: &str) -> Self {
+        match cache {
+            "hit" => CacheLabel::Hit,
+            "miss" => CacheLabel::Miss,
+            _ => CacheLabel::Bypass,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CacheLabel::Hit => "hit",
+            CacheLabel::Miss => "miss",
+            CacheLabel::Bypass => "bypass",
+        }
+    }
 }
 
 #[derive(Default)]
 struct Prometheus {
     requests: HashMap<Series, u64>,
-    injected: HashMap<(String, String), u64>,
+    /// Proxy id → (name, provider) as last seen.
+    names: HashMap<i32, (String, String)>,
+    injected: HashMap<(i32, String), u64>,
     latency: [u64; BUCKETS],
     latency_sum_seconds: f64,
 }
@@ -203,12 +230,20 @@ impl Metrics {
         *prometheus
             .requests
             .entry(Series {
-                proxy: row.proxy_name.clone(),
-                provider: row.provider.clone(),
+                proxy: row.proxy_id,
                 status: row.status,
-                cache: row.cache.clone(),
+                cache: CacheLabel::of(&row.cache),
             })
             .or_default() += 1;
+        let known = prometheus
+            .names
+            .get(&row.proxy_id)
+            .is_some_and(|(name, _)| *name == row.proxy_name);
+        if !known {
+            prometheus
+                .names
+                .insert(row.proxy_id, (row.proxy_name.clone(), row.provider.clone()));
+        }
         if let Some(kind) = row
             .failure
             .as_deref()
@@ -216,7 +251,7 @@ impl Metrics {
         {
             *prometheus
                 .injected
-                .entry((row.proxy_name.clone(), kind.to_owned()))
+                .entry((row.proxy_id, kind.to_owned()))
                 .or_default() += 1;
         }
         prometheus.latency[bucket(row.latency_ms)] += 1;
@@ -300,18 +335,19 @@ impl Metrics {
             "# HELP rubberduck_requests_total Requests through proxies."
         );
         let _ = writeln!(out, "# TYPE rubberduck_requests_total counter");
+        let unknown = (String::new(), String::new());
+        let names = |proxy: i32| prometheus.names.get(&proxy).unwrap_or(&unknown);
         let mut series: Vec<_> = prometheus.requests.iter().collect();
-        series.sort_by(|a, b| {
-            (&a.0.proxy, a.0.status, &a.0.cache).cmp(&(&b.0.proxy, b.0.status, &b.0.cache))
-        });
+        series.sort_by_key(|(s, _)| (s.proxy, s.status, s.cache));
         for (s, count) in series {
+            let (proxy, provider) = names(s.proxy);
             let _ = writeln!(
                 out,
                 "rubberduck_requests_total{{proxy=\"{}\",provider=\"{}\",status=\"{}\",cache=\"{}\"}} {count}",
-                label(&s.proxy),
-                label(&s.provider),
+                label(proxy),
+                label(provider),
                 s.status,
-                label(&s.cache)
+                s.cache.as_str()
             );
         }
         let _ = writeln!(
@@ -356,7 +392,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "rubberduck_injected_failures_total{{proxy=\"{}\",kind=\"{}\"}} {count}",
-                label(proxy),
+                label(&names(*proxy).0),
                 label(kind)
             );
         }

@@ -171,7 +171,10 @@ impl Telemetry {
         }
         let row = draft.row;
         self.metrics.record(&row);
-        let _ = self.live.send(Arc::new(row.clone()));
+        // Only the live log view listens; without it, nothing is copied.
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(Arc::new(row.clone()));
+        }
         if !self.writer.submit(WriteOp::InsertLog(Box::new(row))) {
             self.dropped_logs.fetch_add(1, Ordering::Relaxed);
         }
@@ -183,8 +186,15 @@ impl Telemetry {
     }
 }
 
+/// Just the `model` of a JSON body: the rest is skipped without being built.
+#[derive(serde::Deserialize)]
+struct ModelField<'a> {
+    #[serde(borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The model a request names: in its path (Vertex, Bedrock, Azure deployments) or its body.
-pub fn model_of(path: &str, body: &serde_json::Value) -> Option<String> {
+pub fn model_of(path: &str, body: &[u8]) -> Option<String> {
     let segment_after = |marker: &str| {
         path.split(marker)
             .nth(1)
@@ -207,8 +217,9 @@ pub fn model_of(path: &str, body: &serde_json::Value) -> Option<String> {
     if let Some(deployment) = segment_after("/deployments/") {
         return Some(deployment.to_owned());
     }
-    body.get("model")
-        .and_then(|m| m.as_str())
+    serde_json::from_slice::<ModelField<'_>>(body)
+        .ok()?
+        .model
         .map(|m| m.chars().take(200).collect())
 }
 
@@ -218,8 +229,8 @@ mod tests {
 
     #[test]
     fn models_come_from_paths_or_bodies() {
-        let none = serde_json::Value::Null;
-        assert_eq!(model_of("/v1beta1/projects/p/locations/l/publishers/google/models/gemini-2.0-flash:generateContent", &none).as_deref(), Some("gemini-2.0-flash"));
+        let none: &[u8] = b"";
+        assert_eq!(model_of("/v1beta1/projects/p/locations/l/publishers/google/models/gemini-2.0-flash:generateContent", none).as_deref(), Some("gemini-2.0-flash"));
         assert_eq!(
             model_of(
                 "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
@@ -229,17 +240,17 @@ mod tests {
             Some("anthropic.claude-3-haiku-20240307-v1:0")
         );
         assert_eq!(
-            model_of("/openai/deployments/gpt4o/chat/completions", &none).as_deref(),
+            model_of("/openai/deployments/gpt4o/chat/completions", none).as_deref(),
             Some("gpt4o")
         );
         assert_eq!(
             model_of(
                 "/v1/chat/completions",
-                &serde_json::json!({"model": "gpt-4o-mini"})
+                br#"{"messages":[{"role":"user"}],"model":"gpt-4o-mini"}"#
             )
             .as_deref(),
             Some("gpt-4o-mini")
         );
-        assert_eq!(model_of("/v1/models", &none), None);
+        assert_eq!(model_of("/v1/models", none), None);
     }
 }
