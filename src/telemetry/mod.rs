@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(
             model_of(
                 "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
-                &none
+                none
             )
             .as_deref(),
             Some("anthropic.claude-3-haiku-20240307-v1:0")
