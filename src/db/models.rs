@@ -84,9 +84,11 @@ pub struct CacheEntryRow {
     pub created_at: NaiveDateTime,
 }
 
-/// A request log row as inserted; `LogRow` adds the id.
+/// A request log row as inserted; `LogRow` adds the id. Nones are written as NULL, which lets
+/// SQLite take many rows in one INSERT.
 #[derive(Debug, Clone, Insertable, serde::Serialize)]
 #[diesel(table_name = super::schema::request_logs)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewLogRow {
     pub timestamp: NaiveDateTime,
     pub proxy_id: i32,

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::{Connection, RunQueryDsl};
@@ -13,6 +14,8 @@ use super::{DbError, DbPool, cache_entries};
 
 const QUEUE_CAPACITY: usize = 10_000;
 const MAX_BATCH: usize = 5_000;
+const LOG_ROWS_PER_INSERT: usize = 1_000;
+const GATHER: Duration = Duration::from_millis(50);
 
 pub enum WriteOp {
     StoreCacheEntry(CacheEntryRow),
@@ -71,6 +74,9 @@ impl DbWriter {
 
 fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
     while let Ok(first) = receiver.recv() {
+        // Let a batch gather: a writer that woke for every write would cost each request a
+        // wake-up of this thread.
+        std::thread::sleep(GATHER);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -113,9 +119,10 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
         })
         .collect();
     conn.transaction(|conn| {
-        if !logs.is_empty() {
+        // One statement per chunk, kept under SQLite's limit of 32766 bound values.
+        for chunk in logs.chunks(LOG_ROWS_PER_INSERT) {
             diesel::insert_into(super::schema::request_logs::table)
-                .values(logs.into_iter().cloned().collect::<Vec<_>>())
+                .values(chunk.iter().map(|row| (*row).clone()).collect::<Vec<_>>())
                 .execute(conn)?;
         }
         let mut changed = BTreeSet::new();
