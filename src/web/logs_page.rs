@@ -17,11 +17,10 @@ use tokio::sync::broadcast::error::RecvError;
 use super::AppState;
 use super::error::{ApiError, PageError};
 use super::logs_api::LogQuery;
+use super::pages::{PageResult, html, is_htmx};
 use crate::db::models::{LogRow, NewLogRow};
 use crate::db::request_logs::{self, LogFilter};
 use crate::db::{self};
-
-type PageResult = Result<HttpResponse, PageError>;
 
 const PAGE_SIZE: i64 = 50;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -42,16 +41,6 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-
-fn is_htmx(req: &HttpRequest) -> bool {
-    req.headers().contains_key("HX-Request") && !req.headers().contains_key("HX-Boosted")
-}
-
-fn html(status: StatusCode, template: &impl Template) -> PageResult {
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(template.render()?))
-}
 
 fn query_string(pairs: &[(&str, &str)]) -> String {
     pairs

@@ -24,7 +24,7 @@ use crate::registry::input::ProxyInput;
 use crate::registry::spec::ProxyId;
 use crate::registry::{ProxyRegistry, RegistryError};
 
-type PageResult = Result<HttpResponse, PageError>;
+pub(super) type PageResult = Result<HttpResponse, PageError>;
 
 /// Tells open pages that the set of proxies changed, so the grid reloads itself.
 const PROXIES_CHANGED: (&str, &str) = ("HX-Trigger", "proxies-changed");
@@ -35,11 +35,12 @@ pub fn form_config() -> web::FormConfig {
         .error_handler(|err, _req| PageError::BadRequest(format!("invalid form: {err}")).into())
 }
 
-fn is_htmx(req: &HttpRequest) -> bool {
+/// An HTMX request wants a fragment; anything else (a reload, a plain form) the whole page.
+pub(super) fn is_htmx(req: &HttpRequest) -> bool {
     req.headers().contains_key("HX-Request") && !req.headers().contains_key("HX-Boosted")
 }
 
-fn html(status: StatusCode, template: &impl Template) -> PageResult {
+pub(super) fn html(status: StatusCode, template: &impl Template) -> PageResult {
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(template.render()?))
