@@ -3,7 +3,7 @@
 Run from the repository root:  python -m pytest tests/sdk -q
 Environment:
   RUBBERDUCK_BIN   the binary to start (default target/debug/rubberduck)
-  SDK_PROXY_PORTS  FIRST-LAST proxy ports for this run (default: a free block in 9500-9999)
+  SDK_PROXY_PORTS  FIRST-LAST proxy ports for this run (default: a free block of 200 in 20000-29999)
   SDK_DIRECT=1     (or --direct) point the SDKs straight at the mock, bypassing Rubberduck; tells
                    a proxy bug from a mock bug. Tests that only make sense through a proxy skip.
 """
@@ -87,12 +87,14 @@ def _port_range() -> tuple[int, int]:
     if configured:
         first, last = configured.split("-")
         return int(first), int(last)
-    start = 9500 + (os.getpid() % 20) * 20
-    for attempt in range(25):
-        first = 9500 + (start - 9500 + attempt * 20) % 500
-        if all(_bindable(p) for p in range(first, first + 20)):
-            return first, first + 19
-    raise RuntimeError("no free block of 20 proxy ports in 9500-9999")
+    # The suite creates well over a hundred proxies; blocks of 200 in 20000-29999.
+    size = 200
+    start = (os.getpid() % 50) * size
+    for attempt in range(50):
+        first = 20000 + (start + attempt * size) % 10000
+        if all(_bindable(p) for p in range(first, first + size)):
+            return first, first + size - 1
+    raise RuntimeError(f"no free block of {size} proxy ports in 20000-29999")
 
 
 @dataclass
