@@ -5,7 +5,7 @@ mod key;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
@@ -17,7 +17,8 @@ pub use key::{CacheKey, KeyParts};
 
 use crate::db::models::CacheEntryRow;
 use crate::db::writer::{DbWriter, WriteOp};
-use crate::db::{self, DbError, DbPool};
+use crate::db::{self, DbConn, DbError, DbPool};
+use crate::providers::Usage;
 use crate::registry::spec::ProxyId;
 
 /// Answers larger than this are passed through but not cached.
@@ -33,6 +34,8 @@ pub struct CachedResponse {
     /// Lengths of the chunks a stream arrived in; `None` for a plain body.
     pub chunks: Option<Vec<usize>>,
     pub created_at: DateTime<Utc>,
+    /// The tokens the stored answer reports, read once and reused by every hit.
+    pub usage: OnceLock<Usage>,
 }
 
 impl CachedResponse {
@@ -86,6 +89,7 @@ impl CachedResponse {
             },
             body: Bytes::from(row.body),
             created_at: row.created_at.and_utc(),
+            usage: OnceLock::new(),
         })
     }
 
@@ -302,21 +306,26 @@ impl ResponseCache {
     /// Re-reads entry counts and sizes from SQLite for the given proxies (all when empty).
     /// Blocking: call it from the writer thread or at startup.
     pub fn refresh_totals(&self, proxies: &BTreeSet<i32>) {
+        let read = |conn: &mut DbConn| -> Result<Vec<(i32, u64, u64)>, DbError> {
+            if proxies.is_empty() {
+                return db::cache_entries::totals_by_proxy(conn);
+            }
+            // Only the proxies that changed, each through the (proxy_id, cache_key) index.
+            proxies
+                .iter()
+                .map(|proxy| {
+                    let stored = db::cache_entries::stats(conn, *proxy)?;
+                    Ok((*proxy, stored.entries, stored.bytes))
+                })
+                .collect()
+        };
         let totals = match self.db.get() {
-            Ok(mut conn) => db::cache_entries::totals_by_proxy(&mut conn),
+            Ok(mut conn) => read(&mut conn),
             Err(e) => Err(e.into()),
         };
         match totals {
             Ok(totals) => {
-                let by_proxy: HashMap<i32, (u64, u64)> =
-                    totals.into_iter().map(|(p, e, b)| (p, (e, b))).collect();
-                let targets: Vec<i32> = if proxies.is_empty() {
-                    by_proxy.keys().copied().collect()
-                } else {
-                    proxies.iter().copied().collect()
-                };
-                for proxy in targets {
-                    let (entries, bytes) = by_proxy.get(&proxy).copied().unwrap_or((0, 0));
+                for (proxy, entries, bytes) in totals {
                     let stats = self.stats(ProxyId(proxy));
                     stats.entries.store(entries, Ordering::Relaxed);
                     stats.bytes.store(bytes, Ordering::Relaxed);

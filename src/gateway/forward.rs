@@ -3,7 +3,7 @@
 
 use actix_web::body::SizedStream;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -49,15 +49,16 @@ struct PendingLog {
 }
 
 impl<S> MeteredBody<S> {
-    fn settle(&mut self) {
-        if let Some(meter) = self.meter.take() {
-            let usage = meter.finish();
-            self.in_flight.live().record_usage(usage);
-            if let Some(mut log) = self.log.take() {
-                log.draft.usage = usage;
-                log.telemetry.finish(log.draft, log.status, log.bytes);
-            }
+    /// Ends metering once: counts the usage and logs the request. Returns the usage the first
+    /// time.
+    fn settle(&mut self) -> Option<Usage> {
+        let usage = self.meter.take()?.finish();
+        self.in_flight.live().record_usage(usage);
+        if let Some(mut log) = self.log.take() {
+            log.draft.usage = usage;
+            log.telemetry.finish(log.draft, log.status, log.bytes);
         }
+        Some(usage)
     }
 }
 
@@ -82,7 +83,7 @@ impl Recorder {
         self.size <= MAX_ENTRY_BYTES
     }
 
-    fn finish(self) {
+    fn finish(self, usage: Usage) {
         let lengths: Vec<usize> = self.chunks.iter().map(Bytes::len).collect();
         // A copy of exactly the body: the chunks are views into the client's read buffers, and
         // keeping one would keep the whole buffer alive for as long as the entry lives.
@@ -93,6 +94,7 @@ impl Recorder {
             body,
             chunks: self.streamed.then_some(lengths),
             created_at: Utc::now(),
+            usage: OnceLock::from(usage),
         };
         self.cache.store(self.proxy, self.key, response);
     }
@@ -121,9 +123,8 @@ where
                 }
             }
             Poll::Ready(None) => {
-                self.settle();
-                if let Some(recorder) = self.recorder.take() {
-                    recorder.finish();
+                if let (Some(usage), Some(recorder)) = (self.settle(), self.recorder.take()) {
+                    recorder.finish(usage);
                 }
             }
             Poll::Ready(Some(Err(_))) => self.recorder = None,
@@ -331,7 +332,7 @@ async fn pipeline(
             note(draft, |d| {
                 d.cache("hit", Some(key.to_string()));
                 d.stream(hit.chunks.is_some());
-                d.usage = hit_usage(provider, &hit);
+                d.usage = *hit.usage.get_or_init(|| stored_usage(provider, &hit));
             });
             return Ok(replay(&hit, key));
         }
@@ -452,8 +453,8 @@ async fn pipeline(
     })
 }
 
-/// The usage a cached answer reports: what its hit saved.
-fn hit_usage(provider: &'static dyn crate::providers::Provider, hit: &CachedResponse) -> Usage {
+/// The usage a cached answer reports: what each of its hits saved.
+fn stored_usage(provider: &'static dyn crate::providers::Provider, hit: &CachedResponse) -> Usage {
     let headers: HeaderMap = hit
         .headers
         .iter()

@@ -70,7 +70,6 @@ impl Provider for Anthropic {
             ProxyErrorKind::BadGateway => "api_error",
             ProxyErrorKind::GatewayTimeout => "timeout_error",
             ProxyErrorKind::PayloadTooLarge => "request_too_large",
-            ProxyErrorKind::ServiceUnavailable => "overloaded_error",
             ProxyErrorKind::NotCached => "invalid_request_error",
         };
         HttpResponse::build(kind.status()).json(serde_json::json!({

@@ -320,7 +320,6 @@ impl Provider for Bedrock {
             ProxyErrorKind::BadGateway => "InternalServerException",
             ProxyErrorKind::GatewayTimeout => "ModelTimeoutException",
             ProxyErrorKind::PayloadTooLarge => "ValidationException",
-            ProxyErrorKind::ServiceUnavailable => "ServiceUnavailableException",
             ProxyErrorKind::NotCached => "ValidationException",
         };
         HttpResponse::build(kind.status())

@@ -102,7 +102,6 @@ pub enum ProxyErrorKind {
     BadGateway,
     GatewayTimeout,
     PayloadTooLarge,
-    ServiceUnavailable,
     /// A replay-only cache has no answer for the request.
     NotCached,
 }
@@ -115,7 +114,6 @@ impl ProxyErrorKind {
             ProxyErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyErrorKind::NotCached => StatusCode::BAD_REQUEST,
         }
     }
@@ -431,7 +429,6 @@ pub(crate) fn openai_style_error(kind: ProxyErrorKind, message: &str) -> HttpRes
         ProxyErrorKind::BadGateway => ("server_error", "bad_gateway"),
         ProxyErrorKind::GatewayTimeout => ("server_error", "timeout"),
         ProxyErrorKind::PayloadTooLarge => ("invalid_request_error", "request_too_large"),
-        ProxyErrorKind::ServiceUnavailable => ("server_error", "service_unavailable"),
         ProxyErrorKind::NotCached => ("invalid_request_error", "not_cached"),
     };
     HttpResponse::build(kind.status()).json(serde_json::json!({

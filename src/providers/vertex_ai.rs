@@ -183,7 +183,6 @@ impl Provider for VertexAi {
             ProxyErrorKind::BadGateway => "UNAVAILABLE",
             ProxyErrorKind::GatewayTimeout => "DEADLINE_EXCEEDED",
             ProxyErrorKind::PayloadTooLarge => "INVALID_ARGUMENT",
-            ProxyErrorKind::ServiceUnavailable => "UNAVAILABLE",
             ProxyErrorKind::NotCached => "FAILED_PRECONDITION",
         };
         HttpResponse::build(kind.status()).json(serde_json::json!({

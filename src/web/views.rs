@@ -146,7 +146,6 @@ pub struct ProxyCard {
     /// "off", "read_write" or "replay_only".
     pub cache_state: &'static str,
     pub cache: CacheCounts,
-    pub failures_enabled: bool,
     /// The failure kinds switched on, for the card's tags.
     pub failure_kinds: Vec<&'static str>,
     pub active: bool,
@@ -188,7 +187,6 @@ impl ProxyCard {
                 "off"
             },
             cache: snapshot.cache,
-            failures_enabled: snapshot.has_failures_enabled(),
             failure_kinds: spec.failure_config.active_kinds(),
             active: snapshot.status.is_active(),
         }
