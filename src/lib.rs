@@ -1,6 +1,7 @@
 //! Rubberduck: a self-hosted LLM caching reverse proxy with failure simulation.
 
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
@@ -8,6 +9,7 @@ pub mod faults;
 pub mod gateway;
 pub mod providers;
 pub mod registry;
+pub mod settings;
 pub mod telemetry;
 pub mod web;
 

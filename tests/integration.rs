@@ -5,6 +5,7 @@ mod integration {
     pub mod support;
     pub mod upstream;
 
+    mod accounts;
     mod api;
     mod binary;
     mod browser;

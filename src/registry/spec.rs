@@ -6,6 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::UserId;
 use crate::db::DbError;
 use crate::db::models::ProxyRow;
 use crate::faults::FailureConfig;
@@ -85,6 +86,7 @@ pub struct ProxySpec {
     pub vertex_service_account_file: Option<String>,
     pub aws_region: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub owner: UserId,
 }
 
 impl ProxySpec {
@@ -123,6 +125,7 @@ impl TryFrom<ProxyRow> for ProxySpec {
                 .and_then(|json| FailureConfig::from_json(json).ok())
                 .filter(|config| config.validate().is_ok())
                 .ok_or_else(|| corrupt("failure config is not valid"))?,
+            owner: UserId(row.owner_id.ok_or_else(|| corrupt("no owner"))?),
             name: row.name,
             description: row.description,
             upstream_url: row.upstream_url,

@@ -15,7 +15,7 @@ use crate::gateway::Traffic;
 use crate::providers::ProviderKind;
 use crate::registry::input::{CacheInput, FieldError, PortInput, ProxyInput, TagsInput};
 use crate::registry::spec::ProxySpec;
-use crate::registry::{ProxySnapshot, ProxyStatus, RegistrySettings, Totals};
+use crate::registry::{ProxySnapshot, ProxyStatus, Totals};
 
 /// The host name proxies are reachable at, as seen by whoever made this request: proxies bound
 /// to loopback are only reachable there, proxies bound beyond it are reached the way the browser
@@ -23,8 +23,7 @@ use crate::registry::{ProxySnapshot, ProxyStatus, RegistrySettings, Totals};
 pub struct ProxyHost(String);
 
 impl ProxyHost {
-    pub fn for_request(req: &HttpRequest, settings: &RegistrySettings) -> Self {
-        let bound = settings.proxy_host;
+    pub fn for_request(req: &HttpRequest, bound: IpAddr) -> Self {
         let host = if bound.is_loopback() || !bound.is_unspecified() {
             ip_for_url(bound)
         } else {
@@ -468,18 +467,6 @@ pub struct PortCheck {
 #[template(path = "proxies/delete.html")]
 pub struct ConfirmDeletePage {
     pub card: ProxyCard,
-}
-
-#[derive(Template)]
-#[template(path = "settings/index.html")]
-pub struct SettingsPage {
-    pub version: &'static str,
-    pub uptime: String,
-    pub data_dir: String,
-    pub database_bytes: String,
-    pub proxy_host: String,
-    pub port_range: String,
-    pub stop_timeout_seconds: u64,
 }
 
 #[cfg(test)]
