@@ -27,6 +27,7 @@ use crate::faults::Decision;
 use crate::providers::UpstreamRequest;
 use crate::providers::Usage;
 use crate::registry::spec::{CacheMode, ProxyId, ProxySpec};
+use crate::settings::Settings;
 use crate::telemetry::{FailureKind, LogDraft, Telemetry, model_of};
 
 /// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed
@@ -178,9 +179,14 @@ fn is_stream(headers: &HeaderMap) -> bool {
 
 /// The failure decisions for this request, and the client address the filter saw; nothing at
 /// all when no kind is switched on.
-fn decide_faults(req: &HttpRequest, live: &LiveProxy) -> (Decision, Option<IpAddr>) {
+fn decide_faults(
+    req: &HttpRequest,
+    live: &LiveProxy,
+    settings: &Settings,
+) -> (Decision, Option<IpAddr>) {
     let faults = live.faults.load();
-    if !faults.is_active() {
+    let everywhere = settings.get();
+    if !faults.is_active() && everywhere.trusted_proxies.is_empty() {
         return (Decision::default(), None);
     }
     let peer = req
@@ -190,7 +196,10 @@ fn decide_faults(req: &HttpRequest, live: &LiveProxy) -> (Decision, Option<IpAdd
         .headers()
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
-    let client = faults.client_ip(peer, forwarded_for);
+    let client = faults.client_ip(peer, forwarded_for, |ip| everywhere.trusts(ip));
+    if !faults.is_active() {
+        return (Decision::default(), Some(client));
+    }
     (faults.decide(client, Instant::now()), Some(client))
 }
 
@@ -289,7 +298,7 @@ async fn pipeline(
     let body = read_body(payload, state.upstream.max_request_bytes).await?;
     let query = Some(req.query_string()).filter(|q| !q.is_empty());
     note(draft, |d| d.request(&body, model_of(req.path(), &body)));
-    let (decision, client_ip) = decide_faults(req, &state.live);
+    let (decision, client_ip) = decide_faults(req, &state.live, &state.settings);
     if let Some(ip) = client_ip {
         note(draft, |d| d.client_ip(ip.to_string()));
     }

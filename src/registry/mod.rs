@@ -606,6 +606,7 @@ impl ProxyRegistry {
         let outcome = ports::bind(self.proxy_host(), port).and_then(|listener| {
             let server_state = Arc::new(ProxyServerState {
                 live: Arc::clone(&proxy.live),
+                settings: Arc::clone(&self.system),
                 cache: Arc::clone(&self.cache),
                 telemetry: Arc::clone(&self.telemetry),
                 provider_state: ProviderState::load(spec.provider),

@@ -873,3 +873,73 @@ async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
         .await;
     assert_eq!(admin_second.0, StatusCode::CREATED);
 }
+
+#[actix_web::test]
+async fn trusted_reverse_proxies_reveal_the_client_address_in_logs() {
+    let upstream = MockUpstream::start().await;
+    let app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Behind nginx", "provider": "openai", "upstream_url": upstream.url}))
+        .await;
+    let port = port_of(&proxy);
+    let send = || async move {
+        let response = awc::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .insert_header(("X-Forwarded-For", "203.0.113.77"))
+            .send_json(&json!({"model": "gpt-4o-mini", "messages": []}))
+            .await
+            .expect("proxied");
+        assert!(response.status().is_success());
+    };
+    let logged_ips = || async {
+        let mut ips = Vec::new();
+        for _ in 0..50 {
+            let (_, logs) = app.get("/api/logs").await;
+            ips = logs["logs"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| r["client_ip"].as_str().unwrap_or_default().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !ips.is_empty() && ips.len() == logs["total"].as_u64().unwrap_or(0) as usize {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        ips
+    };
+    send().await;
+    let untrusted = logged_ips().await;
+    assert_eq!(
+        untrusted,
+        ["127.0.0.1"],
+        "X-Forwarded-For from anyone is ignored"
+    );
+
+    let admin = Session::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let saved = admin
+        .post_form(
+            "/settings",
+            &[
+                ("session_idle_hours", "24"),
+                ("max_proxies_per_user", "0"),
+                ("log_retention_days", "30"),
+                ("proxy_host", "127.0.0.1"),
+                ("trusted_proxies", "127.0.0.1"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    send().await;
+    let mut ips = Vec::new();
+    for _ in 0..50 {
+        ips = logged_ips().await;
+        if ips.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ips, ["203.0.113.77", "127.0.0.1"], "newest first");
+}
