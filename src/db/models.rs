@@ -86,9 +86,9 @@ pub struct CacheEntryRow {
     pub created_at: NaiveDateTime,
 }
 
-/// A request log row as inserted; `LogRow` adds the id. Nones are written as NULL, which lets
-/// SQLite take many rows in one INSERT.
-#[derive(Debug, Clone, Insertable, serde::Serialize)]
+/// A request log row as inserted; `LogRow` adds the id. Nones are written as NULL, so the
+/// INSERT's SQL is the same for every row and its prepared statement is reused.
+#[derive(Debug, Clone, Default, Insertable, serde::Serialize)]
 #[diesel(table_name = super::schema::request_logs)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct NewLogRow {
