@@ -4,6 +4,7 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod emulator;
 pub mod faults;
 pub mod gateway;
 pub mod providers;

@@ -27,6 +27,8 @@ pub struct ProxyRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 #[derive(Debug, Insertable)]
@@ -48,6 +50,8 @@ pub struct NewProxyRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 /// The user-editable settings of a proxy; every field is written (the registry holds the whole
@@ -68,6 +72,8 @@ pub struct ProxySettingsChange {
     pub aws_region: Option<String>,
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

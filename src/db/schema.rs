@@ -20,6 +20,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         cache_partition_by_credential -> Bool,
+        emulator_ttft_ms -> Integer,
+        emulator_tokens_per_second -> Integer,
     }
 }
 
