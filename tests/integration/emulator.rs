@@ -13,9 +13,8 @@ use serde_json::{Value, json};
 use super::support::{TestApp, id_of, port_of};
 
 const WAIT: Duration = Duration::from_secs(10);
-/// Latency settings that keep tests quick: no wait, tokens as fast as they go.
-const FAST: Value = Value::Null;
 
+/// Latency settings that keep tests quick: no wait, tokens as fast as they go.
 fn fast() -> Value {
     json!({"ttft_ms": 0, "tokens_per_second": 100_000})
 }
@@ -25,10 +24,9 @@ struct Emulated {
     base: String,
 }
 
-/// A running proxy answered by the emulator; `cache` and `emulator` settings as given
-/// (cache off and fast latency when null).
+/// A running proxy answered by the emulator, with its cache on or off and these latency
+/// settings.
 async fn emulated(app: &TestApp, provider: &str, cache: bool, emulator: Value) -> Emulated {
-    let emulator = if emulator.is_null() { fast() } else { emulator };
     let proxy = app
         .create(json!({
             "name": format!("emulated {provider}"),
@@ -163,7 +161,7 @@ const PROMPT: &str = "Tell me about rubber ducks";
 #[actix_web::test]
 async fn openai_chat_completions_whole_and_streamed() {
     let mut app = TestApp::start().await;
-    let proxy = emulated(&app, "openai", false, FAST).await;
+    let proxy = emulated(&app, "openai", false, fast()).await;
     let request = json!({"model": "gpt-4o-mini", "messages": [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": PROMPT}
@@ -236,7 +234,7 @@ async fn openai_chat_completions_whole_and_streamed() {
 #[actix_web::test]
 async fn openai_responses_embeddings_and_models() {
     let mut app = TestApp::start().await;
-    let proxy = emulated(&app, "openai", false, FAST).await;
+    let proxy = emulated(&app, "openai", false, fast()).await;
 
     let request = json!({"model": "gpt-4o-mini", "input": PROMPT});
     let whole = post(&format!("{}/v1/responses", proxy.base), &request)
@@ -317,8 +315,8 @@ async fn openai_responses_embeddings_and_models() {
 async fn azure_and_deepseek_speak_openai() {
     let mut app = TestApp::start().await;
     // "emulator" stands in for the Azure resource endpoint Azure proxies otherwise need.
-    let azure = emulated(&app, "azure_openai", false, FAST).await;
-    let deepseek = emulated(&app, "deepseek", false, FAST).await;
+    let azure = emulated(&app, "azure_openai", false, fast()).await;
+    let deepseek = emulated(&app, "deepseek", false, fast()).await;
 
     let answer = post(
         &format!(
@@ -349,7 +347,7 @@ async fn azure_and_deepseek_speak_openai() {
 #[actix_web::test]
 async fn anthropic_messages_count_tokens_and_models() {
     let mut app = TestApp::start().await;
-    let proxy = emulated(&app, "anthropic", false, FAST).await;
+    let proxy = emulated(&app, "anthropic", false, fast()).await;
     let request = json!({"model": "claude-haiku-4-5", "max_tokens": 256,
         "system": "Be brief.", "messages": [{"role": "user", "content": PROMPT}]});
 
@@ -416,7 +414,7 @@ async fn anthropic_messages_count_tokens_and_models() {
 #[actix_web::test]
 async fn bedrock_invoke_converse_and_event_streams() {
     let mut app = TestApp::start().await;
-    let proxy = emulated(&app, "bedrock", false, FAST).await;
+    let proxy = emulated(&app, "bedrock", false, fast()).await;
     let claude = "anthropic.claude-3-haiku-20240307-v1%3A0";
     let messages = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
         "messages": [{"role": "user", "content": PROMPT}]});
@@ -517,7 +515,7 @@ async fn bedrock_invoke_converse_and_event_streams() {
 #[actix_web::test]
 async fn vertex_and_gemini_generate_stream_and_count() {
     let mut app = TestApp::start().await;
-    let proxy = emulated(&app, "vertex_ai", false, FAST).await;
+    let proxy = emulated(&app, "vertex_ai", false, fast()).await;
     let model =
         "/v1beta1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash";
     let request = json!({"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]});
@@ -597,7 +595,7 @@ async fn unknown_paths_and_malformed_bodies_get_provider_errors() {
             json["error"]["status"] == "NOT_FOUND" && json["error"]["code"] == 404
         }),
     ] {
-        let proxy = emulated(&app, provider, false, FAST).await;
+        let proxy = emulated(&app, provider, false, fast()).await;
         let answer = post(&format!("{}{path}", proxy.base), &json!({})).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{provider}");
         assert!(check(&answer.json()), "{provider}: {}", answer.json());
@@ -615,7 +613,7 @@ async fn unknown_paths_and_malformed_bodies_get_provider_errors() {
         ("bedrock", "/model/m/converse"),
         ("vertex_ai", "/v1/models/m:generateContent"),
     ] {
-        let proxy = emulated(&app, provider, false, FAST).await;
+        let proxy = emulated(&app, provider, false, fast()).await;
         let answer = call("POST", &format!("{}{path}", proxy.base), Some("{not json")).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{provider}");
         let body = answer.json();
@@ -630,7 +628,7 @@ async fn unknown_paths_and_malformed_bodies_get_provider_errors() {
 #[actix_web::test]
 async fn same_request_same_answer() {
     let mut app = TestApp::start().await;
-    let proxy = emulated(&app, "anthropic", false, FAST).await;
+    let proxy = emulated(&app, "anthropic", false, fast()).await;
     let request = |prompt: &str| json!({"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": prompt}]});
     let url = format!("{}/v1/messages", proxy.base);
     let first = post(&url, &request(PROMPT)).await;
@@ -709,7 +707,7 @@ async fn streams_are_paced_and_whole_answers_wait() {
 #[actix_web::test]
 async fn usage_and_cost_are_logged_and_answers_cached() {
     let mut app = TestApp::start().await;
-    let proxy = emulated(&app, "openai", true, FAST).await;
+    let proxy = emulated(&app, "openai", true, fast()).await;
     let url = format!("{}/v1/chat/completions", proxy.base);
     let request =
         json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]});
@@ -786,7 +784,7 @@ async fn latency_settings_are_validated() {
         assert_eq!(body["error"]["field"], field, "{emulator}: {body}");
     }
 
-    let proxy = emulated(&app, "openai", false, FAST).await;
+    let proxy = emulated(&app, "openai", false, fast()).await;
     let (status, body) = app
         .patch(
             &format!("/api/proxies/{}", proxy.id),
