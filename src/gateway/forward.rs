@@ -364,7 +364,7 @@ async fn pipeline(
     }
 
     if spec.emulated() {
-        return emulate(req, spec, state, in_flight, draft, key, &body).await;
+        return Ok(emulate(req, spec, state, in_flight, draft, key, &body).await);
     }
 
     let url = provider.upstream_url(
@@ -518,7 +518,7 @@ async fn emulate(
     draft: &mut Option<LogDraft>,
     key: Option<CacheKey>,
     body: &[u8],
-) -> Result<HttpResponse, GatewayError> {
+) -> HttpResponse {
     note(draft, |d| d.upstream_started = Some(Instant::now()));
     let reply = emulator::answer(
         spec.provider,
@@ -529,7 +529,7 @@ async fn emulate(
         body,
     );
     if !reply.delay.is_zero() && !faults::wait(req, reply.delay).await {
-        return Ok(client_left());
+        return client_left();
     }
     note(draft, |d| {
         d.upstream_answered = Some(Instant::now());
@@ -543,7 +543,7 @@ async fn emulate(
         state,
         key,
     );
-    Ok(outgoing.send(reply.body, state, in_flight, draft))
+    outgoing.send(reply.body, state, in_flight, draft)
 }
 
 /// The usage a cached answer reports: what each of its hits saved.
