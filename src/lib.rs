@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod emulator;
 pub mod faults;
 pub mod gateway;
 pub mod providers;

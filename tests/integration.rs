@@ -10,6 +10,7 @@ mod integration {
     mod binary;
     mod browser;
     mod cache;
+    mod emulator;
     mod faults;
     mod forwarding;
     mod lifecycle;

@@ -28,6 +28,8 @@ pub struct ProxyRow {
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
     pub owner_id: Option<i32>,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 #[derive(Debug, Insertable)]
@@ -50,6 +52,8 @@ pub struct NewProxyRow {
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
     pub owner_id: Option<i32>,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 /// The user-editable settings of a proxy; every field is written (the registry holds the whole
@@ -70,6 +74,8 @@ pub struct ProxySettingsChange {
     pub aws_region: Option<String>,
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -404,6 +404,8 @@ impl ProxyRegistry {
             updated_at: now,
             cache_partition_by_credential: valid.cache.partition_by_credential,
             owner_id: Some(owner.0),
+            emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
+            emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
         };
         let row = db::run(&self.db, move |conn| db::proxies::insert(conn, &row)).await?;
         let spec = ProxySpec::try_from(row)?;
@@ -481,6 +483,8 @@ impl ProxyRegistry {
             aws_region: valid.aws_region.clone(),
             updated_at: Utc::now().naive_utc(),
             cache_partition_by_credential: valid.cache.partition_by_credential,
+            emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
+            emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
         };
         db::run(&self.db, move |conn| {
             db::proxies::update_settings(conn, id.0, &change)
@@ -495,6 +499,7 @@ impl ProxyRegistry {
             cache: valid.cache,
             vertex_service_account_file: valid.vertex_service_account_file,
             aws_region: valid.aws_region,
+            emulator: valid.emulator,
             ..(*current).clone()
         }));
         drop(assignment);
@@ -826,6 +831,11 @@ impl ProxyRegistry {
                 )])
             })
     }
+}
+
+/// Validation bounds the emulator settings far below `i32::MAX`.
+fn emulator_column(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 fn tags_json(tags: &[String]) -> String {
