@@ -28,6 +28,7 @@ pub struct ProxyRow {
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
     pub owner_id: Option<i32>,
+    pub log_requests: bool,
     pub emulator_ttft_ms: i32,
     pub emulator_tokens_per_second: i32,
 }
@@ -52,6 +53,7 @@ pub struct NewProxyRow {
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
     pub owner_id: Option<i32>,
+    pub log_requests: bool,
     pub emulator_ttft_ms: i32,
     pub emulator_tokens_per_second: i32,
 }
@@ -76,6 +78,7 @@ pub struct ProxySettingsChange {
     pub cache_partition_by_credential: bool,
     pub emulator_ttft_ms: i32,
     pub emulator_tokens_per_second: i32,
+    pub log_requests: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

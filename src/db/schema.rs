@@ -21,6 +21,7 @@ diesel::table! {
         updated_at -> Timestamp,
         cache_partition_by_credential -> Bool,
         owner_id -> Nullable<Integer>,
+        log_requests -> Bool,
         emulator_ttft_ms -> Integer,
         emulator_tokens_per_second -> Integer,
     }

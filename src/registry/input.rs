@@ -87,6 +87,7 @@ pub struct ProxyInput {
     pub aws_region: Option<String>,
     pub cache: Option<CacheInput>,
     pub emulator: Option<EmulatorInput>,
+    pub log_requests: Option<bool>,
 }
 
 impl ProxyInput {
@@ -135,6 +136,17 @@ impl ProxyInput {
                 }
                 "cache" => input.cache = Some(CacheInput::from_json(value)?),
                 "emulator" => input.emulator = Some(EmulatorInput::from_json(value)?),
+                "log_requests" => {
+                    input.log_requests = match value {
+                        Value::Bool(on) => Some(on),
+                        _ => {
+                            return Err(FieldError::new(
+                                "log_requests",
+                                "log_requests must be true or false.",
+                            ));
+                        }
+                    };
+                }
                 _ => {
                     return Err(FieldError::new("body", format!("Unknown field “{key}”.")));
                 }
@@ -165,6 +177,7 @@ impl ProxyInput {
                 ttft_ms: Some(spec.emulator.ttft_ms.into()),
                 tokens_per_second: Some(spec.emulator.tokens_per_second.into()),
             }),
+            log_requests: Some(spec.log_requests),
         }
     }
 
@@ -185,6 +198,7 @@ impl ProxyInput {
             edit.vertex_service_account_file,
         );
         take(&mut self.aws_region, edit.aws_region);
+        take(&mut self.log_requests, edit.log_requests);
         if let Some(cache_edit) = edit.cache {
             let cache = self.cache.get_or_insert_with(CacheInput::default);
             take(&mut cache.enabled, cache_edit.enabled);
@@ -330,6 +344,7 @@ pub struct ValidProxy {
     pub aws_region: Option<String>,
     pub cache: CacheSettings,
     pub emulator: EmulatorSettings,
+    pub log_requests: bool,
 }
 
 /// Checks every field and reports every problem, so a form can show them all at once.
@@ -462,6 +477,7 @@ pub fn validate(
             aws_region,
             cache,
             emulator,
+            log_requests: input.log_requests.unwrap_or(true),
         }),
         _ => Err(errors),
     }

@@ -406,6 +406,7 @@ impl ProxyRegistry {
             owner_id: Some(owner.0),
             emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
             emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
+            log_requests: valid.log_requests,
         };
         let row = db::run(&self.db, move |conn| db::proxies::insert(conn, &row)).await?;
         let spec = ProxySpec::try_from(row)?;
@@ -485,6 +486,7 @@ impl ProxyRegistry {
             cache_partition_by_credential: valid.cache.partition_by_credential,
             emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
             emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
+            log_requests: valid.log_requests,
         };
         db::run(&self.db, move |conn| {
             db::proxies::update_settings(conn, id.0, &change)
@@ -500,6 +502,7 @@ impl ProxyRegistry {
             vertex_service_account_file: valid.vertex_service_account_file,
             aws_region: valid.aws_region,
             emulator: valid.emulator,
+            log_requests: valid.log_requests,
             ..(*current).clone()
         }));
         drop(assignment);

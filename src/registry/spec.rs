@@ -88,6 +88,8 @@ pub struct ProxySpec {
     pub aws_region: Option<String>,
     /// How fast the emulator answers, when it is the upstream.
     pub emulator: EmulatorSettings,
+    /// Whether requests are written to the request log (metrics count them either way).
+    pub log_requests: bool,
     pub created_at: DateTime<Utc>,
     pub owner: UserId,
 }
@@ -142,6 +144,7 @@ impl TryFrom<ProxyRow> for ProxySpec {
                     .filter(|tps| *tps > 0)
                     .ok_or_else(|| corrupt("emulator tokens per second not positive"))?,
             },
+            log_requests: row.log_requests,
             name: row.name,
             description: row.description,
             upstream_url: row.upstream_url,

@@ -42,6 +42,8 @@ impl FailureKind {
 pub struct LogDraft {
     started: Instant,
     row: NewLogRow,
+    /// False when the proxy's request logging is off: the entry then only feeds the metrics.
+    keep: bool,
     pub usage: Usage,
     pub upstream_started: Option<Instant>,
     pub upstream_answered: Option<Instant>,
@@ -57,6 +59,7 @@ impl LogDraft {
         };
         LogDraft {
             started: Instant::now(),
+            keep: spec.log_requests,
             row: NewLogRow {
                 timestamp: Utc::now().naive_utc(),
                 proxy_id: spec.id.0,
@@ -171,6 +174,9 @@ impl Telemetry {
         }
         let row = draft.row;
         self.metrics.record(&row);
+        if !draft.keep {
+            return;
+        }
         // Only the live log view listens; without it, nothing is copied.
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(Arc::new(row.clone()));

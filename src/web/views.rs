@@ -86,6 +86,8 @@ pub struct ProxyJson {
     pub aws_region: Option<String>,
     /// The emulator's latency; used while `upstream_url` is `emulator`.
     pub emulator: EmulatorSettings,
+    /// Whether requests go to the request log (metrics count them either way).
+    pub log_requests: bool,
     pub listening_port: Option<u16>,
     pub in_flight: usize,
     /// Requests and tokens since Rubberduck started.
@@ -121,6 +123,7 @@ impl ProxyJson {
             vertex_service_account_file: spec.vertex_service_account_file.clone(),
             aws_region: spec.aws_region.clone(),
             emulator: spec.emulator,
+            log_requests: spec.log_requests,
             listening_port: snapshot.listening_port,
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
@@ -156,6 +159,7 @@ pub struct ProxyCard {
     pub active: bool,
     /// Answered by the built-in emulator, not the provider.
     pub emulated: bool,
+    pub logs_off: bool,
 }
 
 impl ProxyCard {
@@ -197,6 +201,7 @@ impl ProxyCard {
             failure_kinds: spec.failure_config.active_kinds(),
             active: snapshot.status.is_active(),
             emulated: spec.emulated(),
+            logs_off: !spec.log_requests,
         }
     }
 
@@ -274,6 +279,8 @@ pub struct ProxyForm {
     pub cache_mode: String,
     pub cache_ttl_seconds: String,
     pub cache_partition_by_credential: Option<String>,
+    /// Checkbox (Configure only, with the cache fields): requests go to the request log.
+    pub log_requests: Option<String>,
     /// Checkbox: the built-in emulator answers instead of an upstream.
     pub use_emulator: Option<String>,
     pub emulator_ttft_ms: String,
@@ -294,6 +301,7 @@ impl ProxyForm {
                 .filter(|_| !spec.emulated())
                 .unwrap_or_default(),
             cache_fields: Some("1".into()),
+            log_requests: spec.log_requests.then(|| "on".into()),
             cache_enabled: spec.cache.enabled.then(|| "on".into()),
             cache_mode: spec.cache.mode.as_str().to_owned(),
             cache_ttl_seconds: spec
@@ -360,6 +368,10 @@ impl ProxyForm {
             description: Some(self.description.clone()),
             tags: Some(TagsInput::Text(self.tags.clone())),
             upstream_url: Some(upstream_url),
+            log_requests: self
+                .cache_fields
+                .as_ref()
+                .map(|_| self.log_requests.is_some()),
             cache,
             emulator,
             ..ProxyInput::default()

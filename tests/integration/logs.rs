@@ -400,3 +400,77 @@ async fn the_event_stream_delivers_new_rows_that_match() {
     app.shutdown().await;
     mock.stop().await;
 }
+
+#[actix_web::test]
+async fn a_proxy_with_logging_off_is_counted_but_not_logged() {
+    let mock = MockUpstream::start().await;
+    let app = TestApp::start().await;
+    let quiet = app
+        .create(json!({"name": "Load test", "provider": "openai", "upstream_url": mock.url, "log_requests": false}))
+        .await;
+    assert_eq!(quiet["log_requests"], false);
+    let (quiet_id, quiet_port) = (id_of(&quiet), port_of(&quiet));
+    let (_, logged_port) = proxy(&app, &mock, "Logged").await;
+    let body = r#"{"model":"gpt-4o-mini","messages":[]}"#;
+    for _ in 0..3 {
+        assert!(
+            send(quiet_port, "/v1/chat/completions", body)
+                .await
+                .is_success()
+        );
+    }
+    // The writer keeps order: once the later request is logged, the earlier ones would be too.
+    assert!(
+        send(logged_port, "/v1/chat/completions", body)
+            .await
+            .is_success()
+    );
+    wait_for_logs(&app, 1).await;
+    let (_, quiet_logs) = app.get(&format!("/api/logs?proxy_id={quiet_id}")).await;
+    assert_eq!(quiet_logs["total"], 0, "{quiet_logs}");
+    let (_, metrics) = app.get("/api/metrics").await;
+    assert_eq!(
+        metrics["requests_total"], 4,
+        "metrics count every request: {metrics}"
+    );
+    let (_, cards) = app.get_text("/proxies", false).await;
+    assert!(cards.contains("logs off"), "the card says so");
+
+    // Configure without the box ticked keeps it off; ticking it turns logging back on.
+    let form = |log: bool| {
+        let mut fields = vec![
+            ("name", "Load test"),
+            ("port", ""),
+            ("description", ""),
+            ("tags", ""),
+            ("upstream_url", mock.url.as_str()),
+            ("cache_fields", "1"),
+            ("cache_enabled", "on"),
+            ("cache_mode", "read_write"),
+            ("cache_ttl_seconds", ""),
+        ];
+        if log {
+            fields.push(("log_requests", "on"));
+        }
+        fields
+    };
+    let saved = app
+        .post_form(&format!("/proxies/{quiet_id}"), &form(true), false)
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let (_, reloaded) = app.get(&format!("/api/proxies/{quiet_id}")).await;
+    assert_eq!(reloaded["log_requests"], true);
+    assert!(
+        send(quiet_port, "/v1/chat/completions", body)
+            .await
+            .is_success()
+    );
+    wait_for_logs(&app, 2).await;
+    let (_, switched_off) = app
+        .patch(
+            &format!("/api/proxies/{quiet_id}"),
+            json!({"log_requests": "no"}),
+        )
+        .await;
+    assert_eq!(switched_off["error"]["field"], "log_requests");
+}
