@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
@@ -27,6 +28,7 @@ const CLIENT_SECRET: &str = "mock-client-secret";
 /// Both keys carry the same key id, so a token signed with the wrong one fails on its
 /// signature, not on an unknown key id.
 const KEY_ID: &str = "test-key";
+const ROTATED_KEY_ID: &str = "rotated-key";
 /// Throwaway RSA keys made for these tests (`openssl genrsa -traditional 2048`).
 const PROVIDER_KEY: &str = include_str!("oidc_keys/idp.pem");
 const OTHER_KEY: &str = include_str!("oidc_keys/other.pem");
@@ -70,6 +72,9 @@ struct Provider {
     access_tokens: Mutex<HashMap<String, Person>>,
     /// What the token endpoint refused, for assertions.
     refusals: Mutex<Vec<String>>,
+    /// The key the provider signs with and publishes, and its key id.
+    current_key: Mutex<(&'static str, &'static str)>,
+    key_sets_served: AtomicUsize,
 }
 
 struct MockProvider {
@@ -91,6 +96,8 @@ impl MockProvider {
             grants: Mutex::new(HashMap::new()),
             access_tokens: Mutex::new(HashMap::new()),
             refusals: Mutex::new(Vec::new()),
+            current_key: Mutex::new((PROVIDER_KEY, KEY_ID)),
+            key_sets_served: AtomicUsize::new(0),
         });
         let data = web::Data::from(Arc::clone(&provider));
         let server = HttpServer::new(move || {
@@ -124,6 +131,15 @@ impl MockProvider {
         *self.provider.next.lock().expect("lock") = Some(person);
     }
 
+    /// From now on the provider signs with a new key and publishes only that one.
+    fn rotate_keys(&self) {
+        *self.provider.current_key.lock().expect("lock") = (OTHER_KEY, ROTATED_KEY_ID);
+    }
+
+    fn key_sets_served(&self) -> usize {
+        self.provider.key_sets_served.load(Ordering::SeqCst)
+    }
+
     fn refusals(&self) -> Vec<String> {
         self.provider.refusals.lock().expect("lock").clone()
     }
@@ -150,14 +166,16 @@ async fn discovery(provider: web::Data<Provider>) -> HttpResponse {
     }))
 }
 
-fn signing_key(pem: &str) -> CoreRsaPrivateSigningKey {
-    CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(KEY_ID.to_owned())))
+fn signing_key(pem: &str, key_id: &str) -> CoreRsaPrivateSigningKey {
+    CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(key_id.to_owned())))
         .expect("test key reads")
 }
 
-async fn keys() -> HttpResponse {
+async fn keys(provider: web::Data<Provider>) -> HttpResponse {
+    provider.key_sets_served.fetch_add(1, Ordering::SeqCst);
+    let (pem, key_id) = *provider.current_key.lock().expect("lock");
     HttpResponse::Ok().json(serde_json::json!({
-        "keys": [signing_key(PROVIDER_KEY).as_verification_key()]
+        "keys": [signing_key(pem, key_id).as_verification_key()]
     }))
 }
 
@@ -296,14 +314,14 @@ async fn token(
     .set_nonce(Some(Nonce::new(
         person.nonce.clone().unwrap_or(grant.nonce),
     )));
-    let key = if person.signed_by_other_key {
-        OTHER_KEY
+    let (pem, key_id) = if person.signed_by_other_key {
+        (OTHER_KEY, KEY_ID)
     } else {
-        PROVIDER_KEY
+        *provider.current_key.lock().expect("lock")
     };
     let id_token = CoreIdToken::new(
         claims,
-        &signing_key(key),
+        &signing_key(pem, key_id),
         CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
         None,
         None,
@@ -426,6 +444,21 @@ async fn sign_in(app: &TestApp, idp: &MockProvider, person: Person) -> Reply {
     let started = start_sign_in(app, "/settings").await;
     let back = provider_login(&started).await;
     callback(&back, Some(&started.sso_cookie)).await
+}
+
+/// `url` with its `state` parameter replaced.
+fn with_state(url: &str, state: &str) -> String {
+    let mut url = openidconnect::url::Url::parse(url).expect("a URL");
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(name, _)| name != "state")
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(others)
+        .append_pair("state", state);
+    url.to_string()
 }
 
 /// Asserts a signed-in answer and returns the session cookie.
@@ -580,20 +613,30 @@ async fn an_existing_admin_signs_in_as_admin_whatever_the_case_of_the_email() {
 }
 
 #[actix_web::test]
+async fn keys_the_provider_rotates_are_fetched_again() {
+    let idp = MockProvider::start().await;
+    let app = app_with_sso(&idp, |_| {}).await;
+    signed_in(&sign_in(&app, &idp, Person::new("ada@example.com")).await);
+    let fetched = idp.key_sets_served();
+    assert!(fetched >= 1);
+    idp.rotate_keys();
+    signed_in(&sign_in(&app, &idp, Person::new("ada@example.com")).await);
+    assert_eq!(
+        idp.key_sets_served(),
+        fetched + 1,
+        "a token signed with an unknown key makes the app read the keys again, once"
+    );
+    idp.stop().await;
+}
+
+#[actix_web::test]
 async fn state_must_be_one_this_browser_started_and_is_used_once() {
     let idp = MockProvider::start().await;
     let app = app_with_sso(&idp, |_| {}).await;
     idp.signs_in_next(Person::new("ada@example.com"));
     let started = start_sign_in(&app, "/settings").await;
     let back = provider_login(&started).await;
-    let url = openidconnect::url::Url::parse(&back).expect("a URL");
-    let state = url
-        .query_pairs()
-        .find(|(name, _)| name == "state")
-        .map(|(_, value)| value.into_owned())
-        .expect("a state");
-
-    let forged = back.replace(&format!("state={state}"), "state=forged-state");
+    let forged = with_state(&back, "forged-state");
     assert_ne!(forged, back);
     let reply = callback(&forged, Some(&started.sso_cookie)).await;
     refused(

@@ -32,10 +32,7 @@ const MAX_ATTEMPTS: u64 = 10_000;
 /// Discovery (and so the provider's signing keys) is read again after this long, so keys the
 /// provider rotates are picked up without a restart.
 const REDISCOVER_AFTER: Duration = Duration::from_secs(60 * 60);
-/// An ID token signed with a key we do not know yet triggers a fresh discovery, but not more
-/// often than this.
-const KEYS_FRESH_FOR: Duration = Duration::from_secs(60);
-/// After a failed discovery, clicks on the button do not retry more often than this.
+/// After a failed discovery, sign-ins do not retry more often than this.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 const MAX_PROVIDER_TEXT_CHARS: usize = 200;
 
@@ -144,8 +141,14 @@ struct Attempt {
 
 enum Provider {
     NotYet,
-    Ready { client: Arc<Client>, at: Instant },
-    Failed { reason: String, at: Instant },
+    Ready {
+        client: Arc<Client>,
+        refresh_at: Instant,
+    },
+    Failed {
+        reason: String,
+        at: Instant,
+    },
 }
 
 pub struct Oidc {
@@ -313,27 +316,33 @@ impl Oidc {
         }
         self.provider.store(Arc::new(Provider::Ready {
             client: Arc::clone(&client),
-            at: Instant::now(),
+            refresh_at: Instant::now() + REDISCOVER_AFTER,
         }));
         Ok(client)
     }
 
     /// A failed discovery is remembered for the login page, unless an earlier one worked:
-    /// that client stays in use while the provider is briefly unreachable.
+    /// that client stays in use while the provider is briefly unreachable, and is refreshed
+    /// again a little later.
     fn failed(&self, reason: &str) {
         log::warn!("Single sign-on: {reason}");
-        if !matches!(**self.provider.load(), Provider::Ready { .. }) {
-            self.provider.store(Arc::new(Provider::Failed {
+        let next = match &**self.provider.load() {
+            Provider::Ready { client, .. } => Provider::Ready {
+                client: Arc::clone(client),
+                refresh_at: Instant::now() + RETRY_AFTER,
+            },
+            _ => Provider::Failed {
                 reason: reason.to_owned(),
                 at: Instant::now(),
-            }));
-        }
+            },
+        };
+        self.provider.store(Arc::new(next));
     }
 
     /// The provider's client, discovering it first when it is missing or old.
     async fn client(&self) -> Result<Arc<Client>, OidcError> {
         match &**self.provider.load() {
-            Provider::Ready { client, at } if at.elapsed() < REDISCOVER_AFTER => {
+            Provider::Ready { client, refresh_at } if Instant::now() < *refresh_at => {
                 return Ok(Arc::clone(client));
             }
             Provider::Ready { client, .. } => {
@@ -455,8 +464,10 @@ impl Oidc {
             Ok(claims) => claims,
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
-            )) if self.keys_older_than(KEYS_FRESH_FOR) => {
-                // Signed with a key published after our last look: the provider rotated keys.
+            )) => {
+                // Signed with a key published after our last look: the provider rotated its
+                // keys. (Only the provider's own token endpoint hands us ID tokens, so nobody
+                // else can make us rediscover.)
                 client = self.discover().await?;
                 id_token
                     .claims(&client.id_token_verifier(), &nonce)
@@ -483,13 +494,6 @@ impl Oidc {
             email,
             next: attempt.next,
         })
-    }
-
-    fn keys_older_than(&self, age: Duration) -> bool {
-        match &**self.provider.load() {
-            Provider::Ready { at, .. } => at.elapsed() >= age,
-            _ => true,
-        }
     }
 
     /// The sign-in policy: a verified email (when the provider says at all) in an allowed
