@@ -37,7 +37,7 @@ pub struct SsoButton {
     /// A configuration mistake: the button is shown disabled, with this reason.
     pub broken: Option<String>,
     /// The provider could not be reached last time; the button still tries again.
-    pub last_failure: Option<String>,
+    pub unreachable: bool,
 }
 
 impl LoginPage {
@@ -54,7 +54,7 @@ impl LoginPage {
                     )
                 ),
                 broken: button.broken,
-                last_failure: button.last_failure,
+                unreachable: button.unreachable,
             }
         });
         LoginPage {
@@ -224,7 +224,7 @@ pub async fn oidc_callback(
 
 fn sso_status(error: &OidcError) -> StatusCode {
     match error {
-        OidcError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        OidcError::Misconfigured(_) | OidcError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
         OidcError::StaleAttempt => StatusCode::BAD_REQUEST,
         OidcError::Denied { .. } | OidcError::Unverifiable(_) => StatusCode::UNAUTHORIZED,
         OidcError::NoEmail | OidcError::UnverifiedEmail(_) | OidcError::DomainNotAllowed { .. } => {

@@ -792,7 +792,12 @@ async fn an_unreachable_provider_neither_stops_the_app_nor_breaks_the_login_page
     refused(
         &reply,
         StatusCode::SERVICE_UNAVAILABLE,
-        "discovery document",
+        "the identity provider could not be reached",
+    );
+    assert!(
+        !reply.body.contains(&closed.to_string()),
+        "network details stay in the log: {}",
+        reply.body
     );
     let login = get(&app.url("/login"), None).await;
     assert_eq!(login.status, StatusCode::OK);

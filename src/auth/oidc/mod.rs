@@ -64,8 +64,15 @@ pub struct OidcConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
+    /// A mistake in the configuration (ours or the provider's), shown as it is.
     #[error("Single sign-on is not available: {0}")]
-    Unavailable(String),
+    Misconfigured(String),
+    /// The provider could not be reached or answered nonsense: the details (addresses,
+    /// network errors) go to the log, not to a page anyone may open.
+    #[error(
+        "Single sign-on is not available right now: the identity provider could not be reached (the server log says why). Try again in a moment."
+    )]
+    Unreachable(String),
     #[error("{}", denied_message(.error, .description.as_deref()))]
     Denied {
         error: String,
@@ -127,8 +134,8 @@ pub struct Button {
     pub label: String,
     /// Why it cannot work at all (a configuration mistake); the button is shown disabled.
     pub broken: Option<String>,
-    /// Why the last attempt to reach the provider failed; clicking tries again.
-    pub last_failure: Option<String>,
+    /// The last attempt to reach the provider failed; clicking tries again.
+    pub unreachable: bool,
 }
 
 #[derive(Clone)]
@@ -261,21 +268,19 @@ impl Oidc {
             (_, Some(reason)) => Some(reason.clone()),
             _ => None,
         };
-        let last_failure = match &**self.provider.load() {
-            Provider::Failed { reason, .. } if broken.is_none() => Some(reason.clone()),
-            _ => None,
-        };
+        let unreachable =
+            broken.is_none() && matches!(**self.provider.load(), Provider::Failed { .. });
         Button {
             label: self.label.clone(),
             broken,
-            last_failure,
+            unreachable,
         }
     }
 
     /// Reads the provider's discovery document and keys. Called at start (in the background,
     /// so a slow provider never holds up startup) and again whenever they are needed and old.
     pub async fn discover(&self) -> Result<Arc<Client>, OidcError> {
-        let issuer = self.issuer.clone().map_err(OidcError::Unavailable)?;
+        let issuer = self.issuer.clone().map_err(OidcError::Misconfigured)?;
         let metadata = match CoreProviderMetadata::discover_async(issuer.clone(), &http::send).await
         {
             Ok(metadata) => metadata,
@@ -286,7 +291,7 @@ impl Oidc {
                     error_chain(&e)
                 );
                 self.failed(&reason);
-                return Err(OidcError::Unavailable(reason));
+                return Err(OidcError::Unreachable(reason));
             }
         };
         // The browser is sent to the authorization endpoint with the PKCE challenge and nonce;
@@ -297,7 +302,7 @@ impl Oidc {
                 metadata.authorization_endpoint().as_str()
             );
             self.failed(&reason);
-            return Err(OidcError::Unavailable(reason));
+            return Err(OidcError::Misconfigured(reason));
         }
         let auth_type = client_auth_type(metadata.token_endpoint_auth_methods_supported());
         let client = Arc::new(
@@ -351,7 +356,7 @@ impl Oidc {
                 return Ok(self.discover().await.unwrap_or(stale));
             }
             Provider::Failed { reason, at } if at.elapsed() < RETRY_AFTER => {
-                return Err(OidcError::Unavailable(reason.clone()));
+                return Err(OidcError::Unreachable(reason.clone()));
             }
             Provider::NotYet | Provider::Failed { .. } => {}
         }
@@ -360,7 +365,7 @@ impl Oidc {
 
     fn redirect(&self) -> Result<&RedirectUrl, OidcError> {
         self.redirect.get().ok_or_else(|| {
-            OidcError::Unavailable(
+            OidcError::Misconfigured(
                 self.redirect_error
                     .get()
                     .cloned()
@@ -436,7 +441,11 @@ impl Oidc {
         let mut client = self.client().await?;
         let token = client
             .exchange_code(AuthorizationCode::new(code))
-            .map_err(|e| OidcError::Unavailable(e.to_string()))?
+            .map_err(|_| {
+                OidcError::Misconfigured(
+                    "the provider's discovery document names no token endpoint".to_owned(),
+                )
+            })?
             .set_pkce_verifier(PkceCodeVerifier::new(attempt.pkce_verifier))
             .set_redirect_uri(Cow::Borrowed(redirect))
             .request_async(&http::send)
@@ -446,7 +455,11 @@ impl Oidc {
                     "the provider refused the code: {}",
                     clip(&answer.to_string())
                 )),
-                RequestTokenError::Request(e) => OidcError::Unavailable(e.to_string()),
+                RequestTokenError::Request(e) => {
+                    let reason = format!("the token request failed: {e}");
+                    log::warn!("Single sign-on: {reason}");
+                    OidcError::Unreachable(reason)
+                }
                 // Not the parser's words: they may quote the answer, which carries tokens.
                 RequestTokenError::Parse(..) => {
                     OidcError::Unverifiable("the token answer is not valid JSON".to_owned())
@@ -624,6 +637,12 @@ mod tests {
             Some("http://127.0.0.1:8000/login/oidc/callback")
         );
         assert!(oidc("", "not a url").button().broken.is_some());
+    }
+
+    #[test]
+    fn network_details_stay_in_the_log() {
+        let error = OidcError::Unreachable("cannot reach http://10.1.2.3:8080: refused".to_owned());
+        assert!(!error.to_string().contains("10.1.2.3"), "{error}");
     }
 
     #[test]
