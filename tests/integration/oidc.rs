@@ -674,6 +674,17 @@ async fn an_error_from_the_provider_is_shown_on_the_login_page() {
     )
     .await;
     refused(&reply, StatusCode::UNAUTHORIZED, "cancelled or refused");
+
+    // Not the provider's words for a sign-in this browser did not start.
+    let reply = callback(
+        &app.url(
+            "/login/oidc/callback?error=server_error&error_description=Call+0800+to+unlock&state=made-up",
+        ),
+        None,
+    )
+    .await;
+    refused(&reply, StatusCode::BAD_REQUEST, "another browser");
+    assert!(!reply.body.contains("0800"), "{}", reply.body);
     idp.stop().await;
 }
 

@@ -104,8 +104,8 @@ fn denied_message(error: &str, description: Option<&str>) -> String {
     }
 }
 
-/// What the provider sends the browser back with.
-#[derive(Debug, Default, Deserialize)]
+/// What the provider sends the browser back with (no `Debug`: the code must not reach a log).
+#[derive(Deserialize)]
 pub struct Callback {
     pub code: Option<String>,
     pub state: Option<String>,
@@ -421,17 +421,18 @@ impl Oidc {
             .state
             .as_deref()
             .and_then(|state| self.attempts.remove(state));
+        // Checked before the provider's error is shown: otherwise anyone could put words of
+        // their choosing on our login page with a crafted link.
+        let Some(attempt) =
+            attempt.filter(|attempt| browser_key == Some(attempt.browser_key.as_str()))
+        else {
+            return Err(OidcError::StaleAttempt);
+        };
         if let Some(error) = callback.error {
             return Err(OidcError::Denied {
                 error: clip(&error),
                 description: callback.error_description.as_deref().map(clip),
             });
-        }
-        let Some(attempt) = attempt else {
-            return Err(OidcError::StaleAttempt);
-        };
-        if browser_key != Some(attempt.browser_key.as_str()) {
-            return Err(OidcError::StaleAttempt);
         }
         let code = callback
             .code
