@@ -9,9 +9,10 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, middleware, web};
 use tokio::sync::watch;
 
+use crate::auth::oidc::{Oidc, OidcConfig};
 use crate::auth::{Accounts, AuthError, FirstAdmin};
 use crate::cache::ResponseCache;
-use crate::config::ServeArgs;
+use crate::config::{OidcArgs, ServeArgs};
 use crate::db::writer::DbWriter;
 use crate::db::{self, DbError, DbPool};
 use crate::gateway::UpstreamSettings;
@@ -129,10 +130,12 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     ));
     let restored = registry.restore().await;
 
+    let oidc = single_sign_on(&args.oidc);
     let (shutdown_sender, shutting_down) = watch::channel(false);
     let state = web::Data::new(AppState {
         db: pool,
         accounts,
+        oidc: oidc.clone(),
         settings: system,
         data_dir: args.data_dir.clone(),
         registry: Arc::clone(&registry),
@@ -155,6 +158,14 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         source,
     })?;
     let admin_addr = server.addrs().first().copied().unwrap_or(args.bind);
+    if let Some(oidc) = oidc {
+        oidc.dashboard_at(admin_addr);
+        // In the background: an unreachable provider must not hold up the dashboard; the log
+        // says what went wrong and the first click on the button tries again.
+        actix_web::rt::spawn(async move {
+            let _ = oidc.discover().await;
+        });
+    }
     let server = server.run();
     let admin = server.handle();
     let admin_task = actix_web::rt::spawn(server);
@@ -198,6 +209,38 @@ impl Running {
         let writer_thread = self.writer_thread;
         if web::block(move || writer_thread.join()).await.is_err() {
             log::warn!("the database writer did not finish cleanly");
+        }
+    }
+}
+
+/// Single sign-on when both an issuer and a client id are set; half a configuration is
+/// reported and ignored rather than failing the start.
+fn single_sign_on(args: &OidcArgs) -> Option<Arc<Oidc>> {
+    let issuer = args.issuer.clone().filter(|v| !v.trim().is_empty());
+    let client_id = args.client_id.clone().filter(|v| !v.trim().is_empty());
+    match (issuer, client_id) {
+        (Some(issuer), Some(client_id)) => Some(Arc::new(Oidc::new(OidcConfig {
+            issuer,
+            client_id,
+            client_secret: args.client_secret.clone().map(|secret| secret.0),
+            redirect_url: args.redirect_url.clone(),
+            name: args.name.clone(),
+            scopes: args.scopes.clone(),
+            allowed_domains: args.allowed_domains.clone(),
+            auto_create: args.auto_create,
+        }))),
+        (None, None) => None,
+        (Some(_), None) => {
+            log::warn!(
+                "Single sign-on is off: RUBBERDUCK_OIDC_ISSUER is set but RUBBERDUCK_OIDC_CLIENT_ID is not"
+            );
+            None
+        }
+        (None, Some(_)) => {
+            log::warn!(
+                "Single sign-on is off: RUBBERDUCK_OIDC_CLIENT_ID is set but RUBBERDUCK_OIDC_ISSUER is not"
+            );
+            None
         }
     }
 }

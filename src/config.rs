@@ -77,6 +77,86 @@ pub struct ServeArgs {
     /// Accepted as an API token of the first admin, for automation. Environment only.
     #[arg(skip = Secret::from_env("RUBBERDUCK_BOOTSTRAP_TOKEN"))]
     pub bootstrap_token: Option<Secret>,
+
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// Single sign-on through an OpenID Connect provider; off unless an issuer and a client id
+/// are given.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Single sign-on (OIDC)")]
+pub struct OidcArgs {
+    /// Issuer URL of the OpenID Connect provider (its discovery document is read from
+    /// ISSUER/.well-known/openid-configuration). https, or http on a loopback address.
+    #[arg(long = "oidc-issuer", env = "RUBBERDUCK_OIDC_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// Client id Rubberduck is registered under at the provider.
+    #[arg(long = "oidc-client-id", env = "RUBBERDUCK_OIDC_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// The client's secret; environment only (`RUBBERDUCK_OIDC_CLIENT_SECRET`). Without it
+    /// Rubberduck signs in as a public client (PKCE only).
+    #[arg(skip = Secret::from_env("RUBBERDUCK_OIDC_CLIENT_SECRET"))]
+    pub client_secret: Option<Secret>,
+
+    /// Where the provider sends the browser back to; register it at the provider. Default:
+    /// http://<dashboard address>/login/oidc/callback.
+    #[arg(long = "oidc-redirect-url", env = "RUBBERDUCK_OIDC_REDIRECT_URL")]
+    pub redirect_url: Option<String>,
+
+    /// Label of the sign-in button ("Sign in with <name>").
+    #[arg(
+        long = "oidc-name",
+        env = "RUBBERDUCK_OIDC_NAME",
+        default_value = "Single sign-on"
+    )]
+    pub name: String,
+
+    /// Scopes to ask for, separated by spaces or commas (`openid` is always asked for).
+    #[arg(
+        long = "oidc-scopes",
+        env = "RUBBERDUCK_OIDC_SCOPES",
+        default_value = "openid email profile"
+    )]
+    pub scopes: String,
+
+    /// Email domains allowed to sign in, comma-separated; empty lets in anyone the provider
+    /// vouches for.
+    #[arg(
+        long = "oidc-allowed-domains",
+        env = "RUBBERDUCK_OIDC_ALLOWED_DOMAINS",
+        default_value = ""
+    )]
+    pub allowed_domains: String,
+
+    /// Whether someone without an account gets a member account at their first sign-in
+    /// (true/false); without it an admin creates accounts first.
+    #[arg(
+        long = "oidc-auto-create",
+        env = "RUBBERDUCK_OIDC_AUTO_CREATE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub auto_create: bool,
+}
+
+impl Default for OidcArgs {
+    /// The defaults of the command line: single sign-on off.
+    fn default() -> Self {
+        OidcArgs {
+            issuer: None,
+            client_id: None,
+            client_secret: None,
+            redirect_url: None,
+            name: "Single sign-on".to_owned(),
+            scopes: "openid email profile".to_owned(),
+            allowed_domains: String::new(),
+            auto_create: true,
+        }
+    }
 }
 
 /// A password or token from the environment; never printed, not even in debug output.
@@ -119,6 +199,7 @@ impl Default for ServeArgs {
             admin_email: "admin@localhost".to_owned(),
             admin_password: None,
             bootstrap_token: None,
+            oidc: OidcArgs::default(),
         }
     }
 }
@@ -152,6 +233,17 @@ mod tests {
         assert_eq!(parsed.serve.bind, defaults.bind);
         assert_eq!(parsed.serve.proxy_ports, defaults.proxy_ports);
         assert_eq!(parsed.serve.upstream_timeout, defaults.upstream_timeout);
+        assert_eq!(parsed.serve.oidc.name, defaults.oidc.name);
+        assert_eq!(parsed.serve.oidc.scopes, defaults.oidc.scopes);
+        assert_eq!(parsed.serve.oidc.auto_create, defaults.oidc.auto_create);
+    }
+
+    #[test]
+    fn oidc_auto_create_reads_yes_and_no() {
+        let off = Cli::try_parse_from(["rubberduck", "--oidc-auto-create", "no"]).expect("parses");
+        assert!(!off.serve.oidc.auto_create);
+        let on = Cli::try_parse_from(["rubberduck", "--oidc-auto-create", "true"]).expect("parses");
+        assert!(on.serve.oidc.auto_create);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod integration {
     mod forwarding;
     mod lifecycle;
     mod logs;
+    mod oidc;
     mod pages;
     mod sdk;
     mod telemetry;

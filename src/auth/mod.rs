@@ -1,6 +1,7 @@
 //! Accounts: who may use the dashboard and the API, and what each of them may see. Members see
 //! and manage their own proxies; admins see everything and manage accounts.
 
+pub mod oidc;
 pub mod password;
 pub mod secret;
 mod throttle;
@@ -145,6 +146,10 @@ pub enum AuthError {
     Invalid(FieldError),
     #[error("Only an admin can do that.")]
     Forbidden,
+    #[error(
+        "There is no Rubberduck account for {0}; ask an admin to create one, then sign in again."
+    )]
+    NoAccount(String),
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("cannot hash the password: {0}")]
@@ -303,6 +308,51 @@ impl Accounts {
         };
         self.throttle.succeeded(&email);
         let user = User::try_from(row)?;
+        let cookie_secret = self.open_session(user.id).await?;
+        Ok(NewSession {
+            cookie_secret,
+            user,
+        })
+    }
+
+    /// Signs in someone an identity provider vouched for (see `oidc`): the account with that
+    /// email, or with `create_if_unknown` a new member account. Accounts created this way get
+    /// a random password nobody knows, so they sign in through the provider until an admin
+    /// resets their password.
+    pub async fn sign_in_vouched(
+        &self,
+        email: &str,
+        create_if_unknown: bool,
+    ) -> Result<NewSession, AuthError> {
+        let lookup = email.to_owned();
+        let row = db::run(&self.db, move |conn| {
+            db::accounts::user_by_email(conn, &lookup)
+        })
+        .await?;
+        let user = match row {
+            Some(row) => User::try_from(row)?,
+            None if create_if_unknown => {
+                let unknowable = secret::generate("", 32);
+                match self.insert_user(email, &unknowable, Role::Member).await {
+                    Ok(user) => {
+                        log::info!(
+                            "created the member account {email} at its first single sign-on"
+                        );
+                        user
+                    }
+                    // Two first sign-ins at once: the other one created the account.
+                    Err(error) => {
+                        let lookup = email.to_owned();
+                        let row = db::run(&self.db, move |conn| {
+                            db::accounts::user_by_email(conn, &lookup)
+                        })
+                        .await?;
+                        User::try_from(row.ok_or(error)?)?
+                    }
+                }
+            }
+            None => return Err(AuthError::NoAccount(email.to_owned())),
+        };
         let cookie_secret = self.open_session(user.id).await?;
         Ok(NewSession {
             cookie_secret,

@@ -92,7 +92,7 @@ impl From<RegistryError> for PageError {
 impl From<AuthError> for PageError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Forbidden => PageError::Forbidden(e.to_string()),
+            AuthError::Forbidden | AuthError::NoAccount(_) => PageError::Forbidden(e.to_string()),
             AuthError::NotFound(_) => PageError::NotFound(e.to_string()),
             AuthError::Database(db) => db.into(),
             AuthError::Hashing(_) => PageError::Internal(e.to_string()),

@@ -25,8 +25,15 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Pages anyone may open.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/login" | "/register" | "/favicon.ico")
-        || path.starts_with("/static/")
+    matches!(
+        path,
+        "/healthz"
+            | "/login"
+            | "/login/oidc"
+            | "/login/oidc/callback"
+            | "/register"
+            | "/favicon.ico"
+    ) || path.starts_with("/static/")
 }
 
 fn is_api(path: &str) -> bool {
@@ -271,7 +278,7 @@ fn peer(req: &HttpRequest) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip())
 }
 
-fn is_https(req: &HttpRequest, state: &AppState) -> bool {
+pub(super) fn is_https(req: &HttpRequest, state: &AppState) -> bool {
     state.settings.get().trusts(peer(req))
         && req
             .headers()

@@ -21,6 +21,7 @@ use std::time::Instant;
 use actix_web::web;
 use tokio::sync::watch;
 
+use crate::auth::oidc::Oidc;
 use crate::auth::{Access, Accounts, Caller};
 use crate::db::DbPool;
 use crate::registry::ProxyRegistry;
@@ -33,6 +34,8 @@ pub use guard::{authenticate, security_headers};
 pub struct AppState {
     pub db: DbPool,
     pub accounts: Arc<Accounts>,
+    /// Single sign-on, when configured.
+    pub oidc: Option<Arc<Oidc>>,
     pub settings: Arc<Settings>,
     pub data_dir: PathBuf,
     pub registry: Arc<ProxyRegistry>,
@@ -172,6 +175,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logs/purge", web::post().to(logs_page::purge))
         .route("/login", web::get().to(account::login_page))
         .route("/login", web::post().to(account::login))
+        .route("/login/oidc", web::get().to(account::oidc_start))
+        .route(
+            "/login/oidc/callback",
+            web::get().to(account::oidc_callback),
+        )
         .route("/logout", web::post().to(account::logout))
         .route("/register", web::get().to(account::register_page))
         .route("/register", web::post().to(account::register))
