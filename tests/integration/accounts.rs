@@ -4,7 +4,8 @@ use awc::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::support::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, TEST_TOKEN, TestApp, authorized, id_of, port_of,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Reply, TEST_TOKEN, TestApp, authorized, id_of, no_redirects,
+    port_of,
 };
 use super::upstream::MockUpstream;
 
@@ -15,45 +16,8 @@ struct Session {
     csrf: String,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: awc::http::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
-    }
-}
-
-fn client() -> awc::Client {
-    awc::Client::builder().disable_redirects().finish()
-}
-
-async fn read(
-    mut response: awc::ClientResponse<
-        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
-        + Unpin,
-    >,
-) -> Reply {
-    let body = response.body().limit(4 << 20).await.expect("body");
-    Reply {
-        status: response.status(),
-        headers: response.headers().clone(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
 async fn login_attempt(app: &TestApp, email: &str, password: &str) -> Reply {
-    let response = client()
+    let response = no_redirects()
         .post(app.url("/login"))
         .send_form(&[
             ("email", email),
@@ -62,17 +26,11 @@ async fn login_attempt(app: &TestApp, email: &str, password: &str) -> Reply {
         ])
         .await
         .expect("login posted");
-    read(response).await
+    Reply::read(response).await
 }
 
-fn session_cookie(reply: &Reply) -> Option<String> {
-    reply
-        .headers
-        .get_all("set-cookie")
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("rubberduck_session="))
-        .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
-        .filter(|value| !value.is_empty())
+fn session_cookie_of(reply: &Reply) -> Option<String> {
+    reply.cookie("rubberduck_session")
 }
 
 /// The CSRF token a page hands to HTMX.
@@ -91,7 +49,7 @@ impl Session {
         let set_cookie = reply.header("set-cookie").to_owned();
         assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
         assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
-        let cookie = session_cookie(&reply).expect("a session cookie");
+        let cookie = session_cookie_of(&reply).expect("a session cookie");
         let mut session = Session {
             base: app.base.clone(),
             cookie,
@@ -104,13 +62,13 @@ impl Session {
     }
 
     fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
-        client()
+        no_redirects()
             .request(method, format!("{}{path}", self.base))
             .insert_header(("Cookie", format!("rubberduck_session={}", self.cookie)))
     }
 
     async fn get(&self, path: &str) -> Reply {
-        read(
+        Reply::read(
             self.request(awc::http::Method::GET, path)
                 .send()
                 .await
@@ -123,7 +81,7 @@ impl Session {
     async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let mut fields = fields.to_vec();
         fields.push(("csrf_token", &self.csrf));
-        read(
+        Reply::read(
             self.request(awc::http::Method::POST, path)
                 .send_form(&fields)
                 .await
@@ -134,7 +92,7 @@ impl Session {
 
     /// JSON as a script in the page would send it: the token in the header.
     async fn send_json(&self, method: awc::http::Method, path: &str, body: Value) -> Reply {
-        read(
+        Reply::read(
             self.request(method, path)
                 .insert_header(("X-CSRF-Token", self.csrf.as_str()))
                 .send_json(&body)
@@ -143,6 +101,31 @@ impl Session {
         )
         .await
     }
+}
+
+/// The admin's settings form as it comes filled in, with `changes` made.
+fn settings_form<'a>(changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut fields = vec![
+        ("session_idle_hours", "24"),
+        ("max_proxies_per_user", "0"),
+        ("log_retention_days", "30"),
+        ("proxy_host", "127.0.0.1"),
+        ("trusted_proxies", ""),
+    ];
+    for (name, value) in changes {
+        fields.retain(|(field, _)| field != name);
+        fields.push((name, value));
+    }
+    fields
+}
+
+/// The change-password form.
+fn password_form<'a>(current: &'a str, new: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("current_password", current),
+        ("password", new),
+        ("confirm_password", new),
+    ]
 }
 
 /// Creates an account through the admin's Settings page.
@@ -167,7 +150,14 @@ async fn nothing_but_the_login_page_is_reachable_signed_out() {
         "/settings",
         "/proxies/new",
     ] {
-        let reply = read(client().get(app.url(path)).send().await.expect("sent")).await;
+        let reply = Reply::read(
+            no_redirects()
+                .get(app.url(path))
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
         let location = reply.header("location");
         assert!(location.starts_with("/login"), "{path} → {location}");
@@ -175,8 +165,8 @@ async fn nothing_but_the_login_page_is_reachable_signed_out() {
             assert!(location.contains("next="), "{path} → {location}");
         }
     }
-    let htmx = read(
-        client()
+    let htmx = Reply::read(
+        no_redirects()
             .get(app.url("/proxies/new"))
             .insert_header(("HX-Request", "true"))
             .send()
@@ -187,8 +177,8 @@ async fn nothing_but_the_login_page_is_reachable_signed_out() {
     assert_eq!(htmx.status, StatusCode::UNAUTHORIZED);
     assert!(htmx.header("hx-redirect").starts_with("/login"));
 
-    let post = read(
-        client()
+    let post = Reply::read(
+        no_redirects()
             .post(app.url("/proxies"))
             .send_form(&[("name", "sneaky"), ("provider", "openai")])
             .await
@@ -200,10 +190,24 @@ async fn nothing_but_the_login_page_is_reachable_signed_out() {
     assert_eq!(proxies, json!([]), "nothing was created");
 
     for open in ["/healthz", "/login", "/static/app.css"] {
-        let reply = read(client().get(app.url(open)).send().await.expect("sent")).await;
+        let reply = Reply::read(
+            no_redirects()
+                .get(app.url(open))
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
         assert_eq!(reply.status, StatusCode::OK, "{open}");
     }
-    let login = read(client().get(app.url("/login")).send().await.expect("sent")).await;
+    let login = Reply::read(
+        no_redirects()
+            .get(app.url("/login"))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
     let csp = login.header("content-security-policy");
     assert!(csp.contains("default-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -215,7 +219,14 @@ async fn nothing_but_the_login_page_is_reachable_signed_out() {
 async fn the_api_wants_a_valid_token() {
     let app = TestApp::start().await;
     for path in ["/api/proxies", "/api/logs", "/api/metrics", "/metrics"] {
-        let anonymous = read(client().get(app.url(path)).send().await.expect("sent")).await;
+        let anonymous = Reply::read(
+            no_redirects()
+                .get(app.url(path))
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
         assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(anonymous.header("www-authenticate"), "Bearer");
         if path.starts_with("/api") {
@@ -227,8 +238,8 @@ async fn the_api_wants_a_valid_token() {
                 anonymous.body
             );
         }
-        let wrong = read(
-            client()
+        let wrong = Reply::read(
+            no_redirects()
                 .get(app.url(path))
                 .insert_header(("Authorization", "Bearer rd_not-a-real-token"))
                 .send()
@@ -237,8 +248,8 @@ async fn the_api_wants_a_valid_token() {
         )
         .await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{path}");
-        let right = read(
-            authorized(client().get(app.url(path)))
+        let right = Reply::read(
+            authorized(no_redirects().get(app.url(path)))
                 .send()
                 .await
                 .expect("sent"),
@@ -267,7 +278,7 @@ async fn personal_tokens_are_shown_once_and_can_be_revoked() {
     let list = |token: String| {
         let url = app.url("/api/proxies");
         async move {
-            client()
+            no_redirects()
                 .get(url)
                 .insert_header(("Authorization", format!("Bearer {token}")))
                 .send()
@@ -312,7 +323,7 @@ async fn guessing_passwords_is_throttled() {
             "{}",
             reply.body
         );
-        assert!(session_cookie(&reply).is_none());
+        assert!(session_cookie_of(&reply).is_none());
     }
     let locked = login_attempt(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(
@@ -327,7 +338,7 @@ async fn guessing_passwords_is_throttled() {
         locked.body
     );
     assert!(
-        session_cookie(&locked).is_none(),
+        session_cookie_of(&locked).is_none(),
         "even the right password waits"
     );
     let unknown = login_attempt(&app, "nobody@example.com", "whatever it is").await;
@@ -345,7 +356,7 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
     let admin = Session::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let create = [("name", "From a form"), ("provider", "openai")];
 
-    let forged = read(
+    let forged = Reply::read(
         admin
             .request(awc::http::Method::POST, "/proxies")
             .send_form(&create)
@@ -361,7 +372,7 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
     );
     let mut wrong = create.to_vec();
     wrong.push(("csrf_token", "not-the-token"));
-    let forged = read(
+    let forged = Reply::read(
         admin
             .request(awc::http::Method::POST, "/proxies")
             .send_form(&wrong)
@@ -370,7 +381,7 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
     )
     .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "wrong token");
-    let cross_site = read(
+    let cross_site = Reply::read(
         admin
             .request(awc::http::Method::POST, "/proxies")
             .insert_header(("X-CSRF-Token", admin.csrf.as_str()))
@@ -381,7 +392,7 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
     )
     .await;
     assert_eq!(cross_site.status, StatusCode::FORBIDDEN, "another origin");
-    let fetch_metadata = read(
+    let fetch_metadata = Reply::read(
         admin
             .request(
                 awc::http::Method::DELETE,
@@ -395,7 +406,7 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
     )
     .await;
     assert_eq!(fetch_metadata.status, StatusCode::FORBIDDEN);
-    let api_without_token = read(
+    let api_without_token = Reply::read(
         admin
             .request(awc::http::Method::POST, "/api/proxies")
             .send_json(&json!({"name": "x", "provider": "openai"}))
@@ -413,7 +424,7 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
 
     let plain = admin.post_form("/proxies", &create).await;
     assert_eq!(plain.status, StatusCode::SEE_OTHER, "{}", plain.body);
-    let htmx = read(
+    let htmx = Reply::read(
         admin
             .request(awc::http::Method::POST, "/proxies")
             .insert_header(("X-CSRF-Token", admin.csrf.as_str()))
@@ -674,11 +685,7 @@ async fn passwords_change_and_reset_end_old_sessions() {
     let weak = dan
         .post_form(
             "/settings/password",
-            &[
-                ("current_password", "dan's first password"),
-                ("password", "short"),
-                ("confirm_password", "short"),
-            ],
+            &password_form("dan's first password", "short"),
         )
         .await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -690,11 +697,7 @@ async fn passwords_change_and_reset_end_old_sessions() {
     let wrong = dan
         .post_form(
             "/settings/password",
-            &[
-                ("current_password", "not it at all"),
-                ("password", "dan's second password"),
-                ("confirm_password", "dan's second password"),
-            ],
+            &password_form("not it at all", "dan's second password"),
         )
         .await;
     assert!(
@@ -705,11 +708,7 @@ async fn passwords_change_and_reset_end_old_sessions() {
     let changed = dan
         .post_form(
             "/settings/password",
-            &[
-                ("current_password", "dan's first password"),
-                ("password", "dan's second password"),
-                ("confirm_password", "dan's second password"),
-            ],
+            &password_form("dan's first password", "dan's second password"),
         )
         .await;
     assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
@@ -756,8 +755,8 @@ async fn passwords_change_and_reset_end_old_sessions() {
 #[actix_web::test]
 async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
     let app = TestApp::start().await;
-    let closed = read(
-        client()
+    let closed = Reply::read(
+        no_redirects()
             .get(app.url("/register"))
             .send()
             .await
@@ -765,8 +764,8 @@ async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
     )
     .await;
     assert_eq!(closed.status, StatusCode::SEE_OTHER);
-    let refused = read(
-        client()
+    let refused = Reply::read(
+        no_redirects()
             .post(app.url("/register"))
             .send_form(&[
                 ("email", "eve@example.com"),
@@ -777,7 +776,7 @@ async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
             .expect("sent"),
     )
     .await;
-    assert!(session_cookie(&refused).is_none());
+    assert!(session_cookie_of(&refused).is_none());
     assert_eq!(
         login_attempt(&app, "eve@example.com", "eve's long password")
             .await
@@ -788,16 +787,7 @@ async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
 
     let admin = Session::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let invalid = admin
-        .post_form(
-            "/settings",
-            &[
-                ("session_idle_hours", "0"),
-                ("max_proxies_per_user", "1"),
-                ("log_retention_days", "30"),
-                ("proxy_host", "127.0.0.1"),
-                ("trusted_proxies", ""),
-            ],
-        )
+        .post_form("/settings", &settings_form(&[("session_idle_hours", "0")]))
         .await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
@@ -808,22 +798,21 @@ async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
     let saved = admin
         .post_form(
             "/settings",
-            &[
+            &settings_form(&[
                 ("self_registration", "on"),
                 ("session_idle_hours", "8"),
                 ("max_proxies_per_user", "1"),
                 ("log_retention_days", "7"),
-                ("proxy_host", "127.0.0.1"),
                 ("trusted_proxies", "10.0.0.0/8"),
-            ],
+            ]),
         )
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
     assert!(saved.body.contains("Saved."));
     assert!(saved.body.contains("10.0.0.0/8"));
 
-    let registered = read(
-        client()
+    let registered = Reply::read(
+        no_redirects()
             .post(app.url("/register"))
             .send_form(&[
                 ("email", "eve@example.com"),
@@ -840,7 +829,10 @@ async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
         "{}",
         registered.body
     );
-    assert!(session_cookie(&registered).is_some(), "signed in at once");
+    assert!(
+        session_cookie_of(&registered).is_some(),
+        "signed in at once"
+    );
     let eve = Session::sign_in(&app, "eve@example.com", "eve's long password").await;
     assert!(eve.get("/settings").await.body.contains("member"));
     let first = eve
@@ -922,13 +914,7 @@ async fn trusted_reverse_proxies_reveal_the_client_address_in_logs() {
     let saved = admin
         .post_form(
             "/settings",
-            &[
-                ("session_idle_hours", "24"),
-                ("max_proxies_per_user", "0"),
-                ("log_retention_days", "30"),
-                ("proxy_host", "127.0.0.1"),
-                ("trusted_proxies", "127.0.0.1"),
-            ],
+            &settings_form(&[("trusted_proxies", "127.0.0.1")]),
         )
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);

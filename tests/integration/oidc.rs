@@ -21,7 +21,7 @@ use openidconnect::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::support::{ADMIN_EMAIL, TestApp, port_block};
+use super::support::{ADMIN_EMAIL, Reply, TestApp, no_redirects, port_block};
 
 const CLIENT_ID: &str = "rubberduck-test";
 const CLIENT_SECRET: &str = "mock-client-secret";
@@ -368,43 +368,12 @@ async fn user_info(req: HttpRequest, provider: web::Data<Provider>) -> HttpRespo
 // ---------------------------------------------------------------------------------------------
 // The browser's side.
 
-struct Reply {
-    status: StatusCode,
-    headers: awc::http::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        let prefix = format!("{name}=");
-        self.headers
-            .get_all("set-cookie")
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|c| c.strip_prefix(prefix.as_str()).map(str::to_owned))
-            .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
-            .filter(|value| !value.is_empty())
-    }
-}
-
 async fn get(url: &str, cookie: Option<&str>) -> Reply {
-    let mut request = awc::Client::builder().disable_redirects().finish().get(url);
+    let mut request = no_redirects().get(url);
     if let Some(cookie) = cookie {
         request = request.insert_header(("Cookie", cookie.to_owned()));
     }
-    let mut response = request.send().await.expect("request sent");
-    let body = response.body().limit(4 << 20).await.expect("body read");
-    Reply {
-        status: response.status(),
-        headers: response.headers().clone(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    Reply::read(request.send().await.expect("request sent")).await
 }
 
 /// A sign-in up to the provider's redirect back: the callback URL and the cookie that ties the

@@ -229,3 +229,52 @@ pub fn port_of(proxy: &Value) -> u16 {
 pub fn id_of(proxy: &Value) -> i64 {
     proxy["id"].as_i64().expect("proxy JSON has an id")
 }
+
+/// A response read whole, for tests that look at its status, headers and body together.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub async fn read<S>(mut response: awc::ClientResponse<S>) -> Reply
+    where
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+            + Unpin,
+    {
+        let body = response.body().limit(4 << 20).await.expect("body read");
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The value a `Set-Cookie` gives the cookie `name`, unless it is being cleared.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let prefix = format!("{name}=");
+        self.headers
+            .get_all("set-cookie")
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix(prefix.as_str()).map(str::to_owned))
+            .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+            .filter(|value| !value.is_empty())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+/// A client that shows redirects instead of following them.
+pub fn no_redirects() -> awc::Client {
+    awc::Client::builder().disable_redirects().finish()
+}
