@@ -1,11 +1,13 @@
 //! Rubberduck: a self-hosted LLM caching reverse proxy with failure simulation.
 
 pub mod app;
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod db;
 pub mod faults;
 pub mod gateway;
+pub mod loadtest;
 pub mod providers;
 pub mod registry;
 pub mod telemetry;
