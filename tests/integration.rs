@@ -12,6 +12,7 @@ mod integration {
     mod faults;
     mod forwarding;
     mod lifecycle;
+    mod loadtest;
     mod logs;
     mod pages;
     mod sdk;
