@@ -126,6 +126,7 @@ pub fn main(args: &BenchArgs) -> ExitCode {
 
 /// Everything the phases need: the upstream, the server and its proxies.
 struct Bench {
+    started: Instant,
     sizes: BenchArgs,
     upstream: Upstream,
     server: Server,
@@ -156,7 +157,7 @@ pub fn run(args: &BenchArgs) -> Result<Results, BenchError> {
     // Declared before the server so that it is removed after the server is stopped.
     let data = tempfile::tempdir().map_err(BenchError::DataDir)?;
     let upstream = Upstream::start()?;
-    progress("starting the server under test");
+    progress(started, "starting the server under test");
     let token = format!(
         "bench-{:x}-{:x}",
         std::process::id(),
@@ -164,7 +165,8 @@ pub fn run(args: &BenchArgs) -> Result<Results, BenchError> {
     );
     let server = Server::start(&binary, &data.path().join("data"), &ports, &token)?;
 
-    progress(&format!("creating {IDLE_PROXIES} proxies"));
+    let fresh = system::memory(server.pid())?;
+    progress(started, &format!("creating {IDLE_PROXIES} proxies"));
     let upstream_url = format!("http://{}/v1", upstream.addr);
     let mut proxies = Vec::with_capacity(IDLE_PROXIES);
     for index in 0..IDLE_PROXIES {
@@ -195,6 +197,7 @@ pub fn run(args: &BenchArgs) -> Result<Results, BenchError> {
     let idle = system::memory(server.pid())?;
 
     let bench = Bench {
+        started,
         sizes,
         upstream,
         server,
@@ -202,13 +205,18 @@ pub fn run(args: &BenchArgs) -> Result<Results, BenchError> {
         cache_hit_port,
         cache_hit_id,
     };
-    let mut results = bench.phases(machine, idle)?;
+    let mut results = bench.phases(machine, fresh, idle)?;
     results.total_seconds = started.elapsed().as_secs_f64();
     Ok(results)
 }
 
 impl Bench {
-    fn phases(&self, machine: Machine, idle: system::Memory) -> Result<Results, BenchError> {
+    fn phases(
+        &self,
+        machine: Machine,
+        fresh: system::Memory,
+        idle: system::Memory,
+    ) -> Result<Results, BenchError> {
         let direct = format!("http://{}", self.upstream.addr);
         let cache_off = format!("http://127.0.0.1:{}", self.cache_off_port);
         let cache_hit = format!("http://127.0.0.1:{}", self.cache_hit_port);
@@ -237,6 +245,7 @@ impl Bench {
             None,
         )?;
         let after = system::memory(self.server.pid())?;
+        progress(self.started, "done");
         Ok(Results {
             machine,
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -252,6 +261,7 @@ impl Bench {
             cache_hits: cache["hits"].as_u64().unwrap_or(0),
             cache_misses: cache["misses"].as_u64().unwrap_or(0),
             idle_proxies: IDLE_PROXIES,
+            fresh,
             idle,
             after,
             total_seconds: 0.0,
@@ -267,14 +277,15 @@ impl Bench {
         concurrency: usize,
         stream: bool,
     ) -> Result<Phase, BenchError> {
-        progress(label);
-        if self.sizes.warmup > 0 {
-            loadtest::run(self.plan(
-                url,
-                Load::Requests(self.sizes.warmup),
-                concurrency,
-                stream,
-            )?)?;
+        progress(self.started, label);
+        // Streams last milliseconds each, so they get a tenth of the warm-up.
+        let warmup = if stream {
+            self.sizes.warmup.div_ceil(10)
+        } else {
+            self.sizes.warmup
+        };
+        if warmup > 0 {
+            loadtest::run(self.plan(url, Load::Requests(warmup), concurrency, stream)?)?;
         }
         let before = self.usage()?;
         let report = loadtest::run(self.plan(url, load, concurrency, stream)?)?;
@@ -356,8 +367,8 @@ fn check(label: &str, report: &Report) -> Result<(), BenchError> {
     )))
 }
 
-fn progress(step: &str) {
-    eprintln!("bench: {step}");
+fn progress(started: Instant, step: &str) {
+    eprintln!("bench [{:5.1} s] {step}", started.elapsed().as_secs_f64());
 }
 
 /// A block of ports free right now, below the kernel's ephemeral range so outgoing

@@ -74,6 +74,8 @@ pub struct Results {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub idle_proxies: usize,
+    /// Just started, no proxies yet.
+    pub fresh: Memory,
     pub idle: Memory,
     pub after: Memory,
     pub total_seconds: f64,
@@ -221,33 +223,51 @@ impl Results {
             .map(|phase| {
                 let mut row = vec![phase.row()];
                 row.extend(summary_cells(phase.ttfb(), ms));
+                row.push(phase.latency().map_or("n/a".to_owned(), |s| ms(s.p50)));
                 row
             })
             .collect();
+        let whole = |index: usize| self.streaming[index].latency().map(|s| s.p50);
         streaming_rows.push(vec![
             "overhead of the proxy".to_owned(),
             plus(self.ttfb_overhead(|s| s.p50)),
             plus(self.ttfb_overhead(|s| s.p95)),
             plus(self.ttfb_overhead(|s| s.p99)),
             String::new(),
+            plus(
+                whole(1)
+                    .zip(whole(0))
+                    .map(|(proxied, direct)| proxied - direct),
+            ),
         ]);
 
-        let memory_rows = vec![
+        let memory_row = |label: String, memory: &Memory, kib: u64| {
             vec![
+                label,
+                format!("{:.1}", mib(kib)),
+                memory.threads.to_string(),
+            ]
+        };
+        let memory_rows = vec![
+            memory_row(
+                "just started, no proxies".to_owned(),
+                &self.fresh,
+                self.fresh.rss_kib,
+            ),
+            memory_row(
                 format!(
                     "idle, {} proxies running, before any traffic",
                     self.idle_proxies
                 ),
-                format!("{:.1}", mib(self.idle.rss_kib)),
-            ],
-            vec![
-                "after the run".to_owned(),
-                format!("{:.1}", mib(self.after.rss_kib)),
-            ],
-            vec![
+                &self.idle,
+                self.idle.rss_kib,
+            ),
+            memory_row("after the run".to_owned(), &self.after, self.after.rss_kib),
+            memory_row(
                 "peak during the run (VmHWM)".to_owned(),
-                format!("{:.1}", mib(self.after.peak_kib)),
-            ],
+                &self.after,
+                self.after.peak_kib,
+            ),
         ];
 
         let goal_rows = self
@@ -299,17 +319,18 @@ impl Results {
             },
             Section {
                 title: "Streaming TTFB at 1 connection (ms)".to_owned(),
-                header: vec!["", "p50", "p95", "p99", "max"],
+                header: vec!["", "p50", "p95", "p99", "max", "whole stream p50"],
                 rows: streaming_rows,
                 note: Some(format!(
                     "{} streams per row; the upstream sends its first SSE event at once and \
-                     three more 2 ms apart.",
+                     three more 1 ms apart. TTFB is the time to the first body bytes; the last \
+                     column is the time to the end of the stream.",
                     self.stream_requests
                 )),
             },
             Section {
                 title: "Memory of the server process (MiB)".to_owned(),
-                header: vec!["", "RSS"],
+                header: vec!["", "RSS", "threads"],
                 rows: memory_rows,
                 note: None,
             },

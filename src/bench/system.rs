@@ -17,6 +17,7 @@ pub struct Memory {
     pub rss_kib: u64,
     /// The most ever resident (VmHWM, the high-water mark).
     pub peak_kib: u64,
+    pub threads: u64,
 }
 
 pub fn memory(pid: u32) -> Result<Memory, BenchError> {
@@ -33,6 +34,7 @@ pub fn memory(pid: u32) -> Result<Memory, BenchError> {
     Ok(Memory {
         rss_kib: field("VmRSS:")?,
         peak_kib: field("VmHWM:")?,
+        threads: field("Threads:")?,
     })
 }
 

@@ -30,7 +30,7 @@ const EVENTS: [&str; 4] = [
     "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":2,\"total_tokens\":14}}\n\n",
     "data: [DONE]\n\n",
 ];
-const EVENT_PAUSE: Duration = Duration::from_millis(2);
+const EVENT_PAUSE: Duration = Duration::from_millis(1);
 
 pub struct Upstream {
     pub addr: SocketAddr,
