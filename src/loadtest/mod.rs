@@ -14,7 +14,7 @@ use clap::Args;
 use http::header::{HeaderName, HeaderValue};
 
 pub use engine::{Plan, Target, run};
-pub use report::{ErrorCounts, Report, Summary};
+pub use report::{Report, Summary};
 pub use request::{Bodies, RequestShape, default_model};
 
 use crate::providers::ProviderKind;
@@ -101,7 +101,7 @@ pub struct LoadtestArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Seconds a request may take before it counts as a timeout.
+    /// How long a request may take before it counts as a timeout.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
 
@@ -167,16 +167,22 @@ pub fn plan(args: LoadtestArgs) -> Result<Plan, LoadtestError> {
         vertex_location: args.vertex_location,
     };
     let unique = args.unique.then(run_id);
-    let concurrency = usize::from(args.concurrency);
+    let requests = match (args.requests, args.duration) {
+        (None, None) => Some(DEFAULT_REQUESTS),
+        (requests, _) => requests,
+    };
+    // More connections than requests would only open idle connections.
+    let concurrency = requests.map_or(usize::from(args.concurrency), |n| {
+        usize::try_from(n).map_or(usize::from(args.concurrency), |n| {
+            n.min(usize::from(args.concurrency))
+        })
+    });
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(Plan {
         target,
         bodies: Bodies::new(shape, prompts, unique),
         extra_headers: args.headers,
-        requests: match (args.requests, args.duration) {
-            (None, None) => Some(DEFAULT_REQUESTS),
-            (requests, _) => requests,
-        },
+        requests,
         duration: args.duration,
         concurrency,
         threads: args.threads.map_or(cpus.min(concurrency), usize::from),
