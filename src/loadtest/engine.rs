@@ -94,7 +94,7 @@ pub struct Plan {
 /// The fixed parts of every request, shared by the workers.
 struct Shared {
     plan: Plan,
-    path: String,
+    uri: http::Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     issued: AtomicU64,
     completed: AtomicU64,
@@ -120,10 +120,7 @@ impl Shared {
     fn request(&self, index: u64) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(self.plan.bodies.body(index)));
         *request.method_mut() = Method::POST;
-        // The path is built from URL parts and provider paths that are valid, so this holds.
-        if let Ok(uri) = self.path.parse() {
-            *request.uri_mut() = uri;
-        }
+        *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
         for (name, value) in &self.headers {
             headers.append(name.clone(), value.clone());
@@ -198,13 +195,14 @@ pub fn run(plan: Plan) -> Result<Report, LoadtestError> {
     headers.retain(|(name, _)| !plan.extra_headers.iter().any(|(extra, _)| extra == name));
     headers.extend(plan.extra_headers.iter().cloned());
     let path = format!("{}{}", plan.target.prefix, plan.bodies.shape().path());
+    let uri = path.parse().map_err(|_| LoadtestError::BadPath(path))?;
     let stream = plan.bodies.shape().stream;
     let concurrency = plan.concurrency.max(1);
 
     let started = Instant::now();
     let shared = Arc::new(Shared {
         deadline: plan.duration.map(|d| started + d),
-        path,
+        uri,
         headers,
         issued: AtomicU64::new(0),
         completed: AtomicU64::new(0),

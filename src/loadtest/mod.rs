@@ -30,6 +30,8 @@ pub enum LoadtestError {
     BadUrl(String),
     #[error("only http:// URLs can be load-tested, not {0}://")]
     UnsupportedScheme(String),
+    #[error("“{0}” is not a valid request path (check --model and the --vertex-* flags)")]
+    BadPath(String),
     #[error("cannot resolve {host}: {source}")]
     Resolve {
         host: String,

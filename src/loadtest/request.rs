@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::providers::ProviderKind;
 
 /// Characters boto3 leaves alone in a Bedrock model id; it encodes the rest (`:` becomes `%3A`).
+/// Used for every name put into a path, so that any `--model` gives a valid request.
 const MODEL_ID: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
@@ -63,9 +64,10 @@ impl RequestShape {
                 }
             ),
             ProviderKind::VertexAi => format!(
-                "/v1beta1/projects/{}/locations/{}/publishers/google/models/{model}:{}",
-                self.vertex_project,
-                self.vertex_location,
+                "/v1beta1/projects/{}/locations/{}/publishers/google/models/{}:{}",
+                utf8_percent_encode(&self.vertex_project, MODEL_ID),
+                utf8_percent_encode(&self.vertex_location, MODEL_ID),
+                utf8_percent_encode(model, MODEL_ID),
                 if self.stream {
                     "streamGenerateContent?alt=sse"
                 } else {
@@ -219,6 +221,12 @@ mod tests {
         for (provider, stream, path) in cases {
             assert_eq!(shape(provider, stream).path(), path, "{provider} {stream}");
         }
+        let mut odd = shape(ProviderKind::VertexAi, false);
+        odd.model = "my model/v2".to_owned();
+        assert!(
+            odd.path()
+                .ends_with("/models/my%20model%2Fv2:generateContent")
+        );
     }
 
     #[test]
