@@ -9,12 +9,14 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, middleware, web};
 use tokio::sync::watch;
 
+use crate::auth::{Accounts, AuthError, FirstAdmin};
 use crate::cache::ResponseCache;
 use crate::config::ServeArgs;
 use crate::db::writer::DbWriter;
 use crate::db::{self, DbError, DbPool};
 use crate::gateway::UpstreamSettings;
 use crate::registry::{ProxyRegistry, RegistrySettings};
+use crate::settings::{Settings, SystemSettings};
 use crate::telemetry::{Metrics, Telemetry};
 use crate::web::AppState;
 
@@ -22,6 +24,8 @@ use crate::web::AppState;
 pub enum StartError {
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error("cannot set up accounts: {0}")]
+    Accounts(#[from] AuthError),
     #[error("cannot start the database writer: {0}")]
     Writer(std::io::Error),
     #[error("cannot listen on {addr} for the dashboard: {source}")]
@@ -38,6 +42,7 @@ pub struct Running {
     admin: ServerHandle,
     writer: Arc<DbWriter>,
     flush_task: actix_web::rt::task::JoinHandle<()>,
+    housekeeping_task: actix_web::rt::task::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
     shutdown_sender: watch::Sender<bool>,
     admin_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
@@ -49,8 +54,17 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     // An error only means a provider is already installed (a second start in one process).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pool: DbPool = db::open(&args.data_dir)?;
+    let system =
+        Arc::new(Settings::load(pool.clone(), SystemSettings::defaults(args.proxy_host)).await?);
+    let accounts = Arc::new(Accounts::new(pool.clone(), Arc::clone(&system)));
+    accounts
+        .bootstrap(FirstAdmin {
+            email: args.admin_email.clone(),
+            password: args.admin_password.clone().map(|secret| secret.0),
+            bootstrap_token: args.bootstrap_token.clone().map(|secret| secret.0),
+        })
+        .await?;
     let settings = RegistrySettings {
-        proxy_host: args.proxy_host,
         port_range: args.proxy_ports.clone(),
         reserved_ports: vec![args.bind.port()],
         workers_per_proxy: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
@@ -100,12 +114,26 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
             flushing.flush();
         }
     });
-    let registry = ProxyRegistry::load(pool.clone(), settings, cache, telemetry).await?;
+    let registry = ProxyRegistry::load(
+        pool.clone(),
+        Arc::clone(&system),
+        settings,
+        cache,
+        telemetry,
+    )
+    .await?;
+    let housekeeping_task = actix_web::rt::spawn(housekeeping(
+        pool.clone(),
+        Arc::clone(&system),
+        Arc::clone(&accounts),
+    ));
     let restored = registry.restore().await;
 
     let (shutdown_sender, shutting_down) = watch::channel(false);
     let state = web::Data::new(AppState {
         db: pool,
+        accounts,
+        settings: system,
         data_dir: args.data_dir.clone(),
         registry: Arc::clone(&registry),
         started_at,
@@ -114,6 +142,8 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(middleware::from_fn(crate::web::authenticate))
+            .wrap(crate::web::security_headers())
             .wrap(middleware::Logger::new("%a \"%r\" %s %Dms").log_target("rubberduck::admin"))
             .configure(crate::web::routes)
     })
@@ -141,6 +171,7 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         admin,
         writer,
         flush_task,
+        housekeeping_task,
         writer_thread,
         shutdown_sender,
         admin_task,
@@ -161,11 +192,42 @@ impl Running {
         // Everything queued (cache entries, logs, the last minutes) is written before the
         // process ends.
         self.flush_task.abort();
+        self.housekeeping_task.abort();
         self.registry.telemetry().flush();
         self.writer.stop();
         let writer_thread = self.writer_thread;
         if web::block(move || writer_thread.join()).await.is_err() {
             log::warn!("the database writer did not finish cleanly");
+        }
+    }
+}
+
+/// Daily chores, first a minute after start: logs past the retention period and idle sessions
+/// are deleted.
+async fn housekeeping(db: DbPool, settings: Arc<Settings>, accounts: Arc<Accounts>) {
+    const EVERY: Duration = Duration::from_secs(24 * 3600);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        let retention_days = settings.get().log_retention_days;
+        if retention_days > 0 {
+            let before =
+                (chrono::Utc::now() - chrono::TimeDelta::days(retention_days.into())).naive_utc();
+            match db::run(&db, move |conn| {
+                db::request_logs::purge(conn, before, None, None)
+            })
+            .await
+            {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    log::info!("deleted {deleted} request logs older than {retention_days} days")
+                }
+                Err(e) => log::warn!("cannot purge old request logs: {e}"),
+            }
+        }
+        if let Err(e) = accounts.forget_idle_sessions().await {
+            log::warn!("cannot delete idle sessions: {e}");
         }
     }
 }

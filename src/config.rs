@@ -64,6 +64,42 @@ pub struct ServeArgs {
     /// Memory for the in-memory tier of the response cache, in MiB (SQLite holds the rest).
     #[arg(long, env = "RUBBERDUCK_CACHE_MEMORY_MB", default_value_t = 256)]
     pub cache_memory_mb: u64,
+
+    /// Email of the admin created at the first start.
+    #[arg(
+        long,
+        env = "RUBBERDUCK_ADMIN_EMAIL",
+        default_value = "admin@localhost"
+    )]
+    pub admin_email: String,
+
+    /// Password of the admin created at the first start; without it one is generated and
+    /// printed once. Environment only, so it never shows in the process list.
+    #[arg(skip = Secret::from_env("RUBBERDUCK_ADMIN_PASSWORD"))]
+    pub admin_password: Option<Secret>,
+
+    /// Accepted as an API token of the first admin, for automation. Environment only.
+    #[arg(skip = Secret::from_env("RUBBERDUCK_BOOTSTRAP_TOKEN"))]
+    pub bootstrap_token: Option<Secret>,
+}
+
+/// A password or token from the environment; never printed, not even in debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    fn from_env(name: &str) -> Option<Secret> {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.is_empty())
+            .map(Secret)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
 }
 
 impl ServeArgs {
@@ -84,6 +120,9 @@ impl Default for ServeArgs {
             upstream_timeout: 600,
             max_request_mb: 64,
             cache_memory_mb: 256,
+            admin_email: "admin@localhost".to_owned(),
+            admin_password: None,
+            bootstrap_token: None,
         }
     }
 }

@@ -5,10 +5,12 @@ mod integration {
     pub mod support;
     pub mod upstream;
 
+    mod accounts;
     mod api;
     mod binary;
     mod browser;
     mod cache;
+    mod emulator;
     mod faults;
     mod forwarding;
     mod lifecycle;

@@ -26,6 +26,9 @@ pub struct KeyParts<'a> {
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
     pub partition_by_credential: bool,
+    /// Answered by the emulator: its answers never stand in for a real upstream's (or back)
+    /// when the proxy's upstream changes.
+    pub emulated: bool,
 }
 
 impl CacheKey {
@@ -60,6 +63,9 @@ impl CacheKey {
                 hasher.update(b"raw\0");
                 hasher.update(parts.body);
             }
+        }
+        if parts.emulated {
+            hasher.update(b"\0emulator\0");
         }
         if parts.partition_by_credential {
             hasher.update(b"\0credential\0");
@@ -155,6 +161,7 @@ mod tests {
                 headers: &HeaderMap::new(),
                 body: body.as_bytes(),
                 partition_by_credential: false,
+                emulated: false,
             },
         )
     }
@@ -265,6 +272,7 @@ mod tests {
                     headers: &headers,
                     body: b"{}",
                     partition_by_credential: partition,
+                    emulated: false,
                 },
             )
         };

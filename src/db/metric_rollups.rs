@@ -26,15 +26,21 @@ pub fn since(conn: &mut SqliteConnection, from: NaiveDateTime) -> Result<Vec<Rol
         .load(conn)?)
 }
 
-/// Cost in `[from, until)`, summed in SQL (a month of minutes need not be loaded).
+/// Cost in `[from, until)` of the proxies in `only` (all when `None`), summed in SQL (a month of
+/// minutes need not be loaded).
 pub fn cost_between(
     conn: &mut SqliteConnection,
     from: NaiveDateTime,
     until: NaiveDateTime,
+    only: Option<&[i32]>,
 ) -> Result<f64, DbError> {
-    let total: Option<f64> = dsl::metric_rollups
+    let mut query = dsl::metric_rollups
         .filter(dsl::minute.ge(from).and(dsl::minute.lt(until)))
         .select(diesel::dsl::sum(dsl::cost_usd))
-        .first(conn)?;
+        .into_boxed();
+    if let Some(ids) = only {
+        query = query.filter(dsl::proxy_id.eq_any(ids.to_vec()));
+    }
+    let total: Option<f64> = query.first(conn)?;
     Ok(total.unwrap_or(0.0))
 }

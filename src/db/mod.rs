@@ -1,11 +1,13 @@
 //! SQLite through Diesel: connection setup, embedded migrations and the table-level queries.
 
+pub mod accounts;
 pub mod cache_entries;
 pub mod metric_rollups;
 pub mod models;
 pub mod proxies;
 pub mod request_logs;
 pub mod schema;
+pub mod settings;
 pub mod writer;
 
 use std::path::Path;

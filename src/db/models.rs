@@ -27,6 +27,9 @@ pub struct ProxyRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
+    pub owner_id: Option<i32>,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 #[derive(Debug, Insertable)]
@@ -48,6 +51,9 @@ pub struct NewProxyRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
+    pub owner_id: Option<i32>,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 /// The user-editable settings of a proxy; every field is written (the registry holds the whole
@@ -68,6 +74,8 @@ pub struct ProxySettingsChange {
     pub aws_region: Option<String>,
     pub updated_at: NaiveDateTime,
     pub cache_partition_by_credential: bool,
+    pub emulator_ttft_ms: i32,
+    pub emulator_tokens_per_second: i32,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -84,9 +92,9 @@ pub struct CacheEntryRow {
     pub created_at: NaiveDateTime,
 }
 
-/// A request log row as inserted; `LogRow` adds the id. Nones are written as NULL, which lets
-/// SQLite take many rows in one INSERT.
-#[derive(Debug, Clone, Insertable, serde::Serialize)]
+/// A request log row as inserted; `LogRow` adds the id. Nones are written as NULL, so the
+/// INSERT's SQL is the same for every row and its prepared statement is reused.
+#[derive(Debug, Clone, Default, Insertable, serde::Serialize)]
 #[diesel(table_name = super::schema::request_logs)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct NewLogRow {
@@ -159,4 +167,66 @@ pub struct RollupRow {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::users)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct UserRow {
+    pub id: i32,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::users)]
+pub struct NewUserRow<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::sessions)]
+pub struct NewSessionRow<'a> {
+    pub token_hash: &'a str,
+    pub user_id: i32,
+    pub csrf_token: &'a str,
+    pub created_at: NaiveDateTime,
+    pub last_seen_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::sessions)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct SessionRow {
+    pub id: i32,
+    pub user_id: i32,
+    pub csrf_token: String,
+    pub last_seen_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::api_tokens)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct ApiTokenRow {
+    pub id: i32,
+    pub user_id: i32,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::api_tokens)]
+pub struct NewApiTokenRow<'a> {
+    pub user_id: i32,
+    pub name: &'a str,
+    pub token_hash: &'a str,
+    pub prefix: &'a str,
+    pub created_at: NaiveDateTime,
 }

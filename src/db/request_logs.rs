@@ -12,6 +12,8 @@ use super::schema::request_logs::dsl;
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub proxy_id: Option<i32>,
+    /// Only these proxies' entries (a member's own proxies); `None` for all.
+    pub visible_proxies: Option<Vec<i32>>,
     /// An exact code (`429`) or a class (`4xx`).
     pub status: Option<String>,
     pub cache: Option<String>,
@@ -29,6 +31,9 @@ fn filtered(filter: &LogFilter) -> Boxed<'static> {
     let mut query = dsl::request_logs.into_boxed();
     if let Some(proxy) = filter.proxy_id {
         query = query.filter(dsl::proxy_id.eq(proxy));
+    }
+    if let Some(visible) = filter.visible_proxies.clone() {
+        query = query.filter(dsl::proxy_id.eq_any(visible));
     }
     if let Some(status) = filter.status.as_deref() {
         if let Some(class) = status
@@ -105,15 +110,20 @@ pub fn after(
         .load(conn)?)
 }
 
+/// Deletes entries older than `before`, of one proxy or of every visible one.
 pub fn purge(
     conn: &mut SqliteConnection,
     before: NaiveDateTime,
     proxy_id: Option<i32>,
+    visible_proxies: Option<Vec<i32>>,
 ) -> Result<usize, DbError> {
     let mut query =
         diesel::delete(dsl::request_logs.filter(dsl::timestamp.lt(before))).into_boxed();
     if let Some(proxy) = proxy_id {
         query = query.filter(dsl::proxy_id.eq(proxy));
+    }
+    if let Some(visible) = visible_proxies {
+        query = query.filter(dsl::proxy_id.eq_any(visible));
     }
     Ok(query.execute(conn)?)
 }

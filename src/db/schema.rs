@@ -20,6 +20,9 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         cache_partition_by_credential -> Bool,
+        owner_id -> Nullable<Integer>,
+        emulator_ttft_ms -> Integer,
+        emulator_tokens_per_second -> Integer,
     }
 }
 
@@ -84,5 +87,57 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users (id) {
+        id -> Integer,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Integer,
+        token_hash -> Text,
+        user_id -> Integer,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Integer,
+        user_id -> Integer,
+        name -> Text,
+        token_hash -> Text,
+        prefix -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
 diesel::joinable!(cache_entries -> proxies (proxy_id));
-diesel::allow_tables_to_appear_in_same_query!(cache_entries, metric_rollups, proxies, request_logs);
+diesel::joinable!(proxies -> users (owner_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(api_tokens -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
+    cache_entries,
+    metric_rollups,
+    proxies,
+    request_logs,
+    sessions,
+    settings,
+    users
+);

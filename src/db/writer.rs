@@ -14,7 +14,7 @@ use super::{DbError, DbPool, cache_entries};
 
 const QUEUE_CAPACITY: usize = 10_000;
 const MAX_BATCH: usize = 5_000;
-const LOG_ROWS_PER_INSERT: usize = 1_000;
+const LOG_ROWS_PER_INSERT: usize = 64;
 const GATHER: Duration = Duration::from_millis(50);
 
 pub enum WriteOp {
@@ -85,13 +85,11 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
             }
         }
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
-        match apply(pool, &batch) {
+        let size = batch.len();
+        match apply(pool, batch) {
             Ok(changed) if !changed.is_empty() => on_batch(&changed),
             Ok(_) => {}
-            Err(e) => log::error!(
-                "database writer: a batch of {} writes failed: {e}",
-                batch.len()
-            ),
+            Err(e) => log::error!("database writer: a batch of {size} writes failed: {e}"),
         }
         if stop {
             break;
@@ -100,33 +98,45 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
 }
 
 /// Returns the proxies whose cache entries were added or removed.
-fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
+fn apply(pool: &DbPool, batch: Vec<WriteOp>) -> Result<BTreeSet<i32>, DbError> {
     let mut conn = pool.get()?;
+    let (logs, batch): (Vec<WriteOp>, Vec<WriteOp>) = batch
+        .into_iter()
+        .partition(|op| matches!(op, WriteOp::InsertLog(_)));
+    let logs: Vec<NewLogRow> = logs
+        .into_iter()
+        .filter_map(|op| match op {
+            WriteOp::InsertLog(row) => Some(*row),
+            _ => None,
+        })
+        .collect();
     // A hot entry is hit thousands of times a second: one update per entry per batch.
     let mut hits: HashMap<(i32, [u8; 32]), (i64, NaiveDateTime)> = HashMap::new();
-    for op in batch {
+    for op in &batch {
         if let WriteOp::CacheHit { proxy_id, key, at } = op {
             let entry = hits.entry((*proxy_id, *key)).or_insert((0, *at));
             entry.0 += 1;
             entry.1 = entry.1.max(*at);
         }
     }
-    let logs: Vec<&NewLogRow> = batch
-        .iter()
-        .filter_map(|op| match op {
-            WriteOp::InsertLog(row) => Some(row.as_ref()),
-            _ => None,
-        })
-        .collect();
     conn.transaction(|conn| {
-        // One statement per chunk, kept under SQLite's limit of 32766 bound values.
-        for chunk in logs.chunks(LOG_ROWS_PER_INSERT) {
+        // Many rows per statement, in chunks of one fixed size: Diesel prepares a fixed-size
+        // INSERT once and reuses it, where a Vec of any length would be parsed anew each time.
+        let mut rows = logs.into_iter();
+        while rows.len() >= LOG_ROWS_PER_INSERT {
+            let chunk: [NewLogRow; LOG_ROWS_PER_INSERT] =
+                std::array::from_fn(|_| rows.next().unwrap_or_default());
             diesel::insert_into(super::schema::request_logs::table)
-                .values(chunk.iter().map(|row| (*row).clone()).collect::<Vec<_>>())
+                .values(chunk)
+                .execute(conn)?;
+        }
+        for row in rows {
+            diesel::insert_into(super::schema::request_logs::table)
+                .values(&row)
                 .execute(conn)?;
         }
         let mut changed = BTreeSet::new();
-        for op in batch {
+        for op in &batch {
             match op {
                 WriteOp::StoreCacheEntry(row) => {
                     cache_entries::upsert(conn, row)?;
@@ -146,4 +156,45 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
         }
         Ok(changed)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::prelude::*;
+
+    #[test]
+    fn log_rows_arrive_whole_in_fixed_chunks_and_the_rest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = super::super::open(dir.path()).expect("database");
+        let (writer, thread) = DbWriter::start(pool.clone(), Box::new(|_| {})).expect("writer");
+        // Two full chunks and a remainder.
+        let count = LOG_ROWS_PER_INSERT * 2 + 7;
+        for n in 0..count {
+            let row = NewLogRow {
+                path: format!("/v1/{n}"),
+                cache: "miss".into(),
+                user_agent: (n % 2 == 0).then(|| "even".to_owned()),
+                ..NewLogRow::default()
+            };
+            assert!(writer.submit(WriteOp::InsertLog(Box::new(row))));
+        }
+        writer.stop();
+        thread.join().expect("writer ends");
+        let mut conn = pool.get().expect("connection");
+        use super::super::schema::request_logs::dsl;
+        let paths: Vec<String> = dsl::request_logs
+            .select(dsl::path)
+            .order(dsl::id.asc())
+            .load(&mut conn)
+            .expect("rows");
+        let expected: Vec<String> = (0..count).map(|n| format!("/v1/{n}")).collect();
+        assert_eq!(paths, expected, "every row, in order");
+        let with_agent: i64 = dsl::request_logs
+            .filter(dsl::user_agent.eq("even"))
+            .count()
+            .get_result(&mut conn)
+            .expect("count");
+        assert_eq!(with_agent, i64::try_from(count.div_ceil(2)).expect("small"));
+    }
 }

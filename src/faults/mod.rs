@@ -331,9 +331,15 @@ impl Faults {
     }
 
     /// The client as the filter sees it: the socket peer, or, when the peer is a trusted
-    /// reverse proxy, the nearest untrusted address in `X-Forwarded-For`.
-    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-        let trusted = |ip: IpAddr| self.trusted.iter().any(|r| r.matches(ip));
+    /// reverse proxy (this proxy's own list, or `also_trusted`: the ones trusted everywhere),
+    /// the nearest untrusted address in `X-Forwarded-For`.
+    pub fn client_ip(
+        &self,
+        peer: IpAddr,
+        forwarded_for: Option<&str>,
+        also_trusted: impl Fn(IpAddr) -> bool,
+    ) -> IpAddr {
+        let trusted = |ip: IpAddr| also_trusted(ip) || self.trusted.iter().any(|r| r.matches(ip));
         if !trusted(peer) {
             return peer;
         }
@@ -545,10 +551,18 @@ mod tests {
         ));
         let client: IpAddr = "203.0.113.9".parse().expect("ip");
         assert_eq!(
-            faults.client_ip(LOCAL, Some("198.51.100.1, 203.0.113.9")),
+            faults.client_ip(LOCAL, Some("198.51.100.1, 203.0.113.9"), |_| false),
             client
         );
         let untrusted: IpAddr = "10.9.9.9".parse().expect("ip");
-        assert_eq!(faults.client_ip(untrusted, Some("203.0.113.9")), untrusted);
+        assert_eq!(
+            faults.client_ip(untrusted, Some("203.0.113.9"), |_| false),
+            untrusted
+        );
+        assert_eq!(
+            faults.client_ip(untrusted, Some("203.0.113.9"), |ip| ip == untrusted),
+            "203.0.113.9".parse::<IpAddr>().expect("ip"),
+            "trusted everywhere"
+        );
     }
 }

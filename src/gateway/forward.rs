@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -23,10 +24,12 @@ use super::{InFlight, LiveProxy, ProxyServerState, UpstreamSettings};
 use crate::cache::{
     CacheKey, CachedResponse, KeyParts, MAX_ENTRY_BYTES, ResponseCache, is_content_header,
 };
+use crate::emulator;
 use crate::faults::Decision;
 use crate::providers::UpstreamRequest;
 use crate::providers::Usage;
 use crate::registry::spec::{CacheMode, ProxyId, ProxySpec};
+use crate::settings::Settings;
 use crate::telemetry::{FailureKind, LogDraft, Telemetry, model_of};
 
 /// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed
@@ -178,9 +181,14 @@ fn is_stream(headers: &HeaderMap) -> bool {
 
 /// The failure decisions for this request, and the client address the filter saw; nothing at
 /// all when no kind is switched on.
-fn decide_faults(req: &HttpRequest, live: &LiveProxy) -> (Decision, Option<IpAddr>) {
+fn decide_faults(
+    req: &HttpRequest,
+    live: &LiveProxy,
+    settings: &Settings,
+) -> (Decision, Option<IpAddr>) {
     let faults = live.faults.load();
-    if !faults.is_active() {
+    let everywhere = settings.get();
+    if !faults.is_active() && everywhere.trusted_proxies.is_empty() {
         return (Decision::default(), None);
     }
     let peer = req
@@ -190,7 +198,10 @@ fn decide_faults(req: &HttpRequest, live: &LiveProxy) -> (Decision, Option<IpAdd
         .headers()
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
-    let client = faults.client_ip(peer, forwarded_for);
+    let client = faults.client_ip(peer, forwarded_for, |ip| everywhere.trusts(ip));
+    if !faults.is_active() {
+        return (Decision::default(), Some(client));
+    }
     (faults.decide(client, Instant::now()), Some(client))
 }
 
@@ -289,7 +300,7 @@ async fn pipeline(
     let body = read_body(payload, state.upstream.max_request_bytes).await?;
     let query = Some(req.query_string()).filter(|q| !q.is_empty());
     note(draft, |d| d.request(&body, model_of(req.path(), &body)));
-    let (decision, client_ip) = decide_faults(req, &state.live);
+    let (decision, client_ip) = decide_faults(req, &state.live, &state.settings);
     if let Some(ip) = client_ip {
         note(draft, |d| d.client_ip(ip.to_string()));
     }
@@ -315,6 +326,7 @@ async fn pipeline(
                 headers: req.headers(),
                 body: &body,
                 partition_by_credential: spec.cache.partition_by_credential,
+                emulated: spec.emulated(),
             },
         )
     });
@@ -360,6 +372,10 @@ async fn pipeline(
         return Ok(client_left());
     }
 
+    if spec.emulated() {
+        return Ok(emulate(req, spec, state, in_flight, draft, key, &body).await);
+    }
+
     let url = provider.upstream_url(
         spec,
         &state.provider_state,
@@ -399,58 +415,144 @@ async fn pipeline(
         d.stream(is_stream(response.headers()));
     });
 
-    let mut reply = HttpResponse::build(response.status());
-    let tokens = connection_tokens(response.headers());
-    for (name, value) in response.headers().iter() {
-        if returnable(name, &tokens) {
-            reply.append_header((name.clone(), value.clone()));
-        }
-    }
     let length = response
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let meter = UsageMeter::for_response(provider, response.headers());
-    let recorder = key
-        .filter(|_| response.status().is_success())
-        .map(|key| Recorder {
+    let outgoing = Outgoing::prepare(
+        response.status(),
+        response.headers(),
+        length,
+        spec,
+        state,
+        key,
+    );
+    Ok(outgoing.send(response, state, in_flight, draft))
+}
+
+/// An answer (the upstream's or the emulator's) on its way to the client: its head is ready,
+/// its body is read as it arrives for usage and the cache, and the request is logged once the
+/// body is done.
+struct Outgoing {
+    reply: actix_web::HttpResponseBuilder,
+    meter: UsageMeter,
+    recorder: Option<Recorder>,
+    status: u16,
+    /// `Content-Length`, kept when the body's length is known.
+    length: Option<u64>,
+}
+
+impl Outgoing {
+    fn prepare(
+        status: StatusCode,
+        headers: &HeaderMap,
+        length: Option<u64>,
+        spec: &ProxySpec,
+        state: &ProxyServerState,
+        key: Option<CacheKey>,
+    ) -> Self {
+        let mut reply = HttpResponse::build(status);
+        let tokens = connection_tokens(headers);
+        for (name, value) in headers.iter() {
+            if returnable(name, &tokens) {
+                reply.append_header((name.clone(), value.clone()));
+            }
+        }
+        let meter = UsageMeter::for_response(spec.provider.provider(), headers);
+        let recorder = key.filter(|_| status.is_success()).map(|key| Recorder {
             cache: Arc::clone(&state.cache),
             proxy: spec.id,
             key,
-            status: response.status().as_u16(),
-            headers: response
-                .headers()
+            status: status.as_u16(),
+            headers: headers
                 .iter()
                 .filter(|(name, _)| is_content_header(name.as_str()))
                 .filter_map(|(name, value)| {
                     Some((name.to_string(), value.to_str().ok()?.to_owned()))
                 })
                 .collect(),
-            streamed: is_stream(response.headers()),
+            streamed: is_stream(headers),
             chunks: Vec::new(),
             size: 0,
         });
-    for header in cache_headers(key.as_ref()) {
-        reply.insert_header(header);
+        for header in cache_headers(key.as_ref()) {
+            reply.insert_header(header);
+        }
+        Outgoing {
+            reply,
+            meter,
+            recorder,
+            status: status.as_u16(),
+            length,
+        }
     }
-    let status = response.status().as_u16();
-    let body = MeteredBody {
-        upstream: response,
-        meter: Some(meter),
-        recorder,
-        log: draft.take().map(|draft| PendingLog {
-            draft,
-            telemetry: Arc::clone(&state.telemetry),
-            status,
-            bytes: 0,
-        }),
-        in_flight,
-    };
-    Ok(match length {
-        Some(length) => reply.body(SizedStream::new(length, body)),
-        None => reply.streaming(body),
-    })
+
+    fn send<S>(
+        mut self,
+        body: S,
+        state: &ProxyServerState,
+        in_flight: InFlight,
+        draft: &mut Option<LogDraft>,
+    ) -> HttpResponse
+    where
+        S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+    {
+        let body = MeteredBody {
+            upstream: body,
+            meter: Some(self.meter),
+            recorder: self.recorder,
+            log: draft.take().map(|draft| PendingLog {
+                draft,
+                telemetry: Arc::clone(&state.telemetry),
+                status: self.status,
+                bytes: 0,
+            }),
+            in_flight,
+        };
+        match self.length {
+            Some(length) => self.reply.body(SizedStream::new(length, body)),
+            None => self.reply.streaming(body),
+        }
+    }
+}
+
+/// The emulator answers in the upstream's place: no URL, no credentials, the same metering,
+/// caching and logging. A whole answer waits its generation time first, as a model would.
+async fn emulate(
+    req: &HttpRequest,
+    spec: &ProxySpec,
+    state: &ProxyServerState,
+    in_flight: InFlight,
+    draft: &mut Option<LogDraft>,
+    key: Option<CacheKey>,
+    body: &[u8],
+) -> HttpResponse {
+    note(draft, |d| d.upstream_started = Some(Instant::now()));
+    let reply = emulator::answer(
+        spec.provider,
+        &spec.emulator,
+        req.method(),
+        req.path(),
+        Some(req.query_string()).filter(|q| !q.is_empty()),
+        body,
+    );
+    if !reply.delay.is_zero() && !faults::wait(req, reply.delay).await {
+        return client_left();
+    }
+    note(draft, |d| {
+        d.upstream_answered = Some(Instant::now());
+        d.stream(is_stream(&reply.headers));
+    });
+    let outgoing = Outgoing::prepare(
+        reply.status,
+        &reply.headers,
+        reply.body.length(),
+        spec,
+        state,
+        key,
+    );
+    outgoing.send(reply.body, state, in_flight, draft)
 }
 
 /// The usage a cached answer reports: what each of its hits saved.

@@ -25,6 +25,7 @@ use crate::cache::ResponseCache;
 use crate::faults::Faults;
 use crate::providers::{ProviderState, Usage};
 use crate::registry::spec::ProxySpec;
+use crate::settings::Settings;
 use crate::telemetry::{FailureKind, LogDraft, Telemetry};
 
 /// What a running proxy server reads on every request. The registry swaps `spec` whole when the
@@ -116,6 +117,8 @@ pub struct UpstreamSettings {
 /// Everything one proxy server shares between its workers.
 pub struct ProxyServerState {
     pub live: Arc<LiveProxy>,
+    /// For the reverse proxies trusted everywhere (the client IP behind them).
+    pub settings: Arc<Settings>,
     pub cache: Arc<ResponseCache>,
     pub telemetry: Arc<Telemetry>,
     pub provider_state: ProviderState,

@@ -267,10 +267,21 @@ impl Provider for Bedrock {
     }
 
     /// Converse (`usage.inputTokens`, stream `metadata`), invoke's per-model bodies (Anthropic's
-    /// shape), and the invocation metrics Bedrock appends to a stream's last chunk.
+    /// shape, Llama's `prompt_token_count`, Titan's `inputTextTokenCount` and `results`), and
+    /// the invocation metrics Bedrock appends to a stream's last chunk.
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
         let metrics = "amazon-bedrock-invocationMetrics";
         let mut usage = anthropic_usage(json);
+        if json.get(metrics).is_none() {
+            // Per-model counts; a stream's chunks carry running ones, its metrics the totals.
+            usage.update(Usage {
+                input_tokens: count_at(json, &[&["prompt_token_count"], &["inputTextTokenCount"]]),
+                output_tokens: count_at(json, &[&["generation_token_count"]]).or_else(|| {
+                    json.pointer("/results/0/tokenCount")
+                        .and_then(serde_json::Value::as_u64)
+                }),
+            });
+        }
         usage.update(Usage {
             input_tokens: count_at(
                 json,

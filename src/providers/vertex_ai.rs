@@ -144,8 +144,12 @@ impl Provider for VertexAi {
         &["alt"]
     }
 
-    /// Gemini's `usageMetadata`, or Anthropic's shape from `rawPredict` on Claude models.
+    /// Gemini's `usageMetadata`, or Anthropic's shape from `rawPredict` on Claude models. A
+    /// stream without `alt=sse` is one JSON array whose last chunk has the totals.
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
+        if let Some(last) = json.as_array().and_then(|chunks| chunks.last()) {
+            return self.usage_in(last);
+        }
         let mut usage = anthropic_usage(json);
         usage.update(Usage {
             input_tokens: count_at(json, &[&["usageMetadata", "promptTokenCount"]]),

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::spec::{CacheMode, CacheSettings, ProxySpec};
+use crate::emulator::{self, EmulatorSettings};
 use crate::providers::ProviderKind;
 
 const MAX_NAME_CHARS: usize = 80;
@@ -66,6 +67,13 @@ pub struct CacheInput {
     pub ttl_explicit: bool,
 }
 
+/// The emulator's latency as typed; absent fields keep their value (or the default).
+#[derive(Debug, Clone, Default)]
+pub struct EmulatorInput {
+    pub ttft_ms: Option<i64>,
+    pub tokens_per_second: Option<i64>,
+}
+
 /// Fields absent from a PATCH keep their value; an empty string clears an optional text field.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyInput {
@@ -78,6 +86,7 @@ pub struct ProxyInput {
     pub vertex_service_account_file: Option<String>,
     pub aws_region: Option<String>,
     pub cache: Option<CacheInput>,
+    pub emulator: Option<EmulatorInput>,
 }
 
 impl ProxyInput {
@@ -125,6 +134,7 @@ impl ProxyInput {
                     };
                 }
                 "cache" => input.cache = Some(CacheInput::from_json(value)?),
+                "emulator" => input.emulator = Some(EmulatorInput::from_json(value)?),
                 _ => {
                     return Err(FieldError::new("body", format!("Unknown field “{key}”.")));
                 }
@@ -150,6 +160,10 @@ impl ProxyInput {
                 ttl_seconds: spec.cache.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
                 partition_by_credential: Some(spec.cache.partition_by_credential),
                 ttl_explicit: true,
+            }),
+            emulator: Some(EmulatorInput {
+                ttft_ms: Some(spec.emulator.ttft_ms.into()),
+                tokens_per_second: Some(spec.emulator.tokens_per_second.into()),
             }),
         }
     }
@@ -183,7 +197,54 @@ impl ProxyInput {
                 cache.ttl_seconds = cache_edit.ttl_seconds;
             }
         }
+        if let Some(emulator_edit) = edit.emulator {
+            let emulator = self.emulator.get_or_insert_with(EmulatorInput::default);
+            take(&mut emulator.ttft_ms, emulator_edit.ttft_ms);
+            take(
+                &mut emulator.tokens_per_second,
+                emulator_edit.tokens_per_second,
+            );
+        }
         self
+    }
+}
+
+impl EmulatorInput {
+    fn from_json(value: Value) -> Result<Self, FieldError> {
+        let Value::Object(fields) = value else {
+            return Err(FieldError::new(
+                "emulator",
+                "emulator must be an object with ttft_ms and tokens_per_second.",
+            ));
+        };
+        let mut emulator = EmulatorInput::default();
+        for (key, value) in fields {
+            // Fractions and wrong types become -1, which validation reports against the field.
+            let number = value.as_i64().or_else(|| value.is_number().then_some(-1));
+            match (key.as_str(), number) {
+                ("ttft_ms", Some(n)) => emulator.ttft_ms = Some(n),
+                ("tokens_per_second", Some(n)) => emulator.tokens_per_second = Some(n),
+                ("ttft_ms", None) => {
+                    return Err(FieldError::new(
+                        "emulator.ttft_ms",
+                        "emulator.ttft_ms must be a number of milliseconds.",
+                    ));
+                }
+                ("tokens_per_second", None) => {
+                    return Err(FieldError::new(
+                        "emulator.tokens_per_second",
+                        "emulator.tokens_per_second must be a number.",
+                    ));
+                }
+                (other, _) => {
+                    return Err(FieldError::new(
+                        "emulator",
+                        format!("Unknown emulator field “{other}”."),
+                    ));
+                }
+            }
+        }
+        Ok(emulator)
     }
 }
 
@@ -268,6 +329,7 @@ pub struct ValidProxy {
     pub vertex_service_account_file: Option<String>,
     pub aws_region: Option<String>,
     pub cache: CacheSettings,
+    pub emulator: EmulatorSettings,
 }
 
 /// Checks every field and reports every problem, so a form can show them all at once.
@@ -340,7 +402,7 @@ pub fn validate(
     if provider == Some(ProviderKind::AzureOpenai) && upstream_url.is_none() {
         errors.push(FieldError::new(
             "upstream_url",
-            "Azure OpenAI needs your resource endpoint as upstream URL, e.g. https://my-resource.openai.azure.com",
+            "Azure OpenAI needs your resource endpoint as upstream URL, e.g. https://my-resource.openai.azure.com (or the built-in emulator).",
         ));
     }
 
@@ -383,6 +445,11 @@ pub fn validate(
         }
     };
 
+    let emulator = validate_emulator(input.emulator.as_ref()).unwrap_or_else(|e| {
+        errors.extend(e);
+        EmulatorSettings::default()
+    });
+
     match provider {
         Some(provider) if errors.is_empty() => Ok(ValidProxy {
             name: name.to_owned(),
@@ -394,6 +461,7 @@ pub fn validate(
             vertex_service_account_file,
             aws_region,
             cache,
+            emulator,
         }),
         _ => Err(errors),
     }
@@ -475,10 +543,13 @@ fn validate_upstream(url: Option<&str>) -> Result<Option<String>, FieldError> {
     let Some(url) = optional_text(url) else {
         return Ok(None);
     };
+    if url.eq_ignore_ascii_case(emulator::UPSTREAM) {
+        return Ok(Some(emulator::UPSTREAM.to_owned()));
+    }
     let invalid = || {
         FieldError::new(
             "upstream_url",
-            format!("“{url}” is not an http:// or https:// URL."),
+            format!("“{url}” is not an http:// or https:// URL, or “emulator”."),
         )
     };
     let uri: Uri = url.parse().map_err(|_| invalid())?;
@@ -493,6 +564,54 @@ fn validate_upstream(url: Option<&str>) -> Result<Option<String>, FieldError> {
         ));
     }
     Ok(Some(url.trim_end_matches('/').to_owned()))
+}
+
+fn validate_emulator(input: Option<&EmulatorInput>) -> Result<EmulatorSettings, Vec<FieldError>> {
+    let defaults = EmulatorSettings::default();
+    let Some(input) = input else {
+        return Ok(defaults);
+    };
+    let mut errors = Vec::new();
+    let ttft_ms = match input.ttft_ms {
+        None => defaults.ttft_ms,
+        Some(ms) => u32::try_from(ms)
+            .ok()
+            .filter(|ms| *ms <= EmulatorSettings::MAX_TTFT_MS)
+            .unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "emulator.ttft_ms",
+                    format!(
+                        "Time to first token must be a whole number of milliseconds from 0 to {}.",
+                        EmulatorSettings::MAX_TTFT_MS
+                    ),
+                ));
+                defaults.ttft_ms
+            }),
+    };
+    let tokens_per_second = match input.tokens_per_second {
+        None => defaults.tokens_per_second,
+        Some(tps) => u32::try_from(tps)
+            .ok()
+            .filter(|tps| (1..=EmulatorSettings::MAX_TOKENS_PER_SECOND).contains(tps))
+            .unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "emulator.tokens_per_second",
+                    format!(
+                        "Tokens per second must be a whole number from 1 to {}.",
+                        EmulatorSettings::MAX_TOKENS_PER_SECOND
+                    ),
+                ));
+                defaults.tokens_per_second
+            }),
+    };
+    if errors.is_empty() {
+        Ok(EmulatorSettings {
+            ttft_ms,
+            tokens_per_second,
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 fn validate_cache(cache: Option<&CacheInput>) -> Result<CacheSettings, FieldError> {
@@ -597,6 +716,26 @@ mod tests {
         assert_eq!(
             validate(&tagged, &RANGE).map(|v| v.tags).ok(),
             Some(vec!["ci".to_owned(), "prod".to_owned()])
+        );
+    }
+
+    #[test]
+    fn the_emulator_is_an_upstream_with_checked_latency() {
+        let mut azure = input("a", "azure_openai");
+        azure.upstream_url = Some(" Emulator ".into());
+        let valid = validate(&azure, &RANGE).ok();
+        assert_eq!(
+            valid.and_then(|v| v.upstream_url).as_deref(),
+            Some("emulator"),
+            "satisfies Azure's need for an endpoint"
+        );
+        azure.emulator = Some(EmulatorInput {
+            ttft_ms: Some(-1),
+            tokens_per_second: Some(0),
+        });
+        assert_eq!(
+            fields(validate(&azure, &RANGE)),
+            ["emulator.ttft_ms", "emulator.tokens_per_second"]
         );
     }
 

@@ -17,12 +17,14 @@ use chrono::Utc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::auth::{Access, UserId};
 use crate::cache::{CacheCounts, ResponseCache};
 use crate::db::models::{NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
 use crate::faults::{FailureConfig, Faults};
 use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
 use crate::providers::ProviderState;
+use crate::settings::Settings;
 use crate::telemetry::{RecentTraffic, Telemetry};
 use input::{FieldError, ProxyInput, ValidProxy, validate};
 use spec::{ProxyId, ProxySpec};
@@ -67,7 +69,6 @@ impl ProxyStatus {
 /// How the registry runs proxy servers.
 #[derive(Debug, Clone)]
 pub struct RegistrySettings {
-    pub proxy_host: IpAddr,
     pub port_range: RangeInclusive<u16>,
     /// Ports auto-assignment never hands out (the dashboard's own port).
     pub reserved_ports: Vec<u16>,
@@ -168,6 +169,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub struct ProxyRegistry {
     db: DbPool,
+    /// The admin's settings; the proxy bind host is read from them at each start.
+    system: Arc<Settings>,
     cache: Arc<ResponseCache>,
     telemetry: Arc<Telemetry>,
     settings: RegistrySettings,
@@ -188,6 +191,7 @@ impl ProxyRegistry {
     /// that were running.
     pub async fn load(
         db: DbPool,
+        system: Arc<Settings>,
         settings: RegistrySettings,
         cache: Arc<ResponseCache>,
         telemetry: Arc<Telemetry>,
@@ -215,6 +219,7 @@ impl ProxyRegistry {
         let (events, _) = broadcast::channel(256);
         Ok(Arc::new_cyclic(|me| ProxyRegistry {
             db,
+            system,
             cache,
             telemetry,
             settings,
@@ -230,7 +235,7 @@ impl ProxyRegistry {
     pub async fn restore(&self) -> usize {
         for (id, proxy) in self.entries() {
             let wanted = lock(&proxy.runtime).desired_running;
-            if wanted && let Err(e) = self.start(id).await {
+            if wanted && let Err(e) = self.start(id, Access::All).await {
                 log::error!("cannot restore proxy {id}: {e}");
             }
         }
@@ -239,6 +244,11 @@ impl ProxyRegistry {
 
     pub fn settings(&self) -> &RegistrySettings {
         &self.settings
+    }
+
+    /// Where proxy ports listen (a changed setting applies to each proxy at its next start).
+    pub fn proxy_host(&self) -> IpAddr {
+        self.system.get().proxy_host
     }
 
     pub fn cache(&self) -> &Arc<ResponseCache> {
@@ -299,9 +309,41 @@ impl ProxyRegistry {
         Ok(self.snapshot(&proxy))
     }
 
-    pub fn totals(&self) -> Totals {
+    /// The proxies `access` may see.
+    pub fn list_for(&self, access: Access) -> Vec<ProxySnapshot> {
+        self.entries()
+            .iter()
+            .filter(|(_, proxy)| access.allows(proxy.live.spec.load().owner))
+            .map(|(_, proxy)| self.snapshot(proxy))
+            .collect()
+    }
+
+    /// A proxy `access` may see; another user's proxy is "not found", so ids reveal nothing.
+    pub fn get_for(&self, id: ProxyId, access: Access) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry_for(id, access)?;
+        Ok(self.snapshot(&proxy))
+    }
+
+    fn entry_for(&self, id: ProxyId, access: Access) -> Result<Arc<ManagedProxy>, RegistryError> {
+        let proxy = self.entry(id)?;
+        if access.allows(proxy.live.spec.load().owner) {
+            Ok(proxy)
+        } else {
+            Err(RegistryError::NotFound(id))
+        }
+    }
+
+    /// How many proxies `owner` has (for the per-user limit).
+    pub fn count_owned_by(&self, owner: UserId) -> usize {
+        self.entries()
+            .iter()
+            .filter(|(_, proxy)| proxy.live.spec.load().owner == owner)
+            .count()
+    }
+
+    pub fn totals(&self, access: Access) -> Totals {
         let mut totals = Totals::default();
-        for proxy in self.list() {
+        for proxy in self.list_for(access) {
             totals.total += 1;
             match proxy.status {
                 ProxyStatus::Running | ProxyStatus::Starting => totals.running += 1,
@@ -324,17 +366,23 @@ impl ProxyRegistry {
 impl ProxyRegistry {
     /// Creates a proxy and, unless `start` is false, starts it. A port busy in the OS is accepted
     /// with a warning (the user may be about to free it); the proxy then shows the bind error.
-    pub async fn create(&self, input: &ProxyInput, start: bool) -> Result<Created, RegistryError> {
+    pub async fn create(
+        &self,
+        input: &ProxyInput,
+        start: bool,
+        owner: UserId,
+        access: Access,
+    ) -> Result<Created, RegistryError> {
         let valid = validate(input, &self.settings.port_range).map_err(RegistryError::Invalid)?;
         let assignment = self.port_assignment.lock().await;
         let port = match valid.port {
             Some(port) => {
-                self.check_port_unclaimed(port, None)?;
+                self.check_port_unclaimed(port, None, access)?;
                 port
             }
             None => self.free_port()?,
         };
-        let warning = (!ports::is_free_in_os(self.settings.proxy_host, port)).then(|| {
+        let warning = (!ports::is_free_in_os(self.proxy_host(), port)).then(|| {
             format!("Port {port} is in use by another program right now; the proxy cannot start until it is free.")
         });
         let now = Utc::now().naive_utc();
@@ -355,6 +403,9 @@ impl ProxyRegistry {
             created_at: now,
             updated_at: now,
             cache_partition_by_credential: valid.cache.partition_by_credential,
+            owner_id: Some(owner.0),
+            emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
+            emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
         };
         let row = db::run(&self.db, move |conn| db::proxies::insert(conn, &row)).await?;
         let spec = ProxySpec::try_from(row)?;
@@ -375,7 +426,7 @@ impl ProxyRegistry {
         log::info!("created proxy {id} “{}” on port {port}", valid.name);
         self.emit(RegistryEvent::Added(id));
         let snapshot = if start {
-            self.start(id).await?
+            self.start(id, Access::All).await?
         } else {
             self.get(id)?
         };
@@ -383,12 +434,13 @@ impl ProxyRegistry {
     }
 
     /// A copy of a proxy's settings under a new name and a free port, stopped.
-    pub async fn duplicate(&self, id: ProxyId) -> Result<Created, RegistryError> {
-        let original = self.get(id)?.spec;
+    /// The copy belongs to the original's owner.
+    pub async fn duplicate(&self, id: ProxyId, access: Access) -> Result<Created, RegistryError> {
+        let original = self.get_for(id, access)?.spec;
         let mut input = ProxyInput::from_spec(&original);
         input.name = Some(copy_name(&original.name));
         input.port = None;
-        self.create(&input, false).await
+        self.create(&input, false, original.owner, access).await
     }
 
     /// Applies an edit. Everything but the port takes effect at once on a running proxy; a new
@@ -397,8 +449,9 @@ impl ProxyRegistry {
         &self,
         id: ProxyId,
         edit: ProxyInput,
+        access: Access,
     ) -> Result<ProxySnapshot, RegistryError> {
-        let proxy = self.entry(id)?;
+        let proxy = self.entry_for(id, access)?;
         let current = proxy.live.spec.load_full();
         if edit
             .provider
@@ -415,7 +468,7 @@ impl ProxyRegistry {
         let assignment = self.port_assignment.lock().await;
         let port = valid.port.unwrap_or(current.port);
         if port != current.port {
-            self.check_port_unclaimed(port, Some(id))?;
+            self.check_port_unclaimed(port, Some(id), access)?;
         }
         let change = ProxySettingsChange {
             name: valid.name.clone(),
@@ -430,6 +483,8 @@ impl ProxyRegistry {
             aws_region: valid.aws_region.clone(),
             updated_at: Utc::now().naive_utc(),
             cache_partition_by_credential: valid.cache.partition_by_credential,
+            emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
+            emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
         };
         db::run(&self.db, move |conn| {
             db::proxies::update_settings(conn, id.0, &change)
@@ -444,6 +499,7 @@ impl ProxyRegistry {
             cache: valid.cache,
             vertex_service_account_file: valid.vertex_service_account_file,
             aws_region: valid.aws_region,
+            emulator: valid.emulator,
             ..(*current).clone()
         }));
         drop(assignment);
@@ -457,8 +513,9 @@ impl ProxyRegistry {
         &self,
         id: ProxyId,
         config: FailureConfig,
+        access: Access,
     ) -> Result<ProxySnapshot, RegistryError> {
-        let proxy = self.entry(id)?;
+        let proxy = self.entry_for(id, access)?;
         config
             .validate()
             .map_err(|e| RegistryError::Invalid(vec![e]))?;
@@ -481,8 +538,8 @@ impl ProxyRegistry {
         Ok(self.snapshot(&proxy))
     }
 
-    pub async fn delete(&self, id: ProxyId) -> Result<(), RegistryError> {
-        let proxy = self.entry(id)?;
+    pub async fn delete(&self, id: ProxyId, access: Access) -> Result<(), RegistryError> {
+        let proxy = self.entry_for(id, access)?;
         let _lifecycle = proxy.lifecycle.lock().await;
         if lock(&proxy.runtime).status.is_active() {
             return Err(RegistryError::Running(proxy.live.spec.load().name.clone()));
@@ -500,22 +557,31 @@ impl ProxyRegistry {
 
     /// Starts the proxy's server. A port that cannot be bound is not an API error: the proxy
     /// goes to status `error` with a message naming the port.
-    pub async fn start(&self, id: ProxyId) -> Result<ProxySnapshot, RegistryError> {
-        let proxy = self.entry(id)?;
+    pub async fn start(&self, id: ProxyId, access: Access) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry_for(id, access)?;
         let _lifecycle = proxy.lifecycle.lock().await;
         self.start_locked(id, &proxy).await
     }
 
-    pub async fn stop(&self, id: ProxyId, graceful: bool) -> Result<ProxySnapshot, RegistryError> {
-        let proxy = self.entry(id)?;
+    pub async fn stop(
+        &self,
+        id: ProxyId,
+        graceful: bool,
+        access: Access,
+    ) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry_for(id, access)?;
         let _lifecycle = proxy.lifecycle.lock().await;
         self.stop_server(id, &proxy, graceful).await;
         self.persist_desired(id, &proxy, false).await?;
         Ok(self.snapshot(&proxy))
     }
 
-    pub async fn restart(&self, id: ProxyId) -> Result<ProxySnapshot, RegistryError> {
-        let proxy = self.entry(id)?;
+    pub async fn restart(
+        &self,
+        id: ProxyId,
+        access: Access,
+    ) -> Result<ProxySnapshot, RegistryError> {
+        let proxy = self.entry_for(id, access)?;
         let _lifecycle = proxy.lifecycle.lock().await;
         self.stop_server(id, &proxy, true).await;
         self.start_locked(id, &proxy).await
@@ -542,9 +608,10 @@ impl ProxyRegistry {
         self.set_status(id, proxy, ProxyStatus::Starting, None);
         let spec = proxy.live.spec.load_full();
         let port = spec.port;
-        let outcome = ports::bind(self.settings.proxy_host, port).and_then(|listener| {
+        let outcome = ports::bind(self.proxy_host(), port).and_then(|listener| {
             let server_state = Arc::new(ProxyServerState {
                 live: Arc::clone(&proxy.live),
+                settings: Arc::clone(&self.system),
                 cache: Arc::clone(&self.cache),
                 telemetry: Arc::clone(&self.telemetry),
                 provider_state: ProviderState::load(spec.provider),
@@ -581,10 +648,7 @@ impl ProxyRegistry {
                     }
                 });
                 self.set_status(id, proxy, ProxyStatus::Running, None);
-                log::info!(
-                    "proxy {id} listening on {}:{port}",
-                    self.settings.proxy_host
-                );
+                log::info!("proxy {id} listening on {}:{port}", self.proxy_host());
                 None
             }
             Err(message) => {
@@ -674,10 +738,12 @@ impl ProxyRegistry {
     }
 
     /// A port is claimed when another proxy is configured for it or still listens on it.
+    /// Another user's proxy is not named: its name is theirs.
     fn check_port_unclaimed(
         &self,
         port: u16,
         except: Option<ProxyId>,
+        access: Access,
     ) -> Result<(), RegistryError> {
         if self.settings.reserved_ports.contains(&port) {
             return Err(RegistryError::Invalid(vec![FieldError::new(
@@ -688,21 +754,29 @@ impl ProxyRegistry {
         let claimed_by = self.list().into_iter().find(|p| {
             Some(p.spec.id) != except && (p.spec.port == port || p.listening_port == Some(port))
         });
-        match claimed_by {
-            Some(other) => Err(RegistryError::Invalid(vec![FieldError::new(
-                "port",
-                format!(
-                    "Port {port} is already used by proxy “{}”. Leave the port empty to auto-assign a free one.",
-                    other.spec.name
-                ),
-            )])),
-            None => Ok(()),
-        }
+        let user = match claimed_by {
+            None => return Ok(()),
+            Some(other) if access.allows(other.spec.owner) => {
+                format!("proxy “{}”", other.spec.name)
+            }
+            Some(_) => "another user's proxy".to_owned(),
+        };
+        Err(RegistryError::Invalid(vec![FieldError::new(
+            "port",
+            format!(
+                "Port {port} is already used by {user}. Leave the port empty to auto-assign a free one."
+            ),
+        )]))
     }
 
     /// Feedback on a port as the user types it: `Err` when it cannot be used, `Ok(Some(_))` when
     /// it can be saved but is busy in the OS right now.
-    pub fn check_port(&self, text: &str, proxy: Option<ProxyId>) -> Result<Option<String>, String> {
+    pub fn check_port(
+        &self,
+        text: &str,
+        proxy: Option<ProxyId>,
+        access: Access,
+    ) -> Result<Option<String>, String> {
         if text.is_empty() {
             return Ok(None);
         }
@@ -718,14 +792,14 @@ impl ProxyRegistry {
             Ok(valid) => valid.port.unwrap_or_default(),
         };
         let own_port = proxy
-            .and_then(|id| self.get(id).ok())
+            .and_then(|id| self.get_for(id, access).ok())
             .and_then(|p| p.listening_port);
         if own_port == Some(port) {
             return Ok(None);
         }
-        self.check_port_unclaimed(port, proxy)
+        self.check_port_unclaimed(port, proxy, access)
             .map_err(|e| e.to_string())?;
-        if ports::is_free_in_os(self.settings.proxy_host, port) {
+        if ports::is_free_in_os(self.proxy_host(), port) {
             Ok(None)
         } else {
             Ok(Some(format!(
@@ -747,7 +821,7 @@ impl ProxyRegistry {
             .find(|port| {
                 !claimed.contains(port)
                     && !self.settings.reserved_ports.contains(port)
-                    && ports::is_free_in_os(self.settings.proxy_host, *port)
+                    && ports::is_free_in_os(self.proxy_host(), *port)
             })
             .ok_or_else(|| {
                 RegistryError::Invalid(vec![FieldError::new(
@@ -760,6 +834,11 @@ impl ProxyRegistry {
                 )])
             })
     }
+}
+
+/// Validation bounds the emulator settings far below `i32::MAX`.
+fn emulator_column(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 fn tags_json(tags: &[String]) -> String {

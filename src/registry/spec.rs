@@ -6,8 +6,10 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::UserId;
 use crate::db::DbError;
 use crate::db::models::ProxyRow;
+use crate::emulator::{self, EmulatorSettings};
 use crate::faults::FailureConfig;
 use crate::providers::ProviderKind;
 
@@ -84,10 +86,18 @@ pub struct ProxySpec {
     pub failure_config: FailureConfig,
     pub vertex_service_account_file: Option<String>,
     pub aws_region: Option<String>,
+    /// How fast the emulator answers, when it is the upstream.
+    pub emulator: EmulatorSettings,
     pub created_at: DateTime<Utc>,
+    pub owner: UserId,
 }
 
 impl ProxySpec {
+    /// Whether the built-in emulator answers instead of an upstream.
+    pub fn emulated(&self) -> bool {
+        self.upstream_url.as_deref() == Some(emulator::UPSTREAM)
+    }
+
     /// The upstream this proxy forwards to: the override, else the provider's default.
     pub fn effective_upstream(&self) -> Option<&str> {
         self.upstream_url
@@ -123,6 +133,15 @@ impl TryFrom<ProxyRow> for ProxySpec {
                 .and_then(|json| FailureConfig::from_json(json).ok())
                 .filter(|config| config.validate().is_ok())
                 .ok_or_else(|| corrupt("failure config is not valid"))?,
+            owner: UserId(row.owner_id.ok_or_else(|| corrupt("no owner"))?),
+            emulator: EmulatorSettings {
+                ttft_ms: u32::try_from(row.emulator_ttft_ms)
+                    .map_err(|_| corrupt("negative emulator time to first token"))?,
+                tokens_per_second: u32::try_from(row.emulator_tokens_per_second)
+                    .ok()
+                    .filter(|tps| *tps > 0)
+                    .ok_or_else(|| corrupt("emulator tokens per second not positive"))?,
+            },
             name: row.name,
             description: row.description,
             upstream_url: row.upstream_url,

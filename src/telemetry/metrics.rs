@@ -275,15 +275,15 @@ impl Metrics {
         rows
     }
 
-    /// Per-minute totals from `from` on, per proxy (all proxies when `proxy` is `None`).
+    /// Per-minute totals from `from` on, of the proxies in `only` (all when `None`).
     pub fn minutes_since(
         &self,
         from: NaiveDateTime,
-        proxy: Option<i32>,
+        only: Option<&[i32]>,
     ) -> BTreeMap<NaiveDateTime, Rollup> {
         let mut series: BTreeMap<NaiveDateTime, Rollup> = BTreeMap::new();
-        for ((minute, owner), rollup) in lock(&self.minutes).range((from, i32::MIN)..) {
-            if proxy.is_none_or(|p| p == *owner) {
+        for ((minute, proxy), rollup) in lock(&self.minutes).range((from, i32::MIN)..) {
+            if only.is_none_or(|ids| ids.contains(proxy)) {
                 series.entry(*minute).or_default().merge(rollup);
             }
         }
@@ -292,7 +292,7 @@ impl Metrics {
 
     /// Requests per minute over the last five minutes, and the error rate over the last hour.
     pub fn recent(&self, proxy: i32, now: DateTime<Utc>) -> RecentTraffic {
-        let hour = self.minutes_since(minute_of(now - ChronoDuration::minutes(59)), Some(proxy));
+        let hour = self.minutes_since(minute_of(now - ChronoDuration::minutes(59)), Some(&[proxy]));
         let five_from = minute_of(now - ChronoDuration::minutes(4));
         let last_five: u64 = hour.range(five_from..).map(|(_, r)| r.requests).sum();
         let (requests, errors) = hour
@@ -305,23 +305,32 @@ impl Metrics {
     }
 
     /// In-memory minutes overlaid on stored ones (memory is newer), merged into one total.
-    pub fn total_with(&self, stored: &[RollupRow], from: NaiveDateTime) -> Rollup {
+    /// Only the proxies in `only` count (all when `None`).
+    pub fn total_with(
+        &self,
+        stored: &[RollupRow],
+        from: NaiveDateTime,
+        only: Option<&[i32]>,
+    ) -> Rollup {
+        let counts = |proxy: &i32| only.is_none_or(|ids| ids.contains(proxy));
         let memory = lock(&self.minutes);
         let mut total = Rollup::default();
         for row in stored {
-            if !memory.contains_key(&(row.minute, row.proxy_id)) {
+            if counts(&row.proxy_id) && !memory.contains_key(&(row.minute, row.proxy_id)) {
                 total.merge(&Rollup::from_row(row));
             }
         }
-        for ((minute, _), rollup) in memory.range((from, i32::MIN)..) {
-            let _ = minute;
-            total.merge(rollup);
+        for ((_, proxy), rollup) in memory.range((from, i32::MIN)..) {
+            if counts(proxy) {
+                total.merge(rollup);
+            }
         }
         total
     }
 
-    /// The Prometheus text exposition.
-    pub fn prometheus(&self, in_flight: usize, dropped: u64) -> String {
+    /// The Prometheus text exposition of the proxies in `only` (all when `None`).
+    pub fn prometheus(&self, in_flight: usize, dropped: u64, only: Option<&[i32]>) -> String {
+        let shown = |proxy: &i32| only.is_none_or(|ids| ids.contains(proxy));
         let prometheus = lock(&self.prometheus);
         let mut out = String::new();
         let label = |value: &str| {
@@ -337,7 +346,11 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE rubberduck_requests_total counter");
         let unknown = (String::new(), String::new());
         let names = |proxy: i32| prometheus.names.get(&proxy).unwrap_or(&unknown);
-        let mut series: Vec<_> = prometheus.requests.iter().collect();
+        let mut series: Vec<_> = prometheus
+            .requests
+            .iter()
+            .filter(|(s, _)| shown(&s.proxy))
+            .collect();
         series.sort_by_key(|(s, _)| (s.proxy, s.status, s.cache));
         for (s, count) in series {
             let (proxy, provider) = names(s.proxy);
@@ -386,7 +399,11 @@ impl Metrics {
             "# HELP rubberduck_injected_failures_total Failures injected by failure simulation."
         );
         let _ = writeln!(out, "# TYPE rubberduck_injected_failures_total counter");
-        let mut injected: Vec<_> = prometheus.injected.iter().collect();
+        let mut injected: Vec<_> = prometheus
+            .injected
+            .iter()
+            .filter(|((proxy, _), _)| shown(proxy))
+            .collect();
         injected.sort();
         for ((proxy, kind), count) in injected {
             let _ = writeln!(

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::views::{ProxyHost, ProxyJson};
+use crate::auth::Caller;
 use crate::db;
 use crate::faults::FailureConfig;
 use crate::providers::ProviderKind;
@@ -75,15 +76,19 @@ pub async fn providers() -> HttpResponse {
 fn proxy_json(req: &HttpRequest, state: &AppState, snapshot: &ProxySnapshot) -> ProxyJson {
     ProxyJson::new(
         snapshot,
-        &ProxyHost::for_request(req, state.registry.settings()),
+        &ProxyHost::for_request(req, state.registry.proxy_host()),
     )
 }
 
-pub async fn list_proxies(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let host = ProxyHost::for_request(&req, state.registry.settings());
+pub async fn list_proxies(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> HttpResponse {
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
     let proxies: Vec<ProxyJson> = state
         .registry
-        .list()
+        .list_for(caller.access())
         .iter()
         .map(|snapshot| ProxyJson::new(snapshot, &host))
         .collect();
@@ -93,6 +98,7 @@ pub async fn list_proxies(req: HttpRequest, state: web::Data<AppState>) -> HttpR
 pub async fn create_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<serde_json::Value>,
 ) -> ApiResult {
     // Creating starts the proxy unless the body says `"start": false`.
@@ -108,7 +114,11 @@ pub async fn create_proxy(
         Some(None) | None => true,
     };
     let input: ProxyInput = parse_input(body)?;
-    let created = state.registry.create(&input, start).await?;
+    super::check_proxy_quota(&state, &caller).map_err(ApiError::Invalid)?;
+    let created = state
+        .registry
+        .create(&input, start, caller.user.id, caller.access())
+        .await?;
     let mut json = proxy_json(&req, &state, &created.snapshot);
     json.warning = created.warning;
     Ok(HttpResponse::Created().json(json))
@@ -121,34 +131,44 @@ fn parse_input(body: serde_json::Value) -> Result<ProxyInput, ApiError> {
 pub async fn get_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i32>,
 ) -> ApiResult {
-    let snapshot = state.registry.get(ProxyId(*id))?;
+    let snapshot = state.registry.get_for(ProxyId(*id), caller.access())?;
     Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
 }
 
 pub async fn update_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i32>,
     body: web::Json<serde_json::Value>,
 ) -> ApiResult {
     let edit = parse_input(body.into_inner())?;
-    let snapshot = state.registry.update(ProxyId(*id), edit).await?;
+    let snapshot = state
+        .registry
+        .update(ProxyId(*id), edit, caller.access())
+        .await?;
     Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
 }
 
-pub async fn delete_proxy(state: web::Data<AppState>, id: web::Path<i32>) -> ApiResult {
-    state.registry.delete(ProxyId(*id)).await?;
+pub async fn delete_proxy(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> ApiResult {
+    state.registry.delete(ProxyId(*id), caller.access()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn start_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i32>,
 ) -> ApiResult {
-    let snapshot = state.registry.start(ProxyId(*id)).await?;
+    let snapshot = state.registry.start(ProxyId(*id), caller.access()).await?;
     Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
 }
 
@@ -161,50 +181,73 @@ pub struct StopQuery {
 pub async fn stop_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i32>,
     query: web::Query<StopQuery>,
 ) -> ApiResult {
-    let snapshot = state.registry.stop(ProxyId(*id), !query.force).await?;
+    let snapshot = state
+        .registry
+        .stop(ProxyId(*id), !query.force, caller.access())
+        .await?;
     Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
 }
 
 pub async fn restart_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i32>,
 ) -> ApiResult {
-    let snapshot = state.registry.restart(ProxyId(*id)).await?;
+    let snapshot = state
+        .registry
+        .restart(ProxyId(*id), caller.access())
+        .await?;
     Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
 }
 
-pub async fn cache_info(state: web::Data<AppState>, id: web::Path<i32>) -> ApiResult {
+pub async fn cache_info(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> ApiResult {
     let id = ProxyId(*id);
-    state.registry.get(id)?;
+    state.registry.get_for(id, caller.access())?;
     let info = state.registry.cache().info(id).await?;
     Ok(HttpResponse::Ok().json(info))
 }
 
-pub async fn clear_cache(state: web::Data<AppState>, id: web::Path<i32>) -> ApiResult {
+pub async fn clear_cache(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> ApiResult {
     let id = ProxyId(*id);
-    state.registry.get(id)?;
+    state.registry.get_for(id, caller.access())?;
     let removed = state.registry.cache().clear(id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "entries_removed": removed })))
 }
 
-pub async fn failure_config(state: web::Data<AppState>, id: web::Path<i32>) -> ApiResult {
-    let snapshot = state.registry.get(ProxyId(*id))?;
+pub async fn failure_config(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> ApiResult {
+    let snapshot = state.registry.get_for(ProxyId(*id), caller.access())?;
     Ok(HttpResponse::Ok().json(&snapshot.spec.failure_config))
 }
 
 pub async fn replace_failure_config(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i32>,
     body: web::Json<serde_json::Value>,
 ) -> ApiResult {
+    // Someone else's proxy is "not found" before its body is looked at.
+    state.registry.get_for(ProxyId(*id), caller.access())?;
     let config = FailureConfig::from_json(body.into_inner()).map_err(ApiError::Invalid)?;
     let snapshot = state
         .registry
-        .set_failure_config(ProxyId(*id), config)
+        .set_failure_config(ProxyId(*id), config, caller.access())
         .await?;
     Ok(HttpResponse::Ok().json(&snapshot.spec.failure_config))
 }

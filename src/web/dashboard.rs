@@ -9,6 +9,7 @@ use super::AppState;
 use super::logs_api::LogEntry;
 use super::metrics::{Summary, summary};
 use super::views::{ProxyCard, ProxyHost};
+use crate::auth::Caller;
 use crate::db::{self, DbError};
 use crate::telemetry::{Rollup, minute_of};
 
@@ -70,14 +71,19 @@ fn per_minute(
         .collect()
 }
 
-pub async fn build(state: &AppState, host: &ProxyHost) -> Result<Dashboard, DbError> {
-    let summary = summary(state).await?;
+pub async fn build(
+    state: &AppState,
+    host: &ProxyHost,
+    caller: &Caller,
+) -> Result<Dashboard, DbError> {
+    let summary = summary(state, caller).await?;
+    let only = super::visible_proxy_ids(state, caller);
     let metrics = &state.registry.telemetry().metrics;
     let now = Utc::now();
 
     let chart_from = minute_of(now - Duration::minutes(CHART_MINUTES - 1));
     let counts = per_minute(
-        &metrics.minutes_since(chart_from, None),
+        &metrics.minutes_since(chart_from, only.as_deref()),
         chart_from,
         CHART_MINUTES,
     );
@@ -102,11 +108,11 @@ pub async fn build(state: &AppState, host: &ProxyHost) -> Result<Dashboard, DbEr
     let rpm_from = minute_of(now - Duration::minutes(4));
     let mut proxies: Vec<ProxyActivity> = state
         .registry
-        .list()
+        .list_for(caller.access())
         .iter()
         .map(|snapshot| {
             let id = snapshot.spec.id.0;
-            let series = metrics.minutes_since(spark_from, Some(id));
+            let series = metrics.minutes_since(spark_from, Some(&[id]));
             let counts = per_minute(&series, spark_from, SPARK_MINUTES);
             let peak = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
             let sparkline = counts
@@ -136,8 +142,12 @@ pub async fn build(state: &AppState, host: &ProxyHost) -> Result<Dashboard, DbEr
             .then(b.rpm.total_cmp(&a.rpm))
     });
 
-    let recent = db::run(&state.db, |conn| {
-        db::request_logs::page(conn, &db::request_logs::LogFilter::default(), RECENT, 0)
+    let filter = db::request_logs::LogFilter {
+        visible_proxies: only,
+        ..Default::default()
+    };
+    let recent = db::run(&state.db, move |conn| {
+        db::request_logs::page(conn, &filter, RECENT, 0)
     })
     .await?
     .0

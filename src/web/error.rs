@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::registry::RegistryError;
 use crate::registry::input::FieldError;
@@ -71,6 +72,8 @@ pub enum PageError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -82,6 +85,20 @@ impl From<RegistryError> for PageError {
                 PageError::BadRequest(e.to_string())
             }
             RegistryError::Database(db) => db.into(),
+        }
+    }
+}
+
+impl From<AuthError> for PageError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Forbidden => PageError::Forbidden(e.to_string()),
+            AuthError::NotFound(_) => PageError::NotFound(e.to_string()),
+            AuthError::Database(db) => db.into(),
+            AuthError::Hashing(_) => PageError::Internal(e.to_string()),
+            AuthError::WrongCredentials | AuthError::Throttled(_) | AuthError::Invalid(_) => {
+                PageError::BadRequest(e.to_string())
+            }
         }
     }
 }
@@ -105,6 +122,7 @@ impl ResponseError for PageError {
         match self {
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -10,7 +10,9 @@ use askama::Template;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
+use super::pages::{PageValues, render_for};
 use super::views::{ProxyCard, ProxyCardFragment, ProxyHost, TotalsFragment};
+use crate::auth::{Access, Caller};
 use crate::registry::RegistryEvent;
 
 /// How often cards whose traffic changed are pushed again (and, when none did, a keep-alive).
@@ -31,46 +33,59 @@ fn sse_message(event: &str, html: &str) -> Bytes {
     Bytes::from(message)
 }
 
-fn render_event(state: &AppState, host: &ProxyHost, event: RegistryEvent) -> Bytes {
+/// Who a stream is for: cards carry their forms' CSRF token and show only what the viewer may
+/// see.
+struct Viewer {
+    host: ProxyHost,
+    access: Access,
+    values: PageValues,
+}
+
+impl Viewer {
+    fn render(&self, template: &impl Template) -> Result<String, askama::Error> {
+        render_for(Some(&self.values), template)
+    }
+}
+
+fn render_event(state: &AppState, viewer: &Viewer, event: RegistryEvent) -> Bytes {
     let registry = &state.registry;
     let mut out = Vec::new();
     match event {
-        RegistryEvent::Changed(id) => match registry.get(id) {
+        RegistryEvent::Changed(id) => match registry.get_for(id, viewer.access) {
             Ok(snapshot) => {
-                let card = ProxyCard::new(&snapshot, host);
-                match (ProxyCardFragment { card }).render() {
+                let card = ProxyCard::new(&snapshot, &viewer.host);
+                match viewer.render(&ProxyCardFragment { card }) {
                     Ok(html) => out.push(sse_message(&format!("proxy-{id}"), &html)),
                     Err(e) => log::error!("cannot render card of proxy {id}: {e}"),
                 }
             }
+            Err(_) if registry.get(id).is_ok() => return Bytes::from_static(b": keep-alive\n\n"),
             Err(_) => out.push(sse_message(&format!("proxy-{id}"), "")),
         },
         RegistryEvent::Added(_) | RegistryEvent::Removed(_) => {
             out.push(sse_message("grid-changed", ""));
         }
     }
-    if let Ok(html) = (TotalsFragment {
-        totals: registry.totals(),
-    })
-    .render()
-    {
+    if let Ok(html) = viewer.render(&TotalsFragment {
+        totals: registry.totals(viewer.access),
+    }) {
         out.push(sse_message("totals", &html));
     }
     Bytes::from(out.concat())
 }
 
 /// Cards of proxies whose request count moved since the last tick; `seen` remembers counts.
-fn traffic_updates(state: &AppState, host: &ProxyHost, seen: &mut HashMap<i32, u64>) -> Bytes {
+fn traffic_updates(state: &AppState, viewer: &Viewer, seen: &mut HashMap<i32, u64>) -> Bytes {
     let mut out = Vec::new();
-    for snapshot in state.registry.list() {
+    for snapshot in state.registry.list_for(viewer.access) {
         let id = snapshot.spec.id.0;
         let requests = snapshot.traffic.requests;
         if seen
             .insert(id, requests)
             .is_some_and(|before| before != requests)
         {
-            let card = ProxyCard::new(&snapshot, host);
-            if let Ok(html) = (ProxyCardFragment { card }).render() {
+            let card = ProxyCard::new(&snapshot, &viewer.host);
+            if let Ok(html) = viewer.render(&ProxyCardFragment { card }) {
                 out.push(sse_message(&format!("proxy-{id}"), &html));
             }
         }
@@ -82,25 +97,34 @@ fn traffic_updates(state: &AppState, host: &ProxyHost, seen: &mut HashMap<i32, u
     }
 }
 
-pub async fn proxy_events(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let host = ProxyHost::for_request(&req, state.registry.settings());
+pub async fn proxy_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> HttpResponse {
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
+    let viewer = Viewer {
+        host,
+        access: caller.access(),
+        values: PageValues::of(&caller),
+    };
     let receiver = state.registry.subscribe();
     let shutting_down = state.shutting_down.clone();
     let mut seen = HashMap::new();
-    traffic_updates(&state, &host, &mut seen);
+    traffic_updates(&state, &viewer, &mut seen);
     let mut tick = tokio::time::interval(TRAFFIC_TICK);
     tick.reset();
     let stream = futures_util::stream::unfold(
-        (state, host, receiver, shutting_down, seen, tick),
-        |(state, host, mut receiver, mut shutting_down, mut seen, mut tick)| async move {
+        (state, viewer, receiver, shutting_down, seen, tick),
+        |(state, viewer, mut receiver, mut shutting_down, mut seen, mut tick)| async move {
             if *shutting_down.borrow() {
                 return None;
             }
             let chunk = tokio::select! {
                 _ = shutting_down.changed() => return None,
-                _ = tick.tick() => traffic_updates(&state, &host, &mut seen),
+                _ = tick.tick() => traffic_updates(&state, &viewer, &mut seen),
                 received = receiver.recv() => match received {
-                    Ok(event) => render_event(&state, &host, event),
+                    Ok(event) => render_event(&state, &viewer, event),
                     // Missed events: have the page reload its grid instead.
                     Err(RecvError::Lagged(_)) => sse_message("grid-changed", ""),
                     Err(RecvError::Closed) => return None,
@@ -108,7 +132,7 @@ pub async fn proxy_events(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             };
             Some((
                 Ok::<_, actix_web::Error>(chunk),
-                (state, host, receiver, shutting_down, seen, tick),
+                (state, viewer, receiver, shutting_down, seen, tick),
             ))
         },
     );

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::auth::Caller;
 use crate::db::models::LogRow;
 use crate::db::request_logs::{self, LogFilter};
 use crate::db::{self, DbError};
@@ -70,6 +71,7 @@ impl LogQuery {
         }
         Ok(LogFilter {
             proxy_id: self.proxy_id,
+            visible_proxies: None,
             status: blank(&self.status),
             cache: blank(&self.cache),
             failure: blank(&self.failure),
@@ -148,9 +150,11 @@ impl From<LogRow> for LogEntry {
 
 pub async fn list(
     state: web::Data<AppState>,
+    caller: Caller,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = query.filter()?;
+    let mut filter = query.filter()?;
+    filter.visible_proxies = super::visible_proxy_ids(&state, &caller);
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let offset = query.offset.unwrap_or(0).max(0);
     let (rows, total) = db::run(&state.db, move |conn| {
@@ -256,9 +260,11 @@ fn render(format: ExportFormat, entries: &[LogEntry], first: bool) -> Result<Vec
 /// Streams the export page by page, so a large export never sits in memory whole.
 pub async fn export(
     state: web::Data<AppState>,
+    caller: Caller,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = query.filter()?;
+    let mut filter = query.filter()?;
+    filter.visible_proxies = super::visible_proxy_ids(&state, &caller);
     let (format, content_type, extension) = match query.format.as_deref().unwrap_or("csv") {
         "csv" => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
         "json" => (ExportFormat::Json, "application/json", "json"),
@@ -360,6 +366,7 @@ pub struct PurgeQuery {
 
 pub async fn purge(
     state: web::Data<AppState>,
+    caller: Caller,
     query: web::Query<PurgeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if !query.confirm {
@@ -375,8 +382,9 @@ pub async fn purge(
         ))
     })?;
     let proxy_id = query.proxy_id;
+    let visible = super::visible_proxy_ids(&state, &caller);
     let deleted = db::run(&state.db, move |conn| {
-        request_logs::purge(conn, before, proxy_id)
+        request_logs::purge(conn, before, proxy_id, visible)
     })
     .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": deleted })))

@@ -18,6 +18,7 @@ use super::AppState;
 use super::error::{ApiError, PageError};
 use super::logs_api::LogQuery;
 use super::pages::{PageResult, html, is_htmx};
+use crate::auth::Caller;
 use crate::db::models::{LogRow, NewLogRow};
 use crate::db::request_logs::{self, LogFilter};
 use crate::db::{self};
@@ -281,6 +282,13 @@ fn matches(filter: &LogFilter, row: &NewLogRow) -> bool {
     if filter.proxy_id.is_some_and(|id| id != row.proxy_id) {
         return false;
     }
+    if filter
+        .visible_proxies
+        .as_ref()
+        .is_some_and(|ids| !ids.contains(&row.proxy_id))
+    {
+        return false;
+    }
     if let Some(status) = filter.status.as_deref() {
         let class = status
             .strip_suffix("xx")
@@ -453,10 +461,10 @@ pub struct LogRowFragment {
     pub row: LogLine,
 }
 
-fn proxy_options(state: &AppState, selected: &str) -> Vec<ProxyOption> {
+fn proxy_options(state: &AppState, caller: &Caller, selected: &str) -> Vec<ProxyOption> {
     let mut proxies: Vec<ProxyOption> = state
         .registry
-        .list()
+        .list_for(caller.access())
         .iter()
         .map(|snapshot| ProxyOption {
             id: snapshot.spec.id.0,
@@ -478,7 +486,12 @@ fn proxy_options(state: &AppState, selected: &str) -> Vec<ProxyOption> {
     proxies
 }
 
-async fn load(state: &AppState, params: LogsParams) -> Result<LogsView, PageError> {
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    params: LogsParams,
+) -> Result<LogsView, PageError> {
+    let visible_proxies = super::visible_proxy_ids(state, caller);
     let offset = params.offset();
     let mut view = LogsView {
         live: params.live() && offset == 0,
@@ -490,7 +503,8 @@ async fn load(state: &AppState, params: LogsParams) -> Result<LogsView, PageErro
         error: None,
     };
     match view.params.filter() {
-        Ok(filter) => {
+        Ok(mut filter) => {
+            filter.visible_proxies = visible_proxies;
             let (rows, total) = db::run(&state.db, move |conn| {
                 request_logs::page(conn, &filter, PAGE_SIZE, offset)
             })
@@ -507,11 +521,17 @@ async fn load(state: &AppState, params: LogsParams) -> Result<LogsView, PageErro
 }
 
 /// The results alone for HTMX; the whole page otherwise.
-fn respond(req: &HttpRequest, state: &AppState, view: LogsView, purge_open: bool) -> PageResult {
+fn respond(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &Caller,
+    view: LogsView,
+    purge_open: bool,
+) -> PageResult {
     let failed = view.error.is_some();
     if is_htmx(req) {
         // htmx swaps only 2xx answers by default, so a rejected filter goes out as 200.
-        return html(StatusCode::OK, &LogsResults { view });
+        return html(req, StatusCode::OK, &LogsResults { view });
     }
     let status = if failed {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -519,21 +539,22 @@ fn respond(req: &HttpRequest, state: &AppState, view: LogsView, purge_open: bool
         StatusCode::OK
     };
     let page = LogsPage {
-        proxies: proxy_options(state, &view.params.proxy_id),
+        proxies: proxy_options(state, caller, &view.params.proxy_id),
         view,
         failure_kinds: FAILURE_KINDS,
         purge_open,
     };
-    html(status, &page)
+    html(req, status, &page)
 }
 
 pub async fn logs(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     params: web::Query<LogsParams>,
 ) -> PageResult {
-    let view = load(&state, params.into_inner()).await?;
-    respond(&req, &state, view, false)
+    let view = load(&state, &caller, params.into_inner()).await?;
+    respond(&req, &state, &caller, view, false)
 }
 
 #[derive(Debug, Deserialize)]
@@ -551,6 +572,7 @@ pub struct PurgeForm {
 pub async fn purge(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     form: web::Form<PurgeForm>,
 ) -> PageResult {
     let form = form.into_inner();
@@ -578,8 +600,9 @@ pub async fn purge(
     })();
     let (notice, error) = match checked {
         Ok((before, proxy)) => {
+            let visible = super::visible_proxy_ids(&state, &caller);
             let deleted = db::run(&state.db, move |conn| {
-                request_logs::purge(conn, before, proxy)
+                request_logs::purge(conn, before, proxy, visible)
             })
             .await?;
             let noun = if deleted == 1 { "entry" } else { "entries" };
@@ -587,13 +610,13 @@ pub async fn purge(
         }
         Err(error) => (None, Some(error)),
     };
-    let mut view = load(&state, form.params).await?;
+    let mut view = load(&state, &caller, form.params).await?;
     view.notice = notice;
     if error.is_some() {
         view.error = error;
     }
     let open = view.error.is_some();
-    respond(&req, &state, view, open)
+    respond(&req, &state, &caller, view, open)
 }
 
 /// `/logs/purge` opened in a browser: the form lives on the Logs page.
@@ -630,8 +653,13 @@ fn render_row(row: &NewLogRow) -> Option<Bytes> {
 }
 
 /// New log entries that match the page's filters, as rendered table rows (`event: log`).
-pub async fn log_events(state: web::Data<AppState>, params: web::Query<LogsParams>) -> PageResult {
-    let filter = params.filter().map_err(PageError::BadRequest)?;
+pub async fn log_events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<LogsParams>,
+) -> PageResult {
+    let mut filter = params.filter().map_err(PageError::BadRequest)?;
+    filter.visible_proxies = super::visible_proxy_ids(&state, &caller);
     let receiver = state.registry.telemetry().subscribe();
     let shutting_down = state.shutting_down.clone();
     // A comment first, so clients see the stream open at once.

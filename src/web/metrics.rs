@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::auth::Caller;
 use crate::db::{self, DbError};
 use crate::telemetry::{Rollup, minute_of};
 
@@ -64,37 +65,42 @@ fn start_of_month(now: DateTime<Utc>) -> NaiveDateTime {
         .map_or(now.naive_utc(), |t| t.naive_utc())
 }
 
-/// The numbers of the last 24 hours (costs: today and this month, UTC).
-pub async fn summary(state: &AppState) -> Result<Summary, DbError> {
+/// The numbers of the last 24 hours (costs: today and this month, UTC) of the proxies `caller`
+/// may see.
+pub async fn summary(state: &AppState, caller: &Caller) -> Result<Summary, DbError> {
+    let only = super::visible_proxy_ids(state, caller);
+    let only_in_db = only.clone();
     let now = Utc::now();
     let telemetry = state.registry.telemetry();
     let day_ago = minute_of(now - Duration::hours(24));
     let memory_from = crate::telemetry::Metrics::memory_window_start(now);
     let (today, month) = (start_of_day(now), start_of_month(now));
     let (stored, stored_today, stored_month) = db::run(&state.db, move |conn| {
+        let only = only_in_db.as_deref();
         Ok((
             db::metric_rollups::since(conn, day_ago)?,
-            db::metric_rollups::cost_between(conn, today, memory_from.max(today))?,
-            db::metric_rollups::cost_between(conn, month, memory_from.max(month))?,
+            db::metric_rollups::cost_between(conn, today, memory_from.max(today), only)?,
+            db::metric_rollups::cost_between(conn, month, memory_from.max(month), only)?,
         ))
     })
     .await?;
-    let day: Rollup = telemetry.metrics.total_with(&stored, memory_from);
+    let only = only.as_deref();
+    let day: Rollup = telemetry.metrics.total_with(&stored, memory_from, only);
     let cost_in_memory = |from: NaiveDateTime| -> f64 {
         telemetry
             .metrics
-            .minutes_since(from.max(memory_from), None)
+            .minutes_since(from.max(memory_from), only)
             .values()
             .map(|r| r.cost_usd)
             .sum()
     };
     let recent: u64 = telemetry
         .metrics
-        .minutes_since(minute_of(now - Duration::minutes(RPM_MINUTES - 1)), None)
+        .minutes_since(minute_of(now - Duration::minutes(RPM_MINUTES - 1)), only)
         .values()
         .map(|r| r.requests)
         .sum();
-    let proxies = state.registry.list();
+    let proxies = state.registry.list_for(caller.access());
     let running = proxies.iter().filter(|p| p.status.is_active()).count();
     Ok(Summary {
         proxies: ProxyCounts {
@@ -122,14 +128,28 @@ pub async fn summary(state: &AppState) -> Result<Summary, DbError> {
     })
 }
 
-pub async fn api_metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(summary(&state).await?))
+pub async fn api_metrics(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(summary(&state, &caller).await?))
 }
 
-pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
+/// A member's scrape shows their own proxies only.
+pub async fn prometheus(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
     let telemetry = state.registry.telemetry();
-    let in_flight = state.registry.list().iter().map(|p| p.in_flight).sum();
+    let in_flight = state
+        .registry
+        .list_for(caller.access())
+        .iter()
+        .map(|p| p.in_flight)
+        .sum();
+    let only = super::visible_proxy_ids(&state, &caller);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(telemetry.metrics.prometheus(in_flight, telemetry.dropped()))
+        .body(
+            telemetry
+                .metrics
+                .prometheus(in_flight, telemetry.dropped(), only.as_deref()),
+        )
 }

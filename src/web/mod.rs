@@ -1,14 +1,17 @@
 //! The admin server: HTML pages (Askama + HTMX) and the JSON API.
 
+mod account;
 mod api;
 mod dashboard;
 mod error;
 mod events;
 mod failures;
+mod guard;
 mod logs_api;
 mod logs_page;
 mod metrics;
 mod pages;
+mod settings_page;
 mod views;
 
 use std::path::PathBuf;
@@ -18,19 +21,57 @@ use std::time::Instant;
 use actix_web::web;
 use tokio::sync::watch;
 
+use crate::auth::{Access, Accounts, Caller};
 use crate::db::DbPool;
 use crate::registry::ProxyRegistry;
+use crate::registry::input::FieldError;
+use crate::settings::Settings;
 
 pub use error::{ApiError, PageError};
+pub use guard::{authenticate, security_headers};
 
 pub struct AppState {
     pub db: DbPool,
+    pub accounts: Arc<Accounts>,
+    pub settings: Arc<Settings>,
     pub data_dir: PathBuf,
     pub registry: Arc<ProxyRegistry>,
     pub started_at: Instant,
     /// Flips to true when the process shuts down, so endless streams (SSE) end and never hold up
     /// a graceful stop.
     pub shutting_down: watch::Receiver<bool>,
+}
+
+/// The proxy ids whose logs and numbers `caller` may see; `None` means all (an admin).
+pub(crate) fn visible_proxy_ids(state: &AppState, caller: &Caller) -> Option<Vec<i32>> {
+    match caller.access() {
+        Access::All => None,
+        access => Some(
+            state
+                .registry
+                .list_for(access)
+                .iter()
+                .map(|p| p.spec.id.0)
+                .collect(),
+        ),
+    }
+}
+
+/// A member may own at most the configured number of proxies; admins are not limited.
+pub(crate) fn check_proxy_quota(state: &AppState, caller: &Caller) -> Result<(), FieldError> {
+    let limit = state.settings.get().max_proxies_per_user;
+    if limit == 0 || caller.is_admin() {
+        return Ok(());
+    }
+    if state.registry.count_owned_by(caller.user.id) >= limit as usize {
+        return Err(FieldError::new(
+            "name",
+            format!(
+                "You already have {limit} proxies, the most a user may have here. Delete one first, or ask an admin."
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Every URL of the admin server, in one place.
@@ -129,7 +170,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logs/events", web::get().to(logs_page::log_events))
         .route("/logs/purge", web::get().to(logs_page::purge_page))
         .route("/logs/purge", web::post().to(logs_page::purge))
-        .route("/settings", web::get().to(pages::settings))
+        .route("/login", web::get().to(account::login_page))
+        .route("/login", web::post().to(account::login))
+        .route("/logout", web::post().to(account::logout))
+        .route("/register", web::get().to(account::register_page))
+        .route("/register", web::post().to(account::register))
+        .route("/settings", web::get().to(settings_page::settings))
+        .route("/settings", web::post().to(settings_page::save_settings))
+        .route(
+            "/settings/password",
+            web::post().to(settings_page::change_password),
+        )
+        .route(
+            "/settings/tokens",
+            web::post().to(settings_page::create_token),
+        )
+        .route(
+            "/settings/tokens/{id:\\d+}/revoke",
+            web::post().to(settings_page::revoke_token),
+        )
+        .route(
+            "/settings/users",
+            web::post().to(settings_page::create_user),
+        )
+        .route(
+            "/settings/users/{id:\\d+}/reset-password",
+            web::post().to(settings_page::reset_password),
+        )
         .service(actix_files::Files::new("/static", static_dir()).prefer_utf8(true))
         .default_service(web::to(pages::not_found));
 }

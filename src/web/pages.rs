@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -16,9 +16,9 @@ use super::failures::FailureForm;
 use super::views::{
     CacheModal, ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage,
     DashboardStatsFragment, EditModal, FailuresModal, FormErrors, PortCheck, ProxiesPage,
-    ProxyCard, ProxyCardFragment, ProxyFilters, ProxyForm, ProxyGrid, ProxyHost, SettingsPage,
-    provider_options,
+    ProxyCard, ProxyCardFragment, ProxyFilters, ProxyForm, ProxyGrid, ProxyHost, provider_options,
 };
+use crate::auth::{Access, Caller};
 use crate::faults::{FailureConfig, INJECTABLE_STATUSES};
 use crate::registry::input::ProxyInput;
 use crate::registry::spec::ProxyId;
@@ -40,10 +40,65 @@ pub(super) fn is_htmx(req: &HttpRequest) -> bool {
     req.headers().contains_key("HX-Request") && !req.headers().contains_key("HX-Boosted")
 }
 
-pub(super) fn html(status: StatusCode, template: &impl Template) -> PageResult {
+pub(super) fn html(req: &HttpRequest, status: StatusCode, template: &impl Template) -> PageResult {
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
-        .body(template.render()?))
+        .body(render(req, template)?))
+}
+
+/// Renders with the caller at hand: the layout shows who is signed in, and forms and HTMX
+/// requests carry the session's CSRF token.
+pub(super) fn render(req: &HttpRequest, template: &impl Template) -> Result<String, askama::Error> {
+    let values = req.extensions().get::<Caller>().map(PageValues::of);
+    render_for(values.as_ref(), template)
+}
+
+pub(super) fn render_for(
+    values: Option<&PageValues>,
+    template: &impl Template,
+) -> Result<String, askama::Error> {
+    match values {
+        Some(values) => template.render_with_values(values),
+        None => template.render(),
+    }
+}
+
+/// What every page may show of the caller (`askama::get_value` in templates).
+#[derive(Debug, Clone)]
+pub(super) struct PageValues {
+    csrf_token: String,
+    email: String,
+    is_admin: bool,
+}
+
+impl PageValues {
+    pub(super) fn of(caller: &Caller) -> Self {
+        PageValues {
+            csrf_token: caller.csrf_token().unwrap_or_default().to_owned(),
+            email: caller.user.email.clone(),
+            is_admin: caller.is_admin(),
+        }
+    }
+}
+
+impl askama::Values for PageValues {
+    fn get_value<'a>(&'a self, key: &str) -> Option<&'a dyn std::any::Any> {
+        match key {
+            "csrf_token" if !self.csrf_token.is_empty() => Some(&self.csrf_token),
+            "email" => Some(&self.email),
+            "is_admin" => Some(&self.is_admin),
+            _ => None,
+        }
+    }
+}
+
+/// What the signed-in caller may see. The guard put the caller there before any page handler
+/// runs.
+pub(super) fn access(req: &HttpRequest) -> Result<Access, PageError> {
+    req.extensions()
+        .get::<Caller>()
+        .map(Caller::access)
+        .ok_or_else(|| PageError::BadRequest("sign in first".into()))
 }
 
 /// An HTMX answer that also makes the proxy grid reload (the modal's content is `body`; empty
@@ -55,39 +110,43 @@ fn proxies_changed(body: String) -> PageResult {
         .body(body))
 }
 
-fn see_other(location: &str) -> HttpResponse {
+pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, location))
         .finish()
 }
 
-fn cards(req: &HttpRequest, registry: &ProxyRegistry) -> Vec<ProxyCard> {
-    let host = ProxyHost::for_request(req, registry.settings());
-    registry
-        .list()
+fn cards(req: &HttpRequest, registry: &ProxyRegistry) -> Result<Vec<ProxyCard>, PageError> {
+    let host = ProxyHost::for_request(req, registry.proxy_host());
+    Ok(registry
+        .list_for(access(req)?)
         .iter()
         .map(|snapshot| ProxyCard::new(snapshot, &host))
-        .collect()
+        .collect())
 }
 
 fn card(req: &HttpRequest, registry: &ProxyRegistry, id: ProxyId) -> Result<ProxyCard, PageError> {
-    let host = ProxyHost::for_request(req, registry.settings());
-    Ok(ProxyCard::new(&registry.get(id)?, &host))
+    let host = ProxyHost::for_request(req, registry.proxy_host());
+    Ok(ProxyCard::new(&registry.get_for(id, access(req)?)?, &host))
 }
 
-pub async fn dashboard(req: HttpRequest, state: web::Data<AppState>) -> PageResult {
-    let host = ProxyHost::for_request(&req, state.registry.settings());
-    let stats = dashboard::build(&state, &host).await?;
-    html(StatusCode::OK, &DashboardPage { stats })
+pub async fn dashboard(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> PageResult {
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
+    let stats = dashboard::build(&state, &host, &caller).await?;
+    html(&req, StatusCode::OK, &DashboardPage { stats })
 }
 
-pub async fn dashboard_stats_fragment(req: HttpRequest, state: web::Data<AppState>) -> PageResult {
+pub async fn dashboard_stats_fragment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> PageResult {
     if !is_htmx(&req) {
         return Ok(see_other("/"));
     }
-    let host = ProxyHost::for_request(&req, state.registry.settings());
-    let stats = dashboard::build(&state, &host).await?;
-    html(StatusCode::OK, &DashboardStatsFragment { stats })
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
+    let stats = dashboard::build(&state, &host, &caller).await?;
+    html(&req, StatusCode::OK, &DashboardStatsFragment { stats })
 }
 
 fn proxies_page(
@@ -95,14 +154,14 @@ fn proxies_page(
     state: &AppState,
     filters: ProxyFilters,
     modal: Option<String>,
-) -> ProxiesPage {
-    ProxiesPage {
-        totals: state.registry.totals(),
-        cards: filters.apply(cards(req, &state.registry)),
+) -> Result<ProxiesPage, PageError> {
+    Ok(ProxiesPage {
+        totals: state.registry.totals(access(req)?),
+        cards: filters.apply(cards(req, &state.registry)?),
         filters,
         providers: provider_options(),
         modal,
-    }
+    })
 }
 
 pub async fn proxies(
@@ -112,10 +171,14 @@ pub async fn proxies(
 ) -> PageResult {
     let filters = filters.into_inner();
     if is_htmx(&req) {
-        let cards = filters.apply(cards(&req, &state.registry));
-        return html(StatusCode::OK, &ProxyGrid { filters, cards });
+        let cards = filters.apply(cards(&req, &state.registry)?);
+        return html(&req, StatusCode::OK, &ProxyGrid { filters, cards });
     }
-    html(StatusCode::OK, &proxies_page(&req, &state, filters, None))
+    html(
+        &req,
+        StatusCode::OK,
+        &proxies_page(&req, &state, filters, None)?,
+    )
 }
 
 /// The modal alone for HTMX; otherwise the Proxies page with the modal open.
@@ -126,10 +189,15 @@ fn modal_response(
     modal: &impl Template,
 ) -> PageResult {
     if is_htmx(req) {
-        return html(status, modal);
+        return html(req, status, modal);
     }
-    let page = proxies_page(req, state, ProxyFilters::default(), Some(modal.render()?));
-    html(status, &page)
+    let page = proxies_page(
+        req,
+        state,
+        ProxyFilters::default(),
+        Some(render(req, modal)?),
+    )?;
+    html(req, status, &page)
 }
 
 pub async fn new_proxy(req: HttpRequest, state: web::Data<AppState>) -> PageResult {
@@ -147,14 +215,24 @@ pub async fn new_proxy(req: HttpRequest, state: web::Data<AppState>) -> PageResu
 pub async fn create_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     form: web::Form<ProxyForm>,
 ) -> PageResult {
     let form = form.into_inner();
-    match state.registry.create(&form.to_input(true), true).await {
+    let created = match super::check_proxy_quota(&state, &caller) {
+        Ok(()) => {
+            state
+                .registry
+                .create(&form.to_input(true), true, caller.user.id, caller.access())
+                .await
+        }
+        Err(error) => Err(RegistryError::Invalid(vec![error])),
+    };
+    match created {
         Ok(created) => match created.warning {
             Some(warning) if is_htmx(&req) => {
                 let card = card(&req, &state.registry, created.snapshot.spec.id)?;
-                proxies_changed(CreatedModal { card, warning }.render()?)
+                proxies_changed(render(&req, &CreatedModal { card, warning })?)
             }
             _ if is_htmx(&req) => proxies_changed(String::new()),
             _ => Ok(see_other("/proxies")),
@@ -186,18 +264,20 @@ pub struct PortCheckQuery {
 
 /// Live feedback under the port field: taken by another proxy, or busy in the OS.
 pub async fn port_check(
+    req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<PortCheckQuery>,
 ) -> PageResult {
-    let (message, warning) = match state
-        .registry
-        .check_port(query.port.trim(), query.id.map(ProxyId))
-    {
-        Ok(None) => (None, false),
-        Ok(Some(warning)) => (Some(warning), true),
-        Err(error) => (Some(error), false),
-    };
-    html(StatusCode::OK, &PortCheck { message, warning })
+    let (message, warning) =
+        match state
+            .registry
+            .check_port(query.port.trim(), query.id.map(ProxyId), access(&req)?)
+        {
+            Ok(None) => (None, false),
+            Ok(Some(warning)) => (Some(warning), true),
+            Err(error) => (Some(error), false),
+        };
+    html(&req, StatusCode::OK, &PortCheck { message, warning })
 }
 
 pub async fn proxy_card(
@@ -209,7 +289,7 @@ pub async fn proxy_card(
         return Ok(see_other("/proxies"));
     }
     let card = card(&req, &state.registry, ProxyId(*id))?;
-    html(StatusCode::OK, &ProxyCardFragment { card })
+    html(&req, StatusCode::OK, &ProxyCardFragment { card })
 }
 
 pub async fn edit_proxy(
@@ -217,7 +297,7 @@ pub async fn edit_proxy(
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> PageResult {
-    let snapshot = state.registry.get(ProxyId(*id))?;
+    let snapshot = state.registry.get_for(ProxyId(*id), access(&req)?)?;
     let modal = EditModal {
         id: *id,
         provider_name: snapshot.spec.provider.name(),
@@ -237,11 +317,11 @@ pub async fn update_proxy(
     let id = ProxyId(*id);
     let form = form.into_inner();
     let edit: ProxyInput = form.to_input(false);
-    match state.registry.update(id, edit).await {
+    match state.registry.update(id, edit, access(&req)?).await {
         Ok(_) if is_htmx(&req) => proxies_changed(String::new()),
         Ok(_) => Ok(see_other("/proxies")),
         Err(RegistryError::Invalid(errors)) => {
-            let snapshot = state.registry.get(id)?;
+            let snapshot = state.registry.get_for(id, access(&req)?)?;
             let modal = EditModal {
                 id: id.0,
                 provider_name: snapshot.spec.provider.name(),
@@ -266,7 +346,7 @@ fn card_response(req: &HttpRequest, registry: &ProxyRegistry, id: ProxyId) -> Pa
         return Ok(see_other("/proxies"));
     }
     let card = card(req, registry, id)?;
-    html(StatusCode::OK, &ProxyCardFragment { card })
+    html(req, StatusCode::OK, &ProxyCardFragment { card })
 }
 
 pub async fn start_proxy(
@@ -275,7 +355,7 @@ pub async fn start_proxy(
     id: web::Path<i32>,
 ) -> PageResult {
     let id = ProxyId(*id);
-    state.registry.start(id).await?;
+    state.registry.start(id, access(&req)?).await?;
     card_response(&req, &state.registry, id)
 }
 
@@ -292,7 +372,7 @@ pub async fn stop_proxy(
     query: web::Query<StopForm>,
 ) -> PageResult {
     let id = ProxyId(*id);
-    state.registry.stop(id, !query.force).await?;
+    state.registry.stop(id, !query.force, access(&req)?).await?;
     card_response(&req, &state.registry, id)
 }
 
@@ -302,7 +382,7 @@ pub async fn restart_proxy(
     id: web::Path<i32>,
 ) -> PageResult {
     let id = ProxyId(*id);
-    state.registry.restart(id).await?;
+    state.registry.restart(id, access(&req)?).await?;
     card_response(&req, &state.registry, id)
 }
 
@@ -311,7 +391,10 @@ pub async fn duplicate_proxy(
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> PageResult {
-    state.registry.duplicate(ProxyId(*id)).await?;
+    state
+        .registry
+        .duplicate(ProxyId(*id), access(&req)?)
+        .await?;
     if is_htmx(&req) {
         return proxies_changed(String::new());
     }
@@ -324,7 +407,7 @@ pub async fn confirm_delete(
     id: web::Path<i32>,
 ) -> PageResult {
     let card = card(&req, &state.registry, ProxyId(*id))?;
-    html(StatusCode::OK, &ConfirmDeletePage { card })
+    html(&req, StatusCode::OK, &ConfirmDeletePage { card })
 }
 
 pub async fn delete_proxy(
@@ -332,7 +415,7 @@ pub async fn delete_proxy(
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> PageResult {
-    state.registry.delete(ProxyId(*id)).await?;
+    state.registry.delete(ProxyId(*id), access(&req)?).await?;
     if is_htmx(&req) {
         return proxies_changed(String::new());
     }
@@ -370,7 +453,7 @@ pub async fn clear_cache(
     id: web::Path<i32>,
 ) -> PageResult {
     let id = ProxyId(*id);
-    state.registry.get(id)?;
+    state.registry.get_for(id, access(&req)?)?;
     let removed = state.registry.cache().clear(id).await?;
     if !is_htmx(&req) {
         return Ok(see_other("/proxies"));
@@ -380,7 +463,7 @@ pub async fn clear_cache(
         if removed == 1 { "answer" } else { "answers" }
     );
     let modal = cache_modal(&req, &state, id, Some(notice)).await?;
-    proxies_changed(modal.render()?)
+    proxies_changed(render(&req, &modal)?)
 }
 
 fn failures_modal(
@@ -404,7 +487,7 @@ pub async fn failure_settings(
     id: web::Path<i32>,
 ) -> PageResult {
     let id = ProxyId(*id);
-    let snapshot = state.registry.get(id)?;
+    let snapshot = state.registry.get_for(id, access(&req)?)?;
     let form = FailureForm::from_config(&snapshot.spec.failure_config);
     let modal = failures_modal(
         card(&req, &state.registry, id)?,
@@ -423,7 +506,12 @@ async fn save_failures(
     notice: &str,
 ) -> PageResult {
     let saved = match form.to_config() {
-        Ok(config) => state.registry.set_failure_config(id, config).await,
+        Ok(config) => {
+            state
+                .registry
+                .set_failure_config(id, config, access(req)?)
+                .await
+        }
         Err(errors) => Err(RegistryError::Invalid(errors)),
     };
     match saved {
@@ -436,7 +524,7 @@ async fn save_failures(
                 FormErrors::default(),
                 Some(notice.to_owned()),
             );
-            proxies_changed(modal.render()?)
+            proxies_changed(render(req, &modal)?)
         }
         Err(RegistryError::Invalid(errors)) => {
             let modal = failures_modal(card(req, &state.registry, id)?, form, errors.into(), None);
@@ -490,33 +578,7 @@ pub async fn close_modal() -> HttpResponse {
         .body("")
 }
 
-pub async fn settings(state: web::Data<AppState>) -> PageResult {
-    let settings = state.registry.settings();
-    let database = state.data_dir.join(crate::db::DATABASE_FILE);
-    let database_bytes = std::fs::metadata(&database).map_or(0, |m| m.len());
-    let uptime = state.started_at.elapsed().as_secs();
-    let page = SettingsPage {
-        version: env!("CARGO_PKG_VERSION"),
-        uptime: format!(
-            "{}h {:02}m {:02}s",
-            uptime / 3600,
-            uptime / 60 % 60,
-            uptime % 60
-        ),
-        data_dir: state.data_dir.display().to_string(),
-        database_bytes: format_bytes(database_bytes),
-        proxy_host: settings.proxy_host.to_string(),
-        port_range: format!(
-            "{}–{}",
-            settings.port_range.start(),
-            settings.port_range.end()
-        ),
-        stop_timeout_seconds: settings.graceful_stop_timeout.as_secs(),
-    };
-    html(StatusCode::OK, &page)
-}
-
-fn format_bytes(bytes: u64) -> String {
+pub(super) fn format_bytes(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / f64::from(1 << 10)),

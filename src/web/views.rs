@@ -11,11 +11,14 @@ use serde::{Deserialize, Serialize};
 use super::dashboard::Dashboard;
 use super::failures::FailureForm;
 use crate::cache::{CacheCounts, CacheInfo};
+use crate::emulator::{self, EmulatorSettings};
 use crate::gateway::Traffic;
 use crate::providers::ProviderKind;
-use crate::registry::input::{CacheInput, FieldError, PortInput, ProxyInput, TagsInput};
+use crate::registry::input::{
+    CacheInput, EmulatorInput, FieldError, PortInput, ProxyInput, TagsInput,
+};
 use crate::registry::spec::ProxySpec;
-use crate::registry::{ProxySnapshot, ProxyStatus, RegistrySettings, Totals};
+use crate::registry::{ProxySnapshot, ProxyStatus, Totals};
 
 /// The host name proxies are reachable at, as seen by whoever made this request: proxies bound
 /// to loopback are only reachable there, proxies bound beyond it are reached the way the browser
@@ -23,8 +26,7 @@ use crate::registry::{ProxySnapshot, ProxyStatus, RegistrySettings, Totals};
 pub struct ProxyHost(String);
 
 impl ProxyHost {
-    pub fn for_request(req: &HttpRequest, settings: &RegistrySettings) -> Self {
-        let bound = settings.proxy_host;
+    pub fn for_request(req: &HttpRequest, bound: IpAddr) -> Self {
         let host = if bound.is_loopback() || !bound.is_unspecified() {
             ip_for_url(bound)
         } else {
@@ -82,6 +84,8 @@ pub struct ProxyJson {
     pub cache: CacheJson,
     pub vertex_service_account_file: Option<String>,
     pub aws_region: Option<String>,
+    /// The emulator's latency; used while `upstream_url` is `emulator`.
+    pub emulator: EmulatorSettings,
     pub listening_port: Option<u16>,
     pub in_flight: usize,
     /// Requests and tokens since Rubberduck started.
@@ -116,6 +120,7 @@ impl ProxyJson {
             },
             vertex_service_account_file: spec.vertex_service_account_file.clone(),
             aws_region: spec.aws_region.clone(),
+            emulator: spec.emulator,
             listening_port: snapshot.listening_port,
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
@@ -149,6 +154,8 @@ pub struct ProxyCard {
     /// The failure kinds switched on, for the card's tags.
     pub failure_kinds: Vec<&'static str>,
     pub active: bool,
+    /// Answered by the built-in emulator, not the provider.
+    pub emulated: bool,
 }
 
 impl ProxyCard {
@@ -189,6 +196,7 @@ impl ProxyCard {
             cache: snapshot.cache,
             failure_kinds: spec.failure_config.active_kinds(),
             active: snapshot.status.is_active(),
+            emulated: spec.emulated(),
         }
     }
 
@@ -266,6 +274,10 @@ pub struct ProxyForm {
     pub cache_mode: String,
     pub cache_ttl_seconds: String,
     pub cache_partition_by_credential: Option<String>,
+    /// Checkbox: the built-in emulator answers instead of an upstream.
+    pub use_emulator: Option<String>,
+    pub emulator_ttft_ms: String,
+    pub emulator_tokens_per_second: String,
 }
 
 impl ProxyForm {
@@ -276,7 +288,11 @@ impl ProxyForm {
             port: spec.port.to_string(),
             description: spec.description.clone(),
             tags: spec.tags.join(", "),
-            upstream_url: spec.upstream_url.clone().unwrap_or_default(),
+            upstream_url: spec
+                .upstream_url
+                .clone()
+                .filter(|_| !spec.emulated())
+                .unwrap_or_default(),
             cache_fields: Some("1".into()),
             cache_enabled: spec.cache.enabled.then(|| "on".into()),
             cache_mode: spec.cache.mode.as_str().to_owned(),
@@ -286,7 +302,14 @@ impl ProxyForm {
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
             cache_partition_by_credential: spec.cache.partition_by_credential.then(|| "on".into()),
+            use_emulator: spec.emulated().then(|| "on".into()),
+            emulator_ttft_ms: spec.emulator.ttft_ms.to_string(),
+            emulator_tokens_per_second: spec.emulator.tokens_per_second.to_string(),
         }
+    }
+
+    pub fn uses_emulator(&self) -> bool {
+        self.use_emulator.is_some()
     }
 
     pub fn cache_enabled(&self) -> bool {
@@ -314,14 +337,31 @@ impl ProxyForm {
             partition_by_credential: Some(self.cache_partitioned()),
             ttl_explicit: true,
         });
+        // Empty keeps the current value (or the default); text that is not a whole number
+        // becomes -1, which validation rejects with its own message.
+        let number = |text: &str| match text.trim() {
+            "" => None,
+            text => Some(text.parse().unwrap_or(-1)),
+        };
+        // Latency fields of an unticked emulator are hidden, so they are not checked either.
+        let emulator = self.uses_emulator().then(|| EmulatorInput {
+            ttft_ms: number(&self.emulator_ttft_ms),
+            tokens_per_second: number(&self.emulator_tokens_per_second),
+        });
+        let upstream_url = if self.uses_emulator() {
+            emulator::UPSTREAM.to_owned()
+        } else {
+            self.upstream_url.clone()
+        };
         ProxyInput {
             name: Some(self.name.clone()),
             provider: include_provider.then(|| self.provider.clone()),
             port: Some(PortInput::Text(self.port.clone())),
             description: Some(self.description.clone()),
             tags: Some(TagsInput::Text(self.tags.clone())),
-            upstream_url: Some(self.upstream_url.clone()),
+            upstream_url: Some(upstream_url),
             cache,
+            emulator,
             ..ProxyInput::default()
         }
     }
@@ -345,13 +385,15 @@ impl FormErrors {
     }
 }
 
-const FORM_FIELDS: [&str; 6] = [
+const FORM_FIELDS: [&str; 8] = [
     "name",
     "provider",
     "port",
     "description",
     "tags",
     "upstream_url",
+    "emulator.ttft_ms",
+    "emulator.tokens_per_second",
 ];
 
 impl From<Vec<FieldError>> for FormErrors {
@@ -468,18 +510,6 @@ pub struct PortCheck {
 #[template(path = "proxies/delete.html")]
 pub struct ConfirmDeletePage {
     pub card: ProxyCard,
-}
-
-#[derive(Template)]
-#[template(path = "settings/index.html")]
-pub struct SettingsPage {
-    pub version: &'static str,
-    pub uptime: String,
-    pub data_dir: String,
-    pub database_bytes: String,
-    pub proxy_host: String,
-    pub port_range: String,
-    pub stop_timeout_seconds: u64,
 }
 
 #[cfg(test)]

@@ -180,6 +180,10 @@ async fn bad_input_is_a_422_naming_the_field() {
 
     let mut response = awc::Client::new()
         .post(app.url("/api/proxies"))
+        .insert_header((
+            "Authorization",
+            format!("Bearer {}", super::support::TEST_TOKEN),
+        ))
         .content_type("application/json")
         .send_body("{not json")
         .await

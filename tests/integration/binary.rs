@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::support::{accepts_connections, port_block, port_of};
+use super::support::{TEST_TOKEN, accepts_connections, authorized, port_block, port_of};
 
 struct Server {
     child: Child,
     dashboard: String,
+    /// What the binary printed up to its startup line.
+    startup: Vec<String>,
     output: mpsc::Receiver<String>,
 }
 
@@ -22,6 +24,8 @@ fn start(data_dir: &std::path::Path, ports: &str) -> Server {
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("RUBBERDUCK_PROXY_PORTS", ports)
+        .env("RUBBERDUCK_BOOTSTRAP_TOKEN", TEST_TOKEN)
+        .env_remove("RUBBERDUCK_ADMIN_PASSWORD")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -36,6 +40,7 @@ fn start(data_dir: &std::path::Path, ports: &str) -> Server {
             }
         }
     });
+    let mut startup = Vec::new();
     let dashboard = loop {
         let line = output
             .recv_timeout(Duration::from_secs(30))
@@ -47,10 +52,12 @@ fn start(data_dir: &std::path::Path, ports: &str) -> Server {
                 .expect("an address")
                 .to_owned();
         }
+        startup.push(line);
     };
     Server {
         child,
         dashboard,
+        startup,
         output,
     }
 }
@@ -88,8 +95,47 @@ async fn the_binary_serves_and_survives_sigterm() {
         .await
         .expect("json");
     assert_eq!(health["status"], "ok");
-    let proxy: Value = client
-        .post(format!("{}/api/proxies", server.dashboard))
+
+    // A fresh start says how to sign in, with a generated password (never a fixed default).
+    let password = server
+        .startup
+        .iter()
+        .find_map(|line| {
+            line.split("sign in as admin@localhost with the password ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no sign-in line in {:?}", server.startup))
+        .to_owned();
+    assert!(password.len() >= 16, "{password}");
+    let anonymous = client
+        .get(format!("{}/api/proxies", server.dashboard))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(anonymous.status(), awc::http::StatusCode::UNAUTHORIZED);
+    let signed_in = awc::Client::builder()
+        .disable_redirects()
+        .finish()
+        .post(format!("{}/login", server.dashboard))
+        .send_form(&[
+            ("email", "admin@localhost"),
+            ("password", password.as_str()),
+        ])
+        .await
+        .expect("login");
+    assert_eq!(signed_in.status(), awc::http::StatusCode::SEE_OTHER);
+    let set_cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        set_cookie.starts_with("rubberduck_session="),
+        "{set_cookie}"
+    );
+
+    let proxy: Value = authorized(client.post(format!("{}/api/proxies", server.dashboard)))
         .send_json(&json!({"name": "Durable", "provider": "openai", "upstream_url": "http://127.0.0.1:1/v1"}))
         .await
         .expect("create")
@@ -126,8 +172,12 @@ async fn the_binary_serves_and_survives_sigterm() {
     assert!(data.path().join("rubberduck.sqlite3").is_file());
 
     let server = start(data.path(), &ports);
-    let list: Value = client
-        .get(format!("{}/api/proxies", server.dashboard))
+    assert!(
+        server.startup.iter().all(|line| !line.contains(&password)),
+        "the generated password is printed once only: {:?}",
+        server.startup
+    );
+    let list: Value = authorized(client.get(format!("{}/api/proxies", server.dashboard)))
         .send()
         .await
         .expect("list")

@@ -9,7 +9,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use super::support::{TestApp, id_of};
+use super::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, id_of};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -99,6 +99,22 @@ async fn text_of(client: &Client, css: &str) -> String {
     panic!("cannot read {css}: {last_error:?}");
 }
 
+/// Opens `path` as a signed-out browser does: the login page comes first and leads back.
+async fn sign_in_at(client: &Client, app: &TestApp, path: &str) {
+    client.goto(&app.url(path)).await.expect("page opens");
+    wait_for(client, "input[name=password]", "the login page").await;
+    set_field(client, "#email", ADMIN_EMAIL).await;
+    set_field(client, "#password", ADMIN_PASSWORD).await;
+    click(client, "form[action='/login'] button[type=submit]").await;
+    for _ in 0..50 {
+        if client.current_url().await.expect("url").path() == path {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("signing in did not lead back to {path}");
+}
+
 async fn click(client: &Client, css: &str) {
     let mut last_error = None;
     for _ in 0..20 {
@@ -141,7 +157,7 @@ async fn create_a_proxy_from_the_modal_then_stop_it() {
     let mut app = TestApp::start().await;
     let (_driver, client, _profile) = browser().await;
 
-    client.goto(&app.url("/proxies")).await.expect("page opens");
+    sign_in_at(&client, &app, "/proxies").await;
     wait_for(&client, ".empty-state", "an empty Proxies page").await;
 
     click(&client, "#create-proxy").await;
@@ -231,6 +247,22 @@ async fn create_a_proxy_from_the_modal_then_stop_it() {
     .await;
     assert_eq!(text_of(&client, "#totals [data-stat='running']").await, "1");
 
+    // Signing out ends the session: the pages lead to the login page again.
+    assert!(
+        text_of(&client, ".sidebar-user")
+            .await
+            .contains(super::support::ADMIN_EMAIL)
+    );
+    click(&client, ".sidebar-user button[type=submit]").await;
+    wait_for(
+        &client,
+        "form[action='/login']",
+        "the login page after signing out",
+    )
+    .await;
+    client.goto(&app.url("/proxies")).await.expect("page opens");
+    wait_for(&client, "form[action='/login']", "signed out for good").await;
+
     client.close().await.expect("browser closes");
     app.shutdown().await;
 }
@@ -267,7 +299,7 @@ async fn inspect_and_clear_a_cache_then_switch_to_replay_only() {
     }
 
     let (_driver, client, _profile) = browser().await;
-    client.goto(&app.url("/proxies")).await.expect("page opens");
+    sign_in_at(&client, &app, "/proxies").await;
     wait_for(&client, "article.card", "the card").await;
     let card = text_of(&client, "article.card .cache-facts").await;
     assert_eq!(card, "1 entries · 50% hit rate", "one miss, one hit");
@@ -349,7 +381,7 @@ async fn configure_failures_from_the_browser() {
         .await;
     let (id, port) = (id_of(&proxy), super::support::port_of(&proxy));
     let (_driver, client, _profile) = browser().await;
-    client.goto(&app.url("/proxies")).await.expect("page opens");
+    sign_in_at(&client, &app, "/proxies").await;
     wait_for(&client, "article.card", "the card").await;
     click(&client, "article.card details.menu summary").await;
     click(&client, "article.card a[href$='/failures']").await;
@@ -451,7 +483,7 @@ async fn new_log_rows_arrive_live_and_follow_the_filters() {
     };
 
     let (_driver, client, _profile) = browser().await;
-    client.goto(&app.url("/logs")).await.expect("page opens");
+    sign_in_at(&client, &app, "/logs").await;
     wait_for(&client, "#log-rows .empty-state", "the empty state").await;
     wait_for(
         &client,

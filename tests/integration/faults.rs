@@ -114,6 +114,10 @@ fn errors(rates: Value) -> Value {
 async fn put_raw(app: &TestApp, path: &str, body: &Value) -> (StatusCode, Value) {
     let mut response = awc::Client::new()
         .put(app.url(path))
+        .insert_header((
+            "Authorization",
+            format!("Bearer {}", super::support::TEST_TOKEN),
+        ))
         .send_json(body)
         .await
         .expect("PUT sent");

@@ -194,6 +194,10 @@ async fn duplicate_copies_settings_onto_a_free_port() {
         .disable_redirects()
         .finish()
         .post(app.url(&format!("/proxies/{}/duplicate", id_of(&proxy))))
+        .insert_header((
+            "Authorization",
+            format!("Bearer {}", super::support::TEST_TOKEN),
+        ))
         .send()
         .await
         .expect("sent");

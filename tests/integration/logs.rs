@@ -355,6 +355,10 @@ async fn the_event_stream_delivers_new_rows_that_match() {
 
     let mut all = awc::Client::new()
         .get(app.url("/logs/events"))
+        .insert_header((
+            "Authorization",
+            format!("Bearer {}", super::support::TEST_TOKEN),
+        ))
         .send()
         .await
         .expect("stream opens");
@@ -367,6 +371,10 @@ async fn the_event_stream_delivers_new_rows_that_match() {
     );
     let mut errors_only = awc::Client::new()
         .get(app.url(&format!("/logs/events?proxy_id={id}&status=4xx")))
+        .insert_header((
+            "Authorization",
+            format!("Bearer {}", super::support::TEST_TOKEN),
+        ))
         .send()
         .await
         .expect("stream opens");

@@ -241,13 +241,15 @@ async fn sdk_urls_use_the_host_the_browser_reached() {
         proxy_host: "0.0.0.0".parse().expect("ip"),
         proxy_ports: super::support::port_block(),
         stop_timeout: 5,
+        bootstrap_token: Some(rubberduck::config::Secret(
+            super::support::TEST_TOKEN.to_owned(),
+        )),
         ..rubberduck::config::ServeArgs::default()
     };
     let running = rubberduck::app::start(&args).await.expect("starts");
     let base = format!("http://{}", running.admin_addr);
     let client = awc::Client::new();
-    let mut response = client
-        .post(format!("{base}/api/proxies"))
+    let mut response = super::support::authorized(client.post(format!("{base}/api/proxies")))
         .insert_header(("Host", "devbox.corp:8000"))
         .send_json(&json!({"name": "Shared", "provider": "openai", "start": false}))
         .await
@@ -257,8 +259,7 @@ async fn sdk_urls_use_the_host_the_browser_reached() {
         proxy["url"],
         format!("http://devbox.corp:{}", proxy["port"])
     );
-    let mut response = client
-        .get(format!("{base}/proxies"))
+    let mut response = super::support::authorized(client.get(format!("{base}/proxies")))
         .insert_header(("Host", "devbox.corp:8000"))
         .send()
         .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use awc::http::StatusCode;
 use rubberduck::app::{self, Running};
-use rubberduck::config::ServeArgs;
+use rubberduck::config::{Secret, ServeArgs};
 use serde_json::Value;
 
 /// Tests run in parallel in one process, so each app gets its own block of proxy ports; two apps
@@ -29,6 +29,17 @@ pub fn port_block_of(size: u16) -> RangeInclusive<u16> {
         "out of test ports"
     );
     first..=first + size - 1
+}
+
+/// The API token every test app accepts (registered through `RUBBERDUCK_BOOTSTRAP_TOKEN`).
+pub const TEST_TOKEN: &str = "rd_test-bootstrap-token";
+/// The first admin of every test app.
+pub const ADMIN_EMAIL: &str = "admin@localhost";
+pub const ADMIN_PASSWORD: &str = "test admin password";
+
+/// Adds the test app's API token to a request.
+pub fn authorized(request: awc::ClientRequest) -> awc::ClientRequest {
+    request.insert_header(("Authorization", format!("Bearer {TEST_TOKEN}")))
 }
 
 pub struct TestApp {
@@ -60,6 +71,8 @@ impl TestApp {
             proxy_host: Ipv4Addr::LOCALHOST.into(),
             proxy_ports: ports.clone(),
             stop_timeout: 5,
+            admin_password: Some(Secret(ADMIN_PASSWORD.to_owned())),
+            bootstrap_token: Some(Secret(TEST_TOKEN.to_owned())),
             ..ServeArgs::default()
         };
         adjust(&mut args);
@@ -97,29 +110,38 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        send(awc::Client::new().get(self.url(path)), None).await
+        send(authorized(awc::Client::new().get(self.url(path))), None).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        send(awc::Client::new().post(self.url(path)), Some(body)).await
+        send(
+            authorized(awc::Client::new().post(self.url(path))),
+            Some(body),
+        )
+        .await
     }
 
     pub async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
-        send(awc::Client::new().post(self.url(path)), None).await
+        send(authorized(awc::Client::new().post(self.url(path))), None).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        send(awc::Client::new().patch(self.url(path)), Some(body)).await
+        send(
+            authorized(awc::Client::new().patch(self.url(path))),
+            Some(body),
+        )
+        .await
     }
 
     pub async fn put_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let (status, reply) = send(awc::Client::new().put(self.url(path)), Some(body)).await;
+        let request = authorized(awc::Client::new().put(self.url(path)));
+        let (status, reply) = send(request, Some(body)).await;
         assert_eq!(status, StatusCode::OK, "{path}: {reply}");
         (status, reply)
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        send(awc::Client::new().delete(self.url(path)), None).await
+        send(authorized(awc::Client::new().delete(self.url(path))), None).await
     }
 
     /// Creates a proxy through the API and returns its JSON, asserting a 201.
@@ -129,8 +151,9 @@ impl TestApp {
         proxy
     }
 
+    /// Pages with the test app's API token (sessions and CSRF have tests of their own).
     pub async fn get_text(&self, path: &str, htmx: bool) -> (StatusCode, String) {
-        let mut request = awc::Client::new().get(self.url(path));
+        let mut request = authorized(awc::Client::new().get(self.url(path)));
         if htmx {
             request = request.insert_header(("HX-Request", "true"));
         }
@@ -145,7 +168,7 @@ impl TestApp {
     /// Posts a form as a browser would, without following the redirect.
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)], htmx: bool) -> FormReply {
         let client = awc::Client::builder().disable_redirects().finish();
-        let mut request = client.post(self.url(path));
+        let mut request = authorized(client.post(self.url(path)));
         if htmx {
             request = request.insert_header(("HX-Request", "true"));
         }

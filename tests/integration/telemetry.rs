@@ -324,6 +324,10 @@ async fn cards_show_current_traffic_and_update_live() {
     let (id, port) = (id_of(&proxy), port_of(&proxy));
     let mut events = awc::Client::new()
         .get(app.url("/proxies/events"))
+        .insert_header((
+            "Authorization",
+            format!("Bearer {}", super::support::TEST_TOKEN),
+        ))
         .send()
         .await
         .expect("the event stream opens");

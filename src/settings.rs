@@ -1,0 +1,294 @@
+//! Settings an admin changes in the dashboard. They live in the `settings` table and in memory;
+//! readers take the current value without touching the database.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{self, DbError, DbPool};
+use crate::registry::input::FieldError;
+
+const MAX_SESSION_HOURS: u32 = 24 * 365;
+const MAX_RETENTION_DAYS: u32 = 3650;
+const MAX_TRUSTED_PROXIES: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SystemSettings {
+    /// Whether anyone who reaches the login page may create a member account.
+    pub self_registration: bool,
+    /// A session ends after this long without a request.
+    pub session_idle_hours: u32,
+    /// How many proxies a member may own; 0 means no limit. Admins are never limited.
+    pub max_proxies_per_user: u32,
+    /// Request logs older than this are purged daily; 0 keeps them forever.
+    pub log_retention_days: u32,
+    /// Where proxy ports listen; applies to each proxy at its next start.
+    pub proxy_host: IpAddr,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl SystemSettings {
+    /// The settings of a fresh install: sign-up closed, a working day's sessions, a month of logs.
+    pub fn defaults(proxy_host: IpAddr) -> Self {
+        SystemSettings {
+            self_registration: false,
+            session_idle_hours: 24,
+            max_proxies_per_user: 0,
+            log_retention_days: 30,
+            proxy_host,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(u64::from(self.session_idle_hours) * 3600)
+    }
+
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+
+    /// The client's address: the socket peer, or behind a trusted reverse proxy the nearest
+    /// untrusted address in `X-Forwarded-For`.
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        forwarded_for
+            .into_iter()
+            .flat_map(|list| list.rsplit(','))
+            .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+            .find(|ip| !self.trusts(*ip))
+            .unwrap_or(peer)
+    }
+}
+
+impl Default for SystemSettings {
+    fn default() -> Self {
+        SystemSettings::defaults(IpAddr::from([127, 0, 0, 1]))
+    }
+}
+
+/// The settings form as submitted: text fields, checkboxes present only when ticked.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SettingsForm {
+    #[serde(default)]
+    pub self_registration: Option<String>,
+    #[serde(default)]
+    pub session_idle_hours: String,
+    #[serde(default)]
+    pub max_proxies_per_user: String,
+    #[serde(default)]
+    pub log_retention_days: String,
+    #[serde(default)]
+    pub proxy_host: String,
+    #[serde(default)]
+    pub trusted_proxies: String,
+}
+
+impl SettingsForm {
+    pub fn from_settings(settings: &SystemSettings) -> Self {
+        SettingsForm {
+            self_registration: settings.self_registration.then(|| "on".to_owned()),
+            session_idle_hours: settings.session_idle_hours.to_string(),
+            max_proxies_per_user: settings.max_proxies_per_user.to_string(),
+            log_retention_days: settings.log_retention_days.to_string(),
+            proxy_host: settings.proxy_host.to_string(),
+            trusted_proxies: settings
+                .trusted_proxies
+                .iter()
+                .map(|net| match net.prefix_len() == net.max_prefix_len() {
+                    true => net.addr().to_string(),
+                    false => net.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    pub fn validate(&self) -> Result<SystemSettings, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut number =
+            |field: &'static str, text: &str, min: u32, max: u32, what: &str| match text
+                .trim()
+                .parse::<u32>()
+            {
+                Ok(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    errors.push(FieldError::new(
+                        field,
+                        format!("{what} must be a whole number from {min} to {max}."),
+                    ));
+                    0
+                }
+            };
+        let session_idle_hours = number(
+            "session_idle_hours",
+            &self.session_idle_hours,
+            1,
+            MAX_SESSION_HOURS,
+            "Session lifetime",
+        );
+        let max_proxies_per_user = number(
+            "max_proxies_per_user",
+            &self.max_proxies_per_user,
+            0,
+            10_000,
+            "Proxies per user",
+        );
+        let log_retention_days = number(
+            "log_retention_days",
+            &self.log_retention_days,
+            0,
+            MAX_RETENTION_DAYS,
+            "Log retention",
+        );
+        let proxy_host = match self.proxy_host.trim().parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                errors.push(FieldError::new(
+                    "proxy_host",
+                    "Proxy bind host must be an IP address such as 127.0.0.1 or 0.0.0.0.",
+                ));
+                IpAddr::from([127, 0, 0, 1])
+            }
+        };
+        let mut trusted_proxies = Vec::new();
+        for entry in self
+            .trusted_proxies
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            match entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+            {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => {
+                    errors.push(FieldError::new(
+                        "trusted_proxies",
+                        format!("“{entry}” is not an IP address or CIDR range such as 10.0.0.0/8."),
+                    ));
+                    break;
+                }
+            }
+        }
+        if trusted_proxies.len() > MAX_TRUSTED_PROXIES {
+            errors.push(FieldError::new(
+                "trusted_proxies",
+                format!("At most {MAX_TRUSTED_PROXIES} trusted proxies."),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(SystemSettings {
+            self_registration: self.self_registration.is_some(),
+            session_idle_hours,
+            max_proxies_per_user,
+            log_retention_days,
+            proxy_host,
+            trusted_proxies,
+        })
+    }
+}
+
+/// The current settings, shared by the dashboard and the background jobs.
+pub struct Settings {
+    db: DbPool,
+    current: ArcSwap<SystemSettings>,
+}
+
+impl Settings {
+    /// Loads what was saved; anything never saved keeps its default.
+    pub async fn load(db: DbPool, defaults: SystemSettings) -> Result<Self, DbError> {
+        let saved = db::run(&db, db::settings::all).await?;
+        let mut merged = serde_json::to_value(&defaults)
+            .map_err(|e| DbError::Corrupt(format!("settings: {e}")))?;
+        for (key, value) in saved {
+            match serde_json::from_str::<serde_json::Value>(&value) {
+                Ok(value) => merged[key] = value,
+                Err(e) => log::warn!("ignoring the saved setting {key}: {e}"),
+            }
+        }
+        let current = serde_json::from_value::<SystemSettings>(merged).unwrap_or_else(|e| {
+            log::warn!("saved settings are not valid ({e}); using the defaults");
+            defaults
+        });
+        Ok(Settings {
+            db,
+            current: ArcSwap::from_pointee(current),
+        })
+    }
+
+    pub fn get(&self) -> Arc<SystemSettings> {
+        self.current.load_full()
+    }
+
+    pub async fn save(&self, settings: SystemSettings) -> Result<(), DbError> {
+        let values: Vec<(String, String)> = match serde_json::to_value(&settings) {
+            Ok(serde_json::Value::Object(fields)) => fields
+                .into_iter()
+                .map(|(key, value)| (key, value.to_string()))
+                .collect(),
+            _ => return Err(DbError::Corrupt("settings are not an object".into())),
+        };
+        db::run(&self.db, move |conn| db::settings::save(conn, &values)).await?;
+        self.current.store(Arc::new(settings));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> SettingsForm {
+        SettingsForm::from_settings(&SystemSettings::default())
+    }
+
+    #[test]
+    fn the_form_of_the_defaults_validates_to_the_defaults() {
+        assert_eq!(form().validate(), Ok(SystemSettings::default()));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut bad = form();
+        bad.session_idle_hours = "0".into();
+        bad.proxy_host = "devbox".into();
+        bad.trusted_proxies = "10.0.0.0/8\nnot-an-ip".into();
+        let fields: Vec<_> = bad
+            .validate()
+            .expect_err("invalid")
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["session_idle_hours", "proxy_host", "trusted_proxies"]
+        );
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_trusted_proxies() {
+        let settings = SystemSettings {
+            trusted_proxies: vec!["10.0.0.0/8".parse().expect("cidr")],
+            ..SystemSettings::default()
+        };
+        let proxy: IpAddr = "10.1.1.1".parse().expect("ip");
+        let outsider: IpAddr = "192.0.2.7".parse().expect("ip");
+        assert_eq!(
+            settings.client_ip(proxy, Some("198.51.100.4, 10.2.2.2")),
+            "198.51.100.4".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(settings.client_ip(outsider, Some("198.51.100.4")), outsider);
+    }
+}

@@ -1,0 +1,313 @@
+//! The Settings page: your account and API tokens; for admins also the accounts of others, the
+//! settings of this Rubberduck and facts about it.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::AppState;
+use super::pages::{PageResult, format_bytes, html, see_other};
+use super::views::FormErrors;
+use crate::auth::{AuthError, Caller, TokenInfo, User, UserId};
+use crate::settings::SettingsForm;
+
+/// A secret shown once: a new API token or a generated password.
+pub struct Revealed {
+    pub label: String,
+    pub value: String,
+}
+
+pub struct SystemInfo {
+    pub version: &'static str,
+    pub uptime: String,
+    pub data_dir: String,
+    pub database_bytes: String,
+    pub cache: String,
+    pub port_range: String,
+    pub stop_timeout_seconds: u64,
+}
+
+#[derive(Template)]
+#[template(path = "settings/index.html")]
+pub struct SettingsPage {
+    pub me: User,
+    pub is_admin: bool,
+    pub tokens: Vec<TokenInfo>,
+    pub users: Vec<User>,
+    pub form: SettingsForm,
+    /// Errors of whichever form was just submitted, by field.
+    pub errors: FormErrors,
+    /// Which form `errors` belong to.
+    pub failed_form: &'static str,
+    pub notice: Option<String>,
+    pub revealed: Option<Revealed>,
+    pub info: SystemInfo,
+}
+
+impl SettingsPage {
+    pub fn error(&self, form: &str, field: &str) -> Option<&str> {
+        (self.failed_form == form)
+            .then(|| self.errors.get(field))
+            .flatten()
+    }
+}
+
+/// What a settings action shows afterwards.
+#[derive(Default)]
+struct Outcome {
+    notice: Option<String>,
+    revealed: Option<Revealed>,
+    failed_form: &'static str,
+    errors: FormErrors,
+    form: Option<SettingsForm>,
+}
+
+impl Outcome {
+    fn failed(form: &'static str, error: AuthError) -> Result<Self, AuthError> {
+        match error {
+            AuthError::Invalid(field) => Ok(Outcome {
+                failed_form: form,
+                errors: vec![field].into(),
+                ..Outcome::default()
+            }),
+            other => Err(other),
+        }
+    }
+}
+
+async fn page(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &Caller,
+    outcome: Outcome,
+) -> PageResult {
+    let is_admin = caller.is_admin();
+    let users = if is_admin {
+        state.accounts.users(caller).await?
+    } else {
+        Vec::new()
+    };
+    let status = if outcome.failed_form.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = SettingsPage {
+        me: caller.user.clone(),
+        is_admin,
+        tokens: state.accounts.tokens(caller).await?,
+        users,
+        form: outcome
+            .form
+            .unwrap_or_else(|| SettingsForm::from_settings(&state.settings.get())),
+        errors: outcome.errors,
+        failed_form: outcome.failed_form,
+        notice: outcome.notice,
+        revealed: outcome.revealed,
+        info: system_info(state, caller),
+    };
+    html(req, status, &page)
+}
+
+fn system_info(state: &AppState, caller: &Caller) -> SystemInfo {
+    let database = state.data_dir.join(crate::db::DATABASE_FILE);
+    let database_bytes = std::fs::metadata(&database).map_or(0, |m| m.len());
+    let (entries, bytes) = state
+        .registry
+        .list_for(caller.access())
+        .iter()
+        .fold((0, 0), |(n, b), p| (n + p.cache.entries, b + p.cache.bytes));
+    let uptime = state.started_at.elapsed().as_secs();
+    let settings = state.registry.settings();
+    SystemInfo {
+        version: crate::VERSION,
+        uptime: format!(
+            "{}h {:02}m {:02}s",
+            uptime / 3600,
+            uptime / 60 % 60,
+            uptime % 60
+        ),
+        data_dir: state.data_dir.display().to_string(),
+        database_bytes: format_bytes(database_bytes),
+        cache: format!("{entries} entries, {}", format_bytes(bytes)),
+        port_range: format!(
+            "{}–{}",
+            settings.port_range.start(),
+            settings.port_range.end()
+        ),
+        stop_timeout_seconds: settings.graceful_stop_timeout.as_secs(),
+    }
+}
+
+pub async fn settings(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> PageResult {
+    page(&req, &state, &caller, Outcome::default()).await
+}
+
+pub async fn save_settings(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    form: web::Form<SettingsForm>,
+) -> PageResult {
+    if !caller.is_admin() {
+        return Err(AuthError::Forbidden.into());
+    }
+    let form = form.into_inner();
+    let outcome = match form.validate() {
+        Ok(settings) => {
+            let host_changed = settings.proxy_host != state.settings.get().proxy_host;
+            state.settings.save(settings).await?;
+            log::info!("{} changed the settings", caller.user.email);
+            Outcome {
+                notice: Some(if host_changed {
+                    "Saved. The new proxy bind host applies to each proxy when it next starts."
+                        .to_owned()
+                } else {
+                    "Saved.".to_owned()
+                }),
+                ..Outcome::default()
+            }
+        }
+        Err(errors) => Outcome {
+            failed_form: "settings",
+            errors: errors.into(),
+            form: Some(form),
+            ..Outcome::default()
+        },
+    };
+    page(&req, &state, &caller, outcome).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm_password: String,
+}
+
+/// Changing your password ends your sessions, this one included: sign in again.
+pub async fn change_password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    form: web::Form<PasswordForm>,
+) -> PageResult {
+    match state
+        .accounts
+        .change_password(
+            &caller,
+            &form.current_password,
+            &form.password,
+            &form.confirm_password,
+        )
+        .await
+    {
+        Ok(()) => Ok(see_other("/login?next=%2Fsettings")),
+        Err(error) => {
+            let outcome = Outcome::failed("password", error)?;
+            page(&req, &state, &caller, outcome).await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    form: web::Form<TokenForm>,
+) -> PageResult {
+    let outcome = match state.accounts.create_token(&caller, &form.name).await {
+        Ok(token) => Outcome {
+            revealed: Some(Revealed {
+                label: format!(
+                    "Your new API token “{}”. Copy it now: it is not shown again.",
+                    form.name.trim()
+                ),
+                value: token,
+            }),
+            ..Outcome::default()
+        },
+        Err(error) => Outcome::failed("token", error)?,
+    };
+    page(&req, &state, &caller, outcome).await
+}
+
+pub async fn revoke_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> PageResult {
+    state.accounts.revoke_token(&caller, *id).await?;
+    let outcome = Outcome {
+        notice: Some("Token revoked: it no longer works.".to_owned()),
+        ..Outcome::default()
+    };
+    page(&req, &state, &caller, outcome).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn create_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    form: web::Form<UserForm>,
+) -> PageResult {
+    let outcome = match state
+        .accounts
+        .create_user(&caller, &form.email, &form.role, Some(&form.password))
+        .await
+    {
+        Ok((user, password)) => Outcome {
+            revealed: Some(Revealed {
+                label: format!(
+                    "Account {} created. Pass on this password; it is not shown again.",
+                    user.email
+                ),
+                value: password,
+            }),
+            ..Outcome::default()
+        },
+        Err(error) => Outcome::failed("user", error)?,
+    };
+    page(&req, &state, &caller, outcome).await
+}
+
+pub async fn reset_password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> PageResult {
+    let (user, password) = state.accounts.reset_password(&caller, UserId(*id)).await?;
+    let outcome = Outcome {
+        revealed: Some(Revealed {
+            label: format!(
+                "New password of {}; their sessions have ended. It is not shown again.",
+                user.email
+            ),
+            value: password,
+        }),
+        ..Outcome::default()
+    };
+    page(&req, &state, &caller, outcome).await
+}
