@@ -217,32 +217,41 @@ async fn bad_input_is_reported_plainly() {
     }
 }
 
-#[actix_web::test]
-async fn a_quick_bench_reports_every_section() {
+/// Runs `bench --quick` on ports of its own and returns its stdout.
+async fn quick_bench(extra: &[&str]) -> String {
     let ports = port_block_of(12);
-    let output = rubberduck(vec![
+    let mut args = vec![
         "bench".to_owned(),
         "--quick".to_owned(),
         "--proxy-ports".to_owned(),
         format!("{}-{}", ports.start(), ports.end()),
-    ])
-    .await;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let output = rubberduck(args).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{}\n{stdout}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for section in [
-        "Added latency at 1 connection",
-        "Throughput at 32 connections",
-        "Streaming TTFB at 1 connection",
-        "Memory of the server process",
-        "Targets",
-        "idle RSS with 10 proxies",
-        "throughput, cache hits, vs direct",
-        "streaming TTFB overhead",
-    ] {
+    stdout
+}
+
+const SECTIONS: [&str; 8] = [
+    "Added latency at 1 connection",
+    "Throughput at 32 connections",
+    "Streaming TTFB at 1 connection",
+    "Memory of the server process",
+    "Targets",
+    "idle RSS with 10 proxies",
+    "throughput, cache hits, vs direct",
+    "streaming TTFB overhead",
+];
+
+#[actix_web::test]
+async fn a_quick_bench_reports_every_section() {
+    let stdout = quick_bench(&[]).await;
+    for section in SECTIONS {
         assert!(stdout.contains(section), "no “{section}” in:\n{stdout}");
     }
     // Each target is judged, whatever this (loaded, debug-built) machine measured.
@@ -251,4 +260,16 @@ async fn a_quick_bench_reports_every_section() {
         .filter(|l| l.ends_with("PASS") || l.ends_with("MISS"))
         .count();
     assert_eq!(judged, 6, "{stdout}");
+
+    let markdown = quick_bench(&["--markdown"]).await;
+    for section in SECTIONS {
+        assert!(markdown.contains(section), "no “{section}” in:\n{markdown}");
+    }
+    assert!(markdown.starts_with("## Results\n"), "{markdown}");
+    assert!(markdown.contains("\n### Targets\n"), "{markdown}");
+    let judged = markdown
+        .lines()
+        .filter(|l| l.ends_with("| PASS |") || l.ends_with("| MISS |"))
+        .count();
+    assert_eq!(judged, 6, "{markdown}");
 }
