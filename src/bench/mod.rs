@@ -36,6 +36,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum BenchError {
     #[error("cannot run the bench upstream: {0}")]
     Upstream(std::io::Error),
+    #[error("cannot start a thread or runtime to talk to the server: {0}")]
+    Threads(std::io::Error),
     #[error("cannot start the server under test ({binary}): {source}")]
     Spawn {
         binary: PathBuf,

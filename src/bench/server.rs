@@ -75,12 +75,12 @@ impl Server {
                         let _ = lines.send(line);
                     }
                 })
-                .map_err(BenchError::Upstream)?;
+                .map_err(BenchError::Threads)?;
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(BenchError::Upstream)?;
+            .map_err(BenchError::Threads)?;
         let mut server = Server {
             child,
             admin: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
