@@ -25,6 +25,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the dashboard and every proxy (the default).
     Serve(ServeArgs),
+    /// Fire LLM requests at a proxy and report throughput and latency.
+    Loadtest(crate::loadtest::LoadtestArgs),
+    /// Measure what a proxy adds over calling the upstream directly (see BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -204,7 +208,7 @@ impl Default for ServeArgs {
     }
 }
 
-fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     let (first, last) = text
         .split_once('-')
         .ok_or_else(|| format!("“{text}” is not a port range such as 8001-9999"))?;

@@ -2,12 +2,14 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod db;
 pub mod emulator;
 pub mod faults;
 pub mod gateway;
+pub mod loadtest;
 pub mod providers;
 pub mod registry;
 pub mod settings;

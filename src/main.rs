@@ -1,18 +1,27 @@
 use clap::Parser;
-use rubberduck::config::{Cli, Command};
+use rubberduck::config::{Cli, Command, ServeArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[actix_web::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
-    };
-    let running = match rubberduck::app::start(&args).await {
+    // `loadtest` and `bench` build runtimes of their own, which cannot start inside another.
+    match cli.command {
+        Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Loadtest(args)) => rubberduck::loadtest::main(args),
+        Some(Command::Bench(args)) => rubberduck::bench::main(&args),
+        None => serve(&cli.serve),
+    }
+}
+
+fn serve(args: &ServeArgs) -> std::process::ExitCode {
+    actix_web::rt::System::new().block_on(run_server(args))
+}
+
+async fn run_server(args: &ServeArgs) -> std::process::ExitCode {
+    let running = match rubberduck::app::start(args).await {
         Ok(running) => running,
         Err(e) => {
             log::error!("{e}");

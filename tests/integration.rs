@@ -14,6 +14,7 @@ mod integration {
     mod faults;
     mod forwarding;
     mod lifecycle;
+    mod loadtest;
     mod logs;
     mod oidc;
     mod pages;

@@ -624,6 +624,9 @@ impl ProxyRegistry {
                 App::new().configure(|cfg| gateway::configure(cfg, Arc::clone(&server_state)))
             })
             .on_connect(gateway::remember_client_socket)
+            // Streamed answers go out as many small writes; with Nagle's algorithm each one
+            // after the first waits for the client's (delayed, up to 40 ms) ACK.
+            .tcp_nodelay(true)
             .workers(self.settings.workers_per_proxy)
             .disable_signals()
             .shutdown_timeout(self.settings.graceful_stop_timeout.as_secs())
