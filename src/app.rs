@@ -68,12 +68,13 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     let settings = RegistrySettings {
         port_range: args.proxy_ports.clone(),
         reserved_ports: vec![args.bind.port()],
-        workers_per_proxy: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        workers_per_proxy: usize::from(args.proxy_workers),
         graceful_stop_timeout: args.stop_timeout(),
         upstream: UpstreamSettings {
             response_timeout: Duration::from_secs(args.upstream_timeout),
             connect_timeout: Duration::from_secs(10),
             max_request_bytes: args.max_request_mb.saturating_mul(1 << 20),
+            tls: UpstreamSettings::tls_config(),
         },
     };
     // The writer tells the cache after each batch which proxies' entries changed; the cache

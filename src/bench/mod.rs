@@ -133,6 +133,8 @@ struct Bench {
     upstream: Upstream,
     server: Server,
     cache_off_port: u16,
+    /// Cache off and request log off: what the request log costs.
+    unlogged_port: u16,
     cache_hit_port: u16,
     cache_hit_id: i64,
 }
@@ -188,10 +190,16 @@ pub fn run(args: &BenchArgs) -> Result<Results, BenchError> {
     }
     let (cache_off_id, cache_off_port) = proxies[0];
     let (cache_hit_id, cache_hit_port) = proxies[1];
+    let (unlogged_id, unlogged_port) = proxies[2];
     server.api(
         Method::PATCH,
         &format!("/api/proxies/{cache_off_id}"),
         Some(json!({"cache": {"enabled": false}})),
+    )?;
+    server.api(
+        Method::PATCH,
+        &format!("/api/proxies/{unlogged_id}"),
+        Some(json!({"cache": {"enabled": false}, "log_requests": false})),
     )?;
 
     // Idle memory: the ten proxies are up and nothing has been proxied yet.
@@ -204,6 +212,7 @@ pub fn run(args: &BenchArgs) -> Result<Results, BenchError> {
         upstream,
         server,
         cache_off_port,
+        unlogged_port,
         cache_hit_port,
         cache_hit_id,
     };
@@ -222,6 +231,7 @@ impl Bench {
         let direct = format!("http://{}", self.upstream.addr);
         let cache_off = format!("http://127.0.0.1:{}", self.cache_off_port);
         let cache_hit = format!("http://127.0.0.1:{}", self.cache_hit_port);
+        let unlogged = format!("http://127.0.0.1:{}", self.unlogged_port);
         let n = Load::Requests(self.sizes.requests);
         let time = Load::Duration(self.sizes.duration);
         let streams = Load::Requests(self.sizes.stream_requests);
@@ -236,6 +246,13 @@ impl Bench {
             self.phase("throughput, direct", &direct, time, c, false)?,
             self.phase("throughput, proxy cache off", &cache_off, time, c, false)?,
             self.phase("throughput, proxy cache hit", &cache_hit, time, c, false)?,
+            self.phase(
+                "throughput, proxy cache off, no request log",
+                &unlogged,
+                time,
+                c,
+                false,
+            )?,
         ];
         let streaming = [
             self.phase("stream TTFB, direct", &direct, streams, 1, true)?,

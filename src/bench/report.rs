@@ -67,7 +67,9 @@ pub struct Results {
     pub quick: bool,
     /// Direct, proxy with cache off, proxy answering from cache.
     pub latency: [Phase; 3],
-    pub throughput: [Phase; 3],
+    /// Direct, proxy with cache off, proxy answering from cache, proxy with cache and request
+    /// log off.
+    pub throughput: [Phase; 4],
     /// Direct, proxy with cache off.
     pub streaming: [Phase; 2],
     /// Counted by the cache-hit proxy over the whole run.
@@ -113,6 +115,12 @@ impl Results {
         (direct > 0.0).then(|| self.throughput[proxied].report.requests_per_second / direct)
     }
 
+    /// How much lower throughput is with the request log on than off (cache off both times).
+    fn log_cost(&self) -> Option<f64> {
+        let unlogged = self.throughput[3].report.requests_per_second;
+        (unlogged > 0.0).then(|| 1.0 - self.throughput[1].report.requests_per_second / unlogged)
+    }
+
     fn goals(&self) -> Vec<Goal> {
         let ms = |value: Option<f64>| value.map_or("n/a".to_owned(), |v| format!("{v:+.3} ms"));
         let ratio = |value: Option<f64>| value.map_or("n/a".to_owned(), |v| format!("{v:.2}×"));
@@ -120,6 +128,7 @@ impl Results {
         let p99 = self.added(1, |s| s.p99);
         let off = self.throughput_ratio(1);
         let hit = self.throughput_ratio(2);
+        let log_cost = self.log_cost();
         let ttfb = self.ttfb_overhead(|s| s.p50);
         let idle = mib(self.idle.rss_kib);
         vec![
@@ -146,6 +155,12 @@ impl Results {
                 target: "≥ 1×",
                 measured: ratio(hit),
                 met: hit.map(|v| v >= 1.0),
+            },
+            Goal {
+                name: "request log cost, cache off (issue 6)",
+                target: "≤ 10%",
+                measured: log_cost.map_or("n/a".to_owned(), |v| format!("{:.1}%", v * 100.0)),
+                met: log_cost.map(|v| v <= 0.10),
             },
             Goal {
                 name: "streaming TTFB overhead p50",

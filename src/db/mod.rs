@@ -76,8 +76,11 @@ pub fn open(data_dir: &Path) -> Result<DbPool, DbError> {
         .map_err(|e| DbError::Migrate(e.to_string()))?;
     drop(conn);
 
+    // One connection idles; more open when the dashboard needs them (r2d2 would otherwise open
+    // all eight at start, each with its own page cache).
     Ok(Pool::builder()
         .max_size(8)
+        .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(ConnectionPragmas))
         .build(ConnectionManager::<SqliteConnection>::new(url))?)

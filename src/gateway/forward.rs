@@ -212,6 +212,7 @@ fn client_left() -> HttpResponse {
 
 pub fn upstream_client(settings: &UpstreamSettings) -> awc::Client {
     let connector = awc::Connector::new()
+        .rustls_0_23(Arc::clone(&settings.tls))
         .timeout(settings.connect_timeout)
         .limit(0)
         .conn_keep_alive(std::time::Duration::from_secs(60));

@@ -112,6 +112,21 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_request_bytes: usize,
+    /// One TLS client configuration for every worker of every proxy: the root certificates
+    /// are parsed once, not once per worker.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl UpstreamSettings {
+    /// The TLS configuration proxies use upstream: the webpki roots, HTTP/1.1 only (the HTTP
+    /// client is built without HTTP/2).
+    pub fn tls_config() -> Arc<rustls::ClientConfig> {
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(actix_tls::connect::rustls_0_23::webpki_roots_cert_store())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
 }
 
 /// Everything one proxy server shares between its workers.

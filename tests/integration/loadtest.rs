@@ -237,7 +237,7 @@ async fn quick_bench(extra: &[&str]) -> String {
     stdout
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "Added latency at 1 connection",
     "Throughput at 32 connections",
     "Streaming TTFB at 1 connection",
@@ -246,6 +246,8 @@ const SECTIONS: [&str; 8] = [
     "idle RSS with 10 proxies",
     "throughput, cache hits, vs direct",
     "streaming TTFB overhead",
+    "no request log",
+    "request log cost, cache off",
 ];
 
 #[actix_web::test]
@@ -259,7 +261,7 @@ async fn a_quick_bench_reports_every_section() {
         .lines()
         .filter(|l| l.ends_with("PASS") || l.ends_with("MISS"))
         .count();
-    assert_eq!(judged, 6, "{stdout}");
+    assert_eq!(judged, 7, "{stdout}");
 
     let markdown = quick_bench(&["--markdown"]).await;
     for section in SECTIONS {
@@ -271,5 +273,5 @@ async fn a_quick_bench_reports_every_section() {
         .lines()
         .filter(|l| l.ends_with("| PASS |") || l.ends_with("| MISS |"))
         .count();
-    assert_eq!(judged, 6, "{markdown}");
+    assert_eq!(judged, 7, "{markdown}");
 }
