@@ -255,20 +255,17 @@ async fn housekeeping(db: DbPool, settings: Arc<Settings>, accounts: Arc<Account
     loop {
         tick.tick().await;
         let retention_days = settings.get().log_retention_days;
-        if retention_days > 0 {
-            let before =
-                (chrono::Utc::now() - chrono::TimeDelta::days(retention_days.into())).naive_utc();
-            match db::run(&db, move |conn| {
-                db::request_logs::purge(conn, before, None, None)
-            })
-            .await
-            {
-                Ok(0) => {}
-                Ok(deleted) => {
-                    log::info!("deleted {deleted} request logs older than {retention_days} days")
-                }
-                Err(e) => log::warn!("cannot purge old request logs: {e}"),
+        let now = chrono::Utc::now();
+        match db::run(&db, move |conn| {
+            db::request_logs::purge_expired(conn, retention_days, now)
+        })
+        .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => {
+                log::info!("deleted {deleted} request logs older than {retention_days} days")
             }
+            Err(e) => log::warn!("cannot purge old request logs: {e}"),
         }
         if let Err(e) = accounts.forget_idle_sessions().await {
             log::warn!("cannot delete idle sessions: {e}");

@@ -1,6 +1,6 @@
 //! Queries on `request_logs`.
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 
@@ -126,4 +126,55 @@ pub fn purge(
         query = query.filter(dsl::proxy_id.eq_any(visible));
     }
     Ok(query.execute(conn)?)
+}
+
+/// The daily retention purge: entries older than `retention_days` before `now` go; 0 keeps all.
+pub fn purge_expired(
+    conn: &mut SqliteConnection,
+    retention_days: u32,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let before = (now - TimeDelta::days(retention_days.into())).naive_utc();
+    purge(conn, before, None, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::models::NewLogRow;
+
+    #[test]
+    fn retention_keeps_what_is_younger_than_the_setting() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(dir.path()).expect("database");
+        let mut conn = pool.get().expect("connection");
+        let now = Utc::now();
+        for days_old in [40, 31, 29, 1] {
+            let row = NewLogRow {
+                timestamp: (now - TimeDelta::days(days_old)).naive_utc(),
+                path: format!("/{days_old}"),
+                cache: "miss".into(),
+                ..NewLogRow::default()
+            };
+            diesel::insert_into(dsl::request_logs)
+                .values(&row)
+                .execute(&mut conn)
+                .expect("inserted");
+        }
+        assert_eq!(
+            purge_expired(&mut conn, 0, now).expect("purge"),
+            0,
+            "0 keeps all"
+        );
+        assert_eq!(purge_expired(&mut conn, 30, now).expect("purge"), 2);
+        let left: Vec<String> = dsl::request_logs
+            .select(dsl::path)
+            .order(dsl::id.asc())
+            .load(&mut conn)
+            .expect("rows");
+        assert_eq!(left, ["/29", "/1"]);
+    }
 }
