@@ -103,6 +103,21 @@ impl Session {
     }
 }
 
+/// Self-registration as a signed-out browser posts it.
+async fn register(app: &TestApp, email: &str, password: &str) -> Reply {
+    let form = [
+        ("email", email),
+        ("password", password),
+        ("confirm_password", password),
+    ];
+    let response = no_redirects()
+        .post(app.url("/register"))
+        .send_form(&form)
+        .await
+        .expect("sent");
+    Reply::read(response).await
+}
+
 /// The admin's settings form as it comes filled in, with `changes` made.
 fn settings_form<'a>(changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut fields = vec![
@@ -764,18 +779,7 @@ async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
     )
     .await;
     assert_eq!(closed.status, StatusCode::SEE_OTHER);
-    let refused = Reply::read(
-        no_redirects()
-            .post(app.url("/register"))
-            .send_form(&[
-                ("email", "eve@example.com"),
-                ("password", "eve's long password"),
-                ("confirm_password", "eve's long password"),
-            ])
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let refused = register(&app, "eve@example.com", "eve's long password").await;
     assert!(session_cookie_of(&refused).is_none());
     assert_eq!(
         login_attempt(&app, "eve@example.com", "eve's long password")
@@ -811,18 +815,7 @@ async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
     assert!(saved.body.contains("Saved."));
     assert!(saved.body.contains("10.0.0.0/8"));
 
-    let registered = Reply::read(
-        no_redirects()
-            .post(app.url("/register"))
-            .send_form(&[
-                ("email", "eve@example.com"),
-                ("password", "eve's long password"),
-                ("confirm_password", "eve's long password"),
-            ])
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let registered = register(&app, "eve@example.com", "eve's long password").await;
     assert_eq!(
         registered.status,
         StatusCode::SEE_OTHER,
