@@ -72,12 +72,22 @@ impl DbWriter {
     }
 }
 
+/// A batch's buffers, kept from batch to batch: busy proxies fill them at the same rate every
+/// time, and fresh ones would cost the writer new pages from the OS twenty times a second.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<WriteOp>,
+    logs: Vec<NewLogRow>,
+}
+
 fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
+    let mut buffers = Batch::default();
     while let Ok(first) = receiver.recv() {
         // Let a batch gather: a writer that woke for every write would cost each request a
         // wake-up of this thread.
         std::thread::sleep(GATHER);
-        let mut batch = vec![first];
+        let batch = &mut buffers.ops;
+        batch.push(first);
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(op) => batch.push(op),
@@ -86,7 +96,10 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
         }
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
         let size = batch.len();
-        match apply(pool, batch) {
+        let result = apply(pool, &mut buffers);
+        buffers.ops.clear();
+        buffers.logs.clear();
+        match result {
             Ok(changed) if !changed.is_empty() => on_batch(&changed),
             Ok(_) => {}
             Err(e) => log::error!("database writer: a batch of {size} writes failed: {e}"),
@@ -98,21 +111,20 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
 }
 
 /// Returns the proxies whose cache entries were added or removed.
-fn apply(pool: &DbPool, batch: Vec<WriteOp>) -> Result<BTreeSet<i32>, DbError> {
+fn apply(pool: &DbPool, buffers: &mut Batch) -> Result<BTreeSet<i32>, DbError> {
     let mut conn = pool.get()?;
-    let (logs, batch): (Vec<WriteOp>, Vec<WriteOp>) = batch
-        .into_iter()
-        .partition(|op| matches!(op, WriteOp::InsertLog(_)));
-    let logs: Vec<NewLogRow> = logs
-        .into_iter()
-        .filter_map(|op| match op {
-            WriteOp::InsertLog(row) => Some(*row),
-            _ => None,
-        })
-        .collect();
+    let Batch { ops: batch, logs } = buffers;
+    // Log rows move out of their boxes into the reused buffer; the other writes stay in order.
+    batch.retain_mut(|op| match op {
+        WriteOp::InsertLog(row) => {
+            logs.push(std::mem::take(row.as_mut()));
+            false
+        }
+        _ => true,
+    });
     // A hot entry is hit thousands of times a second: one update per entry per batch.
     let mut hits: HashMap<(i32, [u8; 32]), (i64, NaiveDateTime)> = HashMap::new();
-    for op in &batch {
+    for op in batch.iter() {
         if let WriteOp::CacheHit { proxy_id, key, at } = op {
             let entry = hits.entry((*proxy_id, *key)).or_insert((0, *at));
             entry.0 += 1;
@@ -122,7 +134,7 @@ fn apply(pool: &DbPool, batch: Vec<WriteOp>) -> Result<BTreeSet<i32>, DbError> {
     conn.transaction(|conn| {
         // Many rows per statement, in chunks of one fixed size: Diesel prepares a fixed-size
         // INSERT once and reuses it, where a Vec of any length would be parsed anew each time.
-        let mut rows = logs.into_iter();
+        let mut rows = logs.drain(..);
         while rows.len() >= LOG_ROWS_PER_INSERT {
             let chunk: [NewLogRow; LOG_ROWS_PER_INSERT] =
                 std::array::from_fn(|_| rows.next().unwrap_or_default());
@@ -136,7 +148,7 @@ fn apply(pool: &DbPool, batch: Vec<WriteOp>) -> Result<BTreeSet<i32>, DbError> {
                 .execute(conn)?;
         }
         let mut changed = BTreeSet::new();
-        for op in &batch {
+        for op in batch.iter() {
             match op {
                 WriteOp::StoreCacheEntry(row) => {
                     cache_entries::upsert(conn, row)?;
