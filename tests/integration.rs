@@ -2,6 +2,7 @@
 //! below start the real servers on 127.0.0.1 with a temporary data directory and talk HTTP.
 
 mod integration {
+    pub mod proxied;
     pub mod support;
     pub mod upstream;
 

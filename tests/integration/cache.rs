@@ -6,12 +6,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::web::Bytes;
-use awc::http::header::HeaderMap;
-use awc::http::{Method, StatusCode};
+use awc::http::StatusCode;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use super::proxied::{self, Answer, Call};
 use super::support::{TestApp, accepts_connections, id_of, port_of};
 use super::upstream::MockUpstream;
 
@@ -72,44 +71,8 @@ async fn patch_cache(app: &TestApp, proxy: &Proxy, cache: Value) -> Value {
     patched
 }
 
-#[derive(Clone)]
-struct Call {
-    method: Method,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
 impl Call {
-    fn post(path: &str, body: &str) -> Self {
-        Call {
-            method: Method::POST,
-            path: path.to_owned(),
-            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    fn get(path: &str) -> Self {
-        Call {
-            method: Method::GET,
-            path: path.to_owned(),
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    /// Asks the mock for an answer stamped with its request number (see upstream.rs).
-    fn stamp(self, kind: &str) -> Self {
-        self.header("x-mock-stamp", kind)
-    }
-
+    /// Bedrock credentials the proxy signs with.
     fn aws(self) -> Self {
         self.header("X-AWS-Access-Key", "AKIDCACHETEST")
             .header("X-AWS-Secret-Key", "cache-secret")
@@ -117,17 +80,8 @@ impl Call {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
+/// What the cache tests read of an answer.
+impl Answer {
     fn cache(&self) -> &str {
         self.header("x-cache").unwrap_or("<no X-Cache header>")
     }
@@ -144,14 +98,6 @@ impl Reply {
         key.to_owned()
     }
 
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
-    }
-
     fn assert_miss(&self, what: &str) {
         assert_eq!(self.cache(), "MISS", "{what}: {}", self.text());
         self.key();
@@ -163,21 +109,8 @@ impl Reply {
     }
 }
 
-async fn send(proxy: &Proxy, call: &Call) -> Reply {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .finish();
-    let mut request = client.request(call.method.clone(), format!("{}{}", proxy.base, call.path));
-    for (name, value) in &call.headers {
-        request = request.insert_header((name.as_str(), value.as_str()));
-    }
-    let mut response = request.send_body(call.body.clone()).await.expect("proxied");
-    let body = response.body().limit(16 << 20).await.expect("body read");
-    Reply {
-        status: response.status(),
-        headers: response.headers().clone(),
-        body,
-    }
+async fn send(proxy: &Proxy, call: &Call) -> Answer {
+    proxied::send(&proxy.base, call).await
 }
 
 async fn stats(app: &TestApp, proxy: &Proxy) -> Value {

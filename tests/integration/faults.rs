@@ -10,11 +10,10 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::web::Bytes;
-use awc::http::header::HeaderMap;
-use awc::http::{Method, StatusCode};
+use awc::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::proxied::{self, Answer, Call};
 use super::support::{TestApp, id_of, port_block_of, port_of};
 use super::upstream::MockUpstream;
 
@@ -199,35 +198,8 @@ async fn cache_entries(app: &TestApp, proxy: &Proxy) -> u64 {
 
 // --- requests through a proxy ------------------------------------------------------------------
 
-#[derive(Clone)]
-struct Call {
-    method: Method,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
+/// The requests the failure tests send.
 impl Call {
-    fn post(path: &str, body: &str) -> Self {
-        Call {
-            method: Method::POST,
-            path: path.to_owned(),
-            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    /// Asks the mock for an answer stamped with its request number (see upstream.rs).
-    fn stamp(self) -> Self {
-        self.header("x-mock-stamp", "json")
-    }
-
     /// A typical chat request of the provider.
     fn chat(provider: &str) -> Self {
         match provider {
@@ -244,33 +216,14 @@ impl Call {
             "vertex_ai" => Call::post(GEMINI_PATH, GEMINI).header("x-goog-api-key", "g-key"),
             other => panic!("no chat call for {other}"),
         }
-        .stamp()
+        .stamp("json")
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-    elapsed: Duration,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
+/// What the failure tests read of an answer.
+impl Answer {
     fn injected(&self) -> Option<&str> {
         self.header(INJECTED)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.text()))
     }
 
     /// A whole-seconds `retry-after` header.
@@ -301,26 +254,8 @@ impl Reply {
     }
 }
 
-fn client() -> awc::Client {
-    awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish()
-}
-
-async fn send(proxy: &Proxy, call: &Call) -> Reply {
-    let mut request = client().request(call.method.clone(), format!("{}{}", proxy.base, call.path));
-    for (name, value) in &call.headers {
-        request = request.insert_header((name.as_str(), value.as_str()));
-    }
-    let started = Instant::now();
-    let mut response = request.send_body(call.body.clone()).await.expect("proxied");
-    let body = response.body().limit(16 << 20).await.expect("body read");
-    Reply {
-        status: response.status(),
-        headers: response.headers().clone(),
-        body,
-        elapsed: started.elapsed(),
-    }
+async fn send(proxy: &Proxy, call: &Call) -> Answer {
+    proxied::send(&proxy.base, call).await
 }
 
 /// Sends the provider's chat request `n` times one after the other; the statuses.
@@ -795,7 +730,7 @@ async fn every_injectable_status_is_injected_with_the_marker_header() {
     mock.stop().await;
 }
 
-fn assert_json_content(reply: &Reply, what: &str) {
+fn assert_json_content(reply: &Answer, what: &str) {
     let content_type = reply.header("content-type").unwrap_or_default();
     assert!(
         content_type.contains("json"),
@@ -804,7 +739,7 @@ fn assert_json_content(reply: &Reply, what: &str) {
 }
 
 /// OpenAI, DeepSeek and Azure OpenAI: `{"error":{"message","type","param","code"}}`.
-fn assert_openai_shape(reply: &Reply, what: &str) -> Value {
+fn assert_openai_shape(reply: &Answer, what: &str) -> Value {
     let body = reply.json();
     let error = &body["error"];
     assert!(
@@ -1106,7 +1041,7 @@ fn rpm(limit: u32) -> Value {
     config(json!({"rate_limit": {"enabled": true, "requests_per_minute": limit}}))
 }
 
-fn assert_rate_limited(reply: &Reply, what: &str) {
+fn assert_rate_limited(reply: &Answer, what: &str) {
     reply.assert_injected(429, "rate_limited", what);
     let retry = reply.retry_after();
     assert!((1..=60).contains(&retry), "{what}: retry-after {retry}");
@@ -1130,7 +1065,7 @@ async fn a_rate_limit_lets_exactly_rpm_through_a_burst() {
     for _ in 0..15 {
         replies.push(send(&sequential, &call).await);
     }
-    let passed: Vec<&Reply> = replies
+    let passed: Vec<&Answer> = replies
         .iter()
         .filter(|r| r.status == StatusCode::OK)
         .collect();
