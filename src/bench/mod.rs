@@ -27,6 +27,8 @@ use upstream::Upstream;
 
 /// Proxies running while idle memory is measured.
 const IDLE_PROXIES: usize = 10;
+/// Turns the logged and the unlogged proxy take, for the request log's cost.
+const LOG_ROUNDS: usize = 3;
 /// Ports the server may give proxies (the ten plus slack).
 const PORT_BLOCK: u16 = 12;
 const PROMPT: &str = "Say hello in one short sentence.";
@@ -254,6 +256,30 @@ impl Bench {
                 false,
             )?,
         ];
+        // The request log's cost is a small difference between two noisy numbers: the two
+        // proxies take turns, and the median of the rounds' ratios is reported.
+        let round = self.sizes.duration / 2;
+        let mut log_rounds = Vec::with_capacity(LOG_ROUNDS);
+        for _ in 0..LOG_ROUNDS {
+            let on = self.phase(
+                "log round, request log on",
+                &cache_off,
+                Load::Duration(round),
+                c,
+                false,
+            )?;
+            let off = self.phase(
+                "log round, request log off",
+                &unlogged,
+                Load::Duration(round),
+                c,
+                false,
+            )?;
+            log_rounds.push((
+                on.report.requests_per_second,
+                off.report.requests_per_second,
+            ));
+        }
         let streaming = [
             self.phase("stream TTFB, direct", &direct, streams, 1, true)?,
             self.phase("stream TTFB, proxy cache off", &cache_off, streams, 1, true)?,
@@ -276,6 +302,7 @@ impl Bench {
             quick: self.sizes.quick,
             latency,
             throughput,
+            log_rounds,
             streaming,
             cache_hits: cache["hits"].as_u64().unwrap_or(0),
             cache_misses: cache["misses"].as_u64().unwrap_or(0),

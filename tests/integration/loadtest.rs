@@ -237,7 +237,7 @@ async fn quick_bench(extra: &[&str]) -> String {
     stdout
 }
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "Added latency at 1 connection",
     "Throughput at 32 connections",
     "Streaming TTFB at 1 connection",
@@ -248,6 +248,7 @@ const SECTIONS: [&str; 10] = [
     "streaming TTFB overhead",
     "no request log",
     "request log cost, cache off",
+    "Request log cost at 32 connections",
 ];
 
 #[actix_web::test]
