@@ -47,6 +47,14 @@ fn time(field: &'static str, text: Option<&str>) -> Result<Option<NaiveDateTime>
 }
 
 impl LogQuery {
+    /// The filter, narrowed to the proxies `caller` may see.
+    fn filter_for(&self, state: &AppState, caller: &Caller) -> Result<LogFilter, ApiError> {
+        Ok(LogFilter {
+            visible_proxies: super::visible_proxy_ids(state, caller),
+            ..self.filter()?
+        })
+    }
+
     pub fn filter(&self) -> Result<LogFilter, ApiError> {
         let blank = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
         if let Some(cache) = blank(&self.cache)
@@ -153,8 +161,7 @@ pub async fn list(
     caller: Caller,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut filter = query.filter()?;
-    filter.visible_proxies = super::visible_proxy_ids(&state, &caller);
+    let filter = query.filter_for(&state, &caller)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let offset = query.offset.unwrap_or(0).max(0);
     let (rows, total) = db::run(&state.db, move |conn| {
@@ -263,8 +270,7 @@ pub async fn export(
     caller: Caller,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut filter = query.filter()?;
-    filter.visible_proxies = super::visible_proxy_ids(&state, &caller);
+    let filter = query.filter_for(&state, &caller)?;
     let (format, content_type, extension) = match query.format.as_deref().unwrap_or("csv") {
         "csv" => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
         "json" => (ExportFormat::Json, "application/json", "json"),

@@ -103,6 +103,16 @@ impl Session {
     }
 }
 
+/// A page or API call without any credential.
+async fn anonymous_get(app: &TestApp, path: &str) -> Reply {
+    let response = no_redirects()
+        .get(app.url(path))
+        .send()
+        .await
+        .expect("sent");
+    Reply::read(response).await
+}
+
 /// Self-registration as a signed-out browser posts it.
 async fn register(app: &TestApp, email: &str, password: &str) -> Reply {
     let form = [
@@ -165,14 +175,7 @@ async fn nothing_but_the_login_page_is_reachable_signed_out() {
         "/settings",
         "/proxies/new",
     ] {
-        let reply = Reply::read(
-            no_redirects()
-                .get(app.url(path))
-                .send()
-                .await
-                .expect("sent"),
-        )
-        .await;
+        let reply = anonymous_get(&app, path).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
         let location = reply.header("location");
         assert!(location.starts_with("/login"), "{path} → {location}");
@@ -205,24 +208,10 @@ async fn nothing_but_the_login_page_is_reachable_signed_out() {
     assert_eq!(proxies, json!([]), "nothing was created");
 
     for open in ["/healthz", "/login", "/static/app.css"] {
-        let reply = Reply::read(
-            no_redirects()
-                .get(app.url(open))
-                .send()
-                .await
-                .expect("sent"),
-        )
-        .await;
+        let reply = anonymous_get(&app, open).await;
         assert_eq!(reply.status, StatusCode::OK, "{open}");
     }
-    let login = Reply::read(
-        no_redirects()
-            .get(app.url("/login"))
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let login = anonymous_get(&app, "/login").await;
     let csp = login.header("content-security-policy");
     assert!(csp.contains("default-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -234,14 +223,7 @@ async fn nothing_but_the_login_page_is_reachable_signed_out() {
 async fn the_api_wants_a_valid_token() {
     let app = TestApp::start().await;
     for path in ["/api/proxies", "/api/logs", "/api/metrics", "/metrics"] {
-        let anonymous = Reply::read(
-            no_redirects()
-                .get(app.url(path))
-                .send()
-                .await
-                .expect("sent"),
-        )
-        .await;
+        let anonymous = anonymous_get(&app, path).await;
         assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(anonymous.header("www-authenticate"), "Bearer");
         if path.starts_with("/api") {
@@ -770,14 +752,7 @@ async fn passwords_change_and_reset_end_old_sessions() {
 #[actix_web::test]
 async fn registration_is_off_until_an_admin_opens_it_and_limits_apply() {
     let app = TestApp::start().await;
-    let closed = Reply::read(
-        no_redirects()
-            .get(app.url("/register"))
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let closed = anonymous_get(&app, "/register").await;
     assert_eq!(closed.status, StatusCode::SEE_OTHER);
     let refused = register(&app, "eve@example.com", "eve's long password").await;
     assert!(session_cookie_of(&refused).is_none());
