@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 
 use super::DbError;
-use super::models::LogRow;
+use super::models::{LogRow, UnixMicros};
 use super::schema::request_logs::dsl;
 
 /// Which log entries a listing, export or purge covers.
@@ -55,10 +55,10 @@ fn filtered(filter: &LogFilter) -> Boxed<'static> {
         Some(kind) => query = query.filter(dsl::failure.eq(kind.to_owned())),
     }
     if let Some(since) = filter.since {
-        query = query.filter(dsl::timestamp.ge(since));
+        query = query.filter(dsl::timestamp.ge(UnixMicros::from(since)));
     }
     if let Some(until) = filter.until {
-        query = query.filter(dsl::timestamp.lt(until));
+        query = query.filter(dsl::timestamp.lt(UnixMicros::from(until)));
     }
     if let Some(text) = filter.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let pattern = format!(
@@ -118,7 +118,8 @@ pub fn purge(
     visible_proxies: Option<Vec<i32>>,
 ) -> Result<usize, DbError> {
     let mut query =
-        diesel::delete(dsl::request_logs.filter(dsl::timestamp.lt(before))).into_boxed();
+        diesel::delete(dsl::request_logs.filter(dsl::timestamp.lt(UnixMicros::from(before))))
+            .into_boxed();
     if let Some(proxy) = proxy_id {
         query = query.filter(dsl::proxy_id.eq(proxy));
     }
@@ -160,7 +161,7 @@ mod tests {
                 ..NewLogRow::default()
             };
             diesel::insert_into(dsl::request_logs)
-                .values(&row)
+                .values(row)
                 .execute(&mut conn)
                 .expect("inserted");
         }
@@ -176,5 +177,70 @@ mod tests {
             .load(&mut conn)
             .expect("rows");
         assert_eq!(left, ["/29", "/1"]);
+    }
+
+    #[test]
+    fn entries_logged_before_integer_times_keep_their_times() {
+        use diesel::connection::SimpleConnection;
+        use diesel::migration::{MigrationConnection, MigrationSource};
+        use diesel_migrations::MigrationHarness;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.sqlite3");
+        let mut conn =
+            SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("database");
+        conn.setup().expect("migrations table");
+        let migrations =
+            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&crate::db::MIGRATIONS)
+                .expect("migrations");
+        for migration in migrations
+            .iter()
+            .take_while(|m| m.name().to_string().as_str() < "2026-11-24-100004")
+        {
+            conn.run_migration(migration).expect("older migration");
+        }
+        conn.batch_execute(
+            "INSERT INTO request_logs (timestamp, proxy_id, proxy_name, provider, method, path, \
+             client_ip, status, latency_ms, cache, stream, request_bytes, response_bytes) \
+             VALUES ('2026-03-04 05:06:07.891234', 1, 'p', 'openai', 'POST', '/v1/x', \
+             '127.0.0.1', 200, 1.5, 'miss', 0, 10, 20);",
+        )
+        .expect("an entry in the old format");
+        conn.run_pending_migrations(crate::db::MIGRATIONS)
+            .expect("the remaining migrations");
+
+        let rows: Vec<LogRow> = dsl::request_logs
+            .select(LogRow::as_select())
+            .load(&mut conn)
+            .expect("rows");
+        assert_eq!(rows.len(), 1);
+        let expected =
+            NaiveDateTime::parse_from_str("2026-03-04 05:06:07.891", "%F %T%.f").expect("time");
+        assert_eq!(rows[0].timestamp, expected, "kept to the millisecond");
+        let since = expected - TimeDelta::seconds(1);
+        let filter = LogFilter {
+            since: Some(since),
+            until: Some(expected + TimeDelta::seconds(1)),
+            ..LogFilter::default()
+        };
+        assert_eq!(page(&mut conn, &filter, 10, 0).expect("page").1, 1);
+        let later = LogFilter {
+            since: Some(expected + TimeDelta::milliseconds(1)),
+            ..LogFilter::default()
+        };
+        assert_eq!(page(&mut conn, &later, 10, 0).expect("page").1, 0);
+
+        conn.revert_last_migration(crate::db::MIGRATIONS)
+            .expect("the change can be undone");
+        #[derive(QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            timestamp: String,
+        }
+        let undone: Vec<Text> = diesel::sql_query("SELECT timestamp FROM request_logs")
+            .load(&mut conn)
+            .expect("rows");
+        assert_eq!(undone.len(), 1);
+        assert_eq!(undone[0].timestamp, "2026-03-04 05:06:07.891");
     }
 }

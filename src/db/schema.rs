@@ -46,7 +46,7 @@ diesel::table! {
 diesel::table! {
     request_logs (id) {
         id -> Integer,
-        timestamp -> Timestamp,
+        timestamp -> BigInt,
         proxy_id -> Integer,
         proxy_name -> Text,
         provider -> Text,

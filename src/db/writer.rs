@@ -144,7 +144,7 @@ fn apply(pool: &DbPool, buffers: &mut Batch) -> Result<BTreeSet<i32>, DbError> {
         }
         for row in rows {
             diesel::insert_into(super::schema::request_logs::table)
-                .values(&row)
+                .values(row)
                 .execute(conn)?;
         }
         let mut changed = BTreeSet::new();
