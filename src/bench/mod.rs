@@ -27,8 +27,9 @@ use upstream::Upstream;
 
 /// Proxies running while idle memory is measured.
 const IDLE_PROXIES: usize = 10;
-/// Turns the logged and the unlogged proxy take, for the request log's cost.
-const LOG_ROUNDS: usize = 3;
+/// Turns the logged and the unlogged proxy take, for the request log's cost; each round lasts
+/// this fraction of a throughput phase, so all of them together take as long as three phases.
+const LOG_ROUNDS: u32 = 6;
 /// Ports the server may give proxies (the ten plus slack).
 const PORT_BLOCK: u16 = 12;
 const PROMPT: &str = "Say hello in one short sentence.";
@@ -257,28 +258,24 @@ impl Bench {
             )?,
         ];
         // The request log's cost is a small difference between two noisy numbers: the two
-        // proxies take turns, and the median of the rounds' ratios is reported.
-        let round = self.sizes.duration / 2;
-        let mut log_rounds = Vec::with_capacity(LOG_ROUNDS);
-        for _ in 0..LOG_ROUNDS {
-            let on = self.phase(
-                "log round, request log on",
-                &cache_off,
-                Load::Duration(round),
-                c,
-                false,
-            )?;
-            let off = self.phase(
-                "log round, request log off",
-                &unlogged,
-                Load::Duration(round),
-                c,
-                false,
-            )?;
-            log_rounds.push((
-                on.report.requests_per_second,
-                off.report.requests_per_second,
-            ));
+        // proxies take turns, the one going first alternating so that drift over the run and
+        // anything one turn leaves to the next fall on both alike, and the median of the rounds'
+        // ratios is reported.
+        let round = self.sizes.duration * 3 / LOG_ROUNDS / 2;
+        let mut log_rounds = Vec::new();
+        for turn in 0..LOG_ROUNDS {
+            let measure = |label, url| {
+                self.phase(label, url, Load::Duration(round), c, false)
+                    .map(|phase| phase.report.requests_per_second)
+            };
+            let (on, off) = if turn % 2 == 0 {
+                let on = measure("log round, request log on", &cache_off)?;
+                (on, measure("log round, request log off", &unlogged)?)
+            } else {
+                let off = measure("log round, request log off", &unlogged)?;
+                (measure("log round, request log on", &cache_off)?, off)
+            };
+            log_rounds.push((on, off));
         }
         let streaming = [
             self.phase("stream TTFB, direct", &direct, streams, 1, true)?,
@@ -303,6 +300,7 @@ impl Bench {
             latency,
             throughput,
             log_rounds,
+            log_round_seconds: round.as_secs_f64(),
             streaming,
             cache_hits: cache["hits"].as_u64().unwrap_or(0),
             cache_misses: cache["misses"].as_u64().unwrap_or(0),

@@ -73,6 +73,7 @@ pub struct Results {
     /// Requests per second of the cache-off proxy with its request log on and off, taking
     /// turns.
     pub log_rounds: Vec<(f64, f64)>,
+    pub log_round_seconds: f64,
     /// Direct, proxy with cache off.
     pub streaming: [Phase; 2],
     /// Counted by the cache-hit proxy over the whole run.
@@ -121,14 +122,13 @@ impl Results {
     /// How much lower throughput is with the request log on than off (cache off both times):
     /// the median over the rounds.
     fn log_cost(&self) -> Option<f64> {
-        let mut costs: Vec<f64> = self
-            .log_rounds
-            .iter()
-            .filter(|(_, off)| *off > 0.0)
-            .map(|(on, off)| 1.0 - on / off)
-            .collect();
-        costs.sort_by(f64::total_cmp);
-        costs.get(costs.len() / 2).copied()
+        median(
+            self.log_rounds
+                .iter()
+                .filter(|(_, off)| *off > 0.0)
+                .map(|(on, off)| 1.0 - on / off)
+                .collect(),
+        )
     }
 
     fn goals(&self) -> Vec<Goal> {
@@ -370,8 +370,8 @@ impl Results {
                     })
                     .collect(),
                 note: Some(format!(
-                    "Two cache-off proxies, one with \"log_requests\": false, taking turns for {:.1} s each; the target judges the median.",
-                    self.duration_seconds / 2.0
+                    "Two cache-off proxies, one with \"log_requests\": false, taking turns for {:.1} s each, the one going first alternating; the target judges the median.",
+                    self.log_round_seconds
                 )),
             },
             Section {
@@ -443,6 +443,16 @@ impl Results {
     }
 }
 
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[middle]),
+        _ => Some((values[middle - 1] + values[middle]) / 2.0),
+    }
+}
+
 impl fmt::Display for Results {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Rubberduck benchmark")?;
@@ -504,4 +514,16 @@ fn summary_cells(summary: Option<&Summary>, format: impl Fn(f64) -> String) -> V
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![0.3, 0.1, 0.2]), Some(0.2));
+        assert_eq!(median(vec![0.4, 0.1, 0.3, 0.2]), Some(0.25));
+    }
 }
