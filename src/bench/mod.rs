@@ -29,7 +29,7 @@ use upstream::Upstream;
 const IDLE_PROXIES: usize = 10;
 /// Turns the logged and the unlogged proxy take, for the request log's cost; each round lasts
 /// this fraction of a throughput phase, so all of them together take as long as three phases.
-const LOG_ROUNDS: u32 = 6;
+const LOG_ROUNDS: u32 = 10;
 /// Ports the server may give proxies (the ten plus slack).
 const PORT_BLOCK: u16 = 12;
 const PROMPT: &str = "Say hello in one short sentence.";

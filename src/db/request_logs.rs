@@ -156,7 +156,7 @@ mod tests {
         for days_old in [40, 31, 29, 1] {
             let row = NewLogRow {
                 timestamp: (now - TimeDelta::days(days_old)).naive_utc(),
-                path: format!("/{days_old}"),
+                path: compact_str::format_compact!("/{days_old}"),
                 cache: "miss".into(),
                 ..NewLogRow::default()
             };

@@ -184,9 +184,9 @@ mod tests {
         let count = LOG_ROWS_PER_INSERT * 2 + 7;
         for n in 0..count {
             let row = NewLogRow {
-                path: format!("/v1/{n}"),
+                path: compact_str::format_compact!("/v1/{n}"),
                 cache: "miss".into(),
-                user_agent: (n % 2 == 0).then(|| "even".to_owned()),
+                user_agent: (n % 2 == 0).then(|| "even".into()),
                 ..NewLogRow::default()
             };
             assert!(writer.submit(WriteOp::InsertLog(Box::new(row))));

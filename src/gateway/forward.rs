@@ -303,7 +303,7 @@ async fn pipeline(
     note(draft, |d| d.request(&body, model_of(req.path(), &body)));
     let (decision, client_ip) = decide_faults(req, &state.live, &state.settings);
     if let Some(ip) = client_ip {
-        note(draft, |d| d.client_ip(ip.to_string()));
+        note(draft, |d| d.client_ip(ip));
     }
     if let Some(stall) = decision.stall
         && !faults::wait(req, stall).await

@@ -240,9 +240,10 @@ impl Metrics {
             .get(&row.proxy_id)
             .is_some_and(|(name, _)| *name == row.proxy_name);
         if !known {
-            prometheus
-                .names
-                .insert(row.proxy_id, (row.proxy_name.clone(), row.provider.clone()));
+            prometheus.names.insert(
+                row.proxy_id,
+                (row.proxy_name.to_string(), row.provider.to_string()),
+            );
         }
         if let Some(kind) = row
             .failure

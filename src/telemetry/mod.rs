@@ -5,12 +5,14 @@
 mod metrics;
 mod prices;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::HttpRequest;
 use chrono::Utc;
+use compact_str::{CompactString, ToCompactString};
 use tokio::sync::broadcast;
 
 use crate::db::models::{NewLogRow, RollupRow};
@@ -55,7 +57,7 @@ impl LogDraft {
             req.headers()
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(|v| v.chars().take(300).collect::<String>())
+                .map(|v| v.chars().take(300).collect::<CompactString>())
         };
         LogDraft {
             started: Instant::now(),
@@ -63,19 +65,19 @@ impl LogDraft {
             row: NewLogRow {
                 timestamp: Utc::now().naive_utc(),
                 proxy_id: spec.id.0,
-                proxy_name: spec.name.clone(),
-                provider: spec.provider.id().to_owned(),
-                method: req.method().to_string(),
+                proxy_name: spec.name.as_str().into(),
+                provider: CompactString::const_new(spec.provider.id()),
+                method: req.method().as_str().into(),
                 path: req.path().chars().take(2000).collect(),
                 model: None,
                 client_ip: req
                     .peer_addr()
-                    .map(|a| a.ip().to_string())
+                    .map(|a| a.ip().to_compact_string())
                     .unwrap_or_default(),
                 status: 0,
                 latency_ms: 0.0,
                 upstream_latency_ms: None,
-                cache: "bypass".to_owned(),
+                cache: CompactString::const_new("bypass"),
                 failure: None,
                 stream: false,
                 request_bytes: 0,
@@ -95,21 +97,21 @@ impl LogDraft {
 
     pub fn request(&mut self, body: &[u8], model: Option<String>) {
         self.row.request_bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
-        self.row.model = model;
+        self.row.model = model.map(CompactString::from);
     }
 
-    pub fn client_ip(&mut self, ip: String) {
-        self.row.client_ip = ip;
+    pub fn client_ip(&mut self, ip: IpAddr) {
+        self.row.client_ip = ip.to_compact_string();
     }
 
     pub fn cache(&mut self, state: &'static str, key: Option<String>) {
-        self.row.cache = state.to_owned();
-        self.row.prompt_hash = key;
+        self.row.cache = CompactString::const_new(state);
+        self.row.prompt_hash = key.map(CompactString::from);
     }
 
     pub fn failure(&mut self, kind: FailureKind, message: Option<String>) {
-        self.row.failure = Some(kind.as_str().to_owned());
-        self.row.error_message = message;
+        self.row.failure = Some(CompactString::const_new(kind.as_str()));
+        self.row.error_message = message.map(CompactString::from);
     }
 
     pub fn stream(&mut self, stream: bool) {
@@ -170,7 +172,9 @@ impl Telemetry {
             draft.usage.output_tokens,
         );
         if row.failure.is_none() && status >= 400 {
-            row.failure = Some(FailureKind::UpstreamError.as_str().to_owned());
+            row.failure = Some(CompactString::const_new(
+                FailureKind::UpstreamError.as_str(),
+            ));
         }
         let row = draft.row;
         self.metrics.record(&row);
