@@ -140,15 +140,11 @@ impl FromSql<BigInt, Sqlite> for UnixMicros {
     }
 }
 
-/// A request log row as inserted; `LogRow` adds the id. Nones are written as NULL, so the
-/// INSERT's SQL is the same for every row and its prepared statement is reused. Its texts are
-/// mostly short and kept inline: the row is built on a worker and freed by the writer, and every
+/// A request log entry as [`super::request_logs::insert`] writes it; `LogRow` adds the id. Its texts
+/// are mostly short and kept inline: the row is built on a worker and freed by the writer, and every
 /// heap block freed on another thread costs the worker a cache miss when it reuses the block.
-#[derive(Debug, Clone, Default, Insertable, serde::Serialize)]
-#[diesel(table_name = super::schema::request_logs)]
-#[diesel(treat_none_as_default_value = false)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct NewLogRow {
-    #[diesel(serialize_as = UnixMicros)]
     pub timestamp: NaiveDateTime,
     pub proxy_id: i32,
     pub proxy_name: CompactString,

@@ -2,11 +2,116 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 
 use super::DbError;
-use super::models::{LogRow, UnixMicros};
+use super::models::{LogRow, NewLogRow, UnixMicros};
 use super::schema::request_logs::dsl;
+
+/// Rows per INSERT statement: one statement prepared once and reused for every full chunk.
+pub const ROWS_PER_INSERT: usize = 16;
+
+/// Writes log rows: chunks of [`ROWS_PER_INSERT`] rows per statement, then the rest one by one.
+pub fn insert(conn: &mut SqliteConnection, rows: &[NewLogRow]) -> Result<(), DbError> {
+    let (chunks, rest) = rows.as_chunks::<ROWS_PER_INSERT>();
+    for chunk in chunks {
+        LogInsert::new(chunk).execute(conn)?;
+    }
+    for row in rest {
+        LogInsert::new(std::array::from_ref(row)).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// `INSERT INTO request_logs … VALUES (…), …` for `N` rows, built by hand because the writer runs
+/// it for every proxied request: Diesel's generic batch insert spent more instructions than
+/// SQLite did, walking every value again to decide whether the statement may be cached and to
+/// look for DEFAULTs. This one binds each value once and is always safe to cache.
+struct LogInsert<'a, const N: usize> {
+    rows: &'a [NewLogRow; N],
+    times: [UnixMicros; N],
+}
+
+impl<'a, const N: usize> LogInsert<'a, N> {
+    fn new(rows: &'a [NewLogRow; N]) -> Self {
+        LogInsert {
+            rows,
+            times: rows.each_ref().map(|row| UnixMicros::from(row.timestamp)),
+        }
+    }
+}
+
+impl<const N: usize> QueryId for LogInsert<'_, N> {
+    type QueryId = LogInsert<'static, N>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<const N: usize> QueryFragment<Sqlite> for LogInsert<'_, N> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO request_logs (timestamp, proxy_id, proxy_name, provider, method, path, \
+             model, client_ip, status, latency_ms, upstream_latency_ms, cache, failure, stream, \
+             request_bytes, response_bytes, input_tokens, output_tokens, cost_usd, prompt_hash, \
+             user_agent, error_message) VALUES ",
+        );
+        for (index, (row, time)) in self.rows.iter().zip(&self.times).enumerate() {
+            out.push_sql(if index == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(time)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Integer, _>(&row.proxy_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.proxy_name)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.provider)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.method)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.path)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.model)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.client_ip)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Integer, _>(&row.status)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Double, _>(&row.latency_ms)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Double>, _>(&row.upstream_latency_ms)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.cache)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.failure)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Bool, _>(&row.stream)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.request_bytes)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.response_bytes)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<BigInt>, _>(&row.input_tokens)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<BigInt>, _>(&row.output_tokens)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Double>, _>(&row.cost_usd)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.prompt_hash)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.user_agent)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.error_message)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &Sqlite) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<const N: usize> RunQueryDsl<SqliteConnection> for LogInsert<'_, N> {}
 
 /// Which log entries a listing, export or purge covers.
 #[derive(Debug, Clone, Default)]
@@ -145,7 +250,85 @@ pub fn purge_expired(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::models::NewLogRow;
+
+    /// Every field distinct from the others of its type, so that a value bound to the wrong
+    /// column shows.
+    fn full_row(n: u16) -> NewLogRow {
+        let n32 = i32::from(n);
+        let n64 = i64::from(n);
+        let nf = f64::from(n);
+        NewLogRow {
+            timestamp: DateTime::from_timestamp_micros(1_780_000_000_123_456 + n64)
+                .expect("time")
+                .naive_utc(),
+            proxy_id: n32,
+            proxy_name: compact_str::format_compact!("name {n}"),
+            provider: "anthropic".into(),
+            method: "POST".into(),
+            path: compact_str::format_compact!("/v1/messages/{n}"),
+            model: Some(compact_str::format_compact!("claude {n}")),
+            client_ip: "203.0.113.7".into(),
+            status: 400 + n32,
+            latency_ms: 1.5 + nf,
+            upstream_latency_ms: Some(0.25 + nf),
+            cache: "miss".into(),
+            failure: Some("upstream_error".into()),
+            stream: n % 2 == 1,
+            request_bytes: 1000 + n64,
+            response_bytes: 2000 + n64,
+            input_tokens: Some(3000 + n64),
+            output_tokens: Some(4000 + n64),
+            cost_usd: Some(0.125 + nf),
+            prompt_hash: Some(compact_str::format_compact!("hash {n}")),
+            user_agent: Some(compact_str::format_compact!("agent {n}")),
+            error_message: Some(compact_str::format_compact!("error {n}")),
+        }
+    }
+
+    #[test]
+    fn every_field_lands_in_its_column_in_chunks_and_singly() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(dir.path()).expect("database");
+        let mut conn = pool.get().expect("connection");
+        let count = u16::try_from(ROWS_PER_INSERT + 3).expect("small");
+        let rows: Vec<NewLogRow> = (0..count).map(full_row).collect();
+        insert(&mut conn, &rows).expect("inserted");
+        let stored: Vec<LogRow> = dsl::request_logs
+            .select(LogRow::as_select())
+            .order(dsl::id.asc())
+            .load(&mut conn)
+            .expect("rows");
+        assert_eq!(stored.len(), rows.len());
+        for (row, got) in rows.iter().zip(&stored) {
+            let expected = serde_json::to_value(row).expect("json");
+            let actual = serde_json::to_value(NewLogRow {
+                timestamp: got.timestamp,
+                proxy_id: got.proxy_id,
+                proxy_name: got.proxy_name.as_str().into(),
+                provider: got.provider.as_str().into(),
+                method: got.method.as_str().into(),
+                path: got.path.as_str().into(),
+                model: got.model.as_deref().map(Into::into),
+                client_ip: got.client_ip.as_str().into(),
+                status: got.status,
+                latency_ms: got.latency_ms,
+                upstream_latency_ms: got.upstream_latency_ms,
+                cache: got.cache.as_str().into(),
+                failure: got.failure.as_deref().map(Into::into),
+                stream: got.stream,
+                request_bytes: got.request_bytes,
+                response_bytes: got.response_bytes,
+                input_tokens: got.input_tokens,
+                output_tokens: got.output_tokens,
+                cost_usd: got.cost_usd,
+                prompt_hash: got.prompt_hash.as_deref().map(Into::into),
+                user_agent: got.user_agent.as_deref().map(Into::into),
+                error_message: got.error_message.as_deref().map(Into::into),
+            })
+            .expect("json");
+            assert_eq!(actual, expected);
+        }
+    }
 
     #[test]
     fn retention_keeps_what_is_younger_than_the_setting() {
@@ -160,10 +343,7 @@ mod tests {
                 cache: "miss".into(),
                 ..NewLogRow::default()
             };
-            diesel::insert_into(dsl::request_logs)
-                .values(row)
-                .execute(&mut conn)
-                .expect("inserted");
+            insert(&mut conn, &[row]).expect("inserted");
         }
         assert_eq!(
             purge_expired(&mut conn, 0, now).expect("purge"),

@@ -7,14 +7,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use diesel::{Connection, RunQueryDsl};
+use diesel::Connection;
 
 use super::models::{CacheEntryRow, NewLogRow, RollupRow};
-use super::{DbError, DbPool, cache_entries};
+use super::{DbError, DbPool, cache_entries, request_logs};
 
 const QUEUE_CAPACITY: usize = 10_000;
 const MAX_BATCH: usize = 5_000;
-const LOG_ROWS_PER_INSERT: usize = 64;
 const GATHER: Duration = Duration::from_millis(50);
 
 pub enum WriteOp {
@@ -132,21 +131,7 @@ fn apply(pool: &DbPool, buffers: &mut Batch) -> Result<BTreeSet<i32>, DbError> {
         }
     }
     conn.transaction(|conn| {
-        // Many rows per statement, in chunks of one fixed size: Diesel prepares a fixed-size
-        // INSERT once and reuses it, where a Vec of any length would be parsed anew each time.
-        let mut rows = logs.drain(..);
-        while rows.len() >= LOG_ROWS_PER_INSERT {
-            let chunk: [NewLogRow; LOG_ROWS_PER_INSERT] =
-                std::array::from_fn(|_| rows.next().unwrap_or_default());
-            diesel::insert_into(super::schema::request_logs::table)
-                .values(chunk)
-                .execute(conn)?;
-        }
-        for row in rows {
-            diesel::insert_into(super::schema::request_logs::table)
-                .values(row)
-                .execute(conn)?;
-        }
+        request_logs::insert(conn, logs)?;
         let mut changed = BTreeSet::new();
         for op in batch.iter() {
             match op {
@@ -181,7 +166,7 @@ mod tests {
         let pool = super::super::open(dir.path()).expect("database");
         let (writer, thread) = DbWriter::start(pool.clone(), Box::new(|_| {})).expect("writer");
         // Two full chunks and a remainder.
-        let count = LOG_ROWS_PER_INSERT * 2 + 7;
+        let count = request_logs::ROWS_PER_INSERT * 2 + 7;
         for n in 0..count {
             let row = NewLogRow {
                 path: compact_str::format_compact!("/v1/{n}"),
