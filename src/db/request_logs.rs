@@ -1,5 +1,7 @@
 //! Queries on `request_logs`.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -14,13 +16,16 @@ use super::schema::request_logs::dsl;
 pub const ROWS_PER_INSERT: usize = 16;
 
 /// Writes log rows: chunks of [`ROWS_PER_INSERT`] rows per statement, then the rest one by one.
-pub fn insert(conn: &mut SqliteConnection, rows: &[NewLogRow]) -> Result<(), DbError> {
+pub fn insert<R: Borrow<NewLogRow>>(
+    conn: &mut SqliteConnection,
+    rows: &[R],
+) -> Result<(), DbError> {
     let (chunks, rest) = rows.as_chunks::<ROWS_PER_INSERT>();
     for chunk in chunks {
-        LogInsert::new(chunk).execute(conn)?;
+        LogInsert::new(chunk.each_ref().map(Borrow::borrow)).execute(conn)?;
     }
     for row in rest {
-        LogInsert::new(std::array::from_ref(row)).execute(conn)?;
+        LogInsert::new([row.borrow()]).execute(conn)?;
     }
     Ok(())
 }
@@ -30,12 +35,12 @@ pub fn insert(conn: &mut SqliteConnection, rows: &[NewLogRow]) -> Result<(), DbE
 /// SQLite did, walking every value again to decide whether the statement may be cached and to
 /// look for DEFAULTs. This one binds each value once and is always safe to cache.
 struct LogInsert<'a, const N: usize> {
-    rows: &'a [NewLogRow; N],
+    rows: [&'a NewLogRow; N],
     times: [UnixMicros; N],
 }
 
 impl<'a, const N: usize> LogInsert<'a, N> {
-    fn new(rows: &'a [NewLogRow; N]) -> Self {
+    fn new(rows: [&'a NewLogRow; N]) -> Self {
         LogInsert {
             rows,
             times: rows.each_ref().map(|row| UnixMicros::from(row.timestamp)),

@@ -71,21 +71,14 @@ impl DbWriter {
     }
 }
 
-/// A batch's buffers, kept from batch to batch: busy proxies fill them at the same rate every
-/// time, and fresh ones would cost the writer new pages from the OS twenty times a second.
-#[derive(Default)]
-struct Batch {
-    ops: Vec<WriteOp>,
-    logs: Vec<NewLogRow>,
-}
-
 fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
-    let mut buffers = Batch::default();
+    // Kept from batch to batch: busy proxies fill it at the same rate every time, and a fresh one
+    // would cost the writer new pages from the OS twenty times a second.
+    let mut batch = Vec::new();
     while let Ok(first) = receiver.recv() {
         // Let a batch gather: a writer that woke for every write would cost each request a
         // wake-up of this thread.
         std::thread::sleep(GATHER);
-        let batch = &mut buffers.ops;
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -95,9 +88,8 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
         }
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
         let size = batch.len();
-        let result = apply(pool, &mut buffers);
-        buffers.ops.clear();
-        buffers.logs.clear();
+        let result = apply(pool, &batch);
+        batch.clear();
         match result {
             Ok(changed) if !changed.is_empty() => on_batch(&changed),
             Ok(_) => {}
@@ -110,17 +102,17 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
 }
 
 /// Returns the proxies whose cache entries were added or removed.
-fn apply(pool: &DbPool, buffers: &mut Batch) -> Result<BTreeSet<i32>, DbError> {
+fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
     let mut conn = pool.get()?;
-    let Batch { ops: batch, logs } = buffers;
-    // Log rows move out of their boxes into the reused buffer; the other writes stay in order.
-    batch.retain_mut(|op| match op {
-        WriteOp::InsertLog(row) => {
-            logs.push(std::mem::take(row.as_mut()));
-            false
-        }
-        _ => true,
-    });
+    // Log rows go in first and stay in their boxes (copying them out would double the memory
+    // this thread touches); the other writes keep their order.
+    let logs: Vec<&NewLogRow> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::InsertLog(row) => Some(row.as_ref()),
+            _ => None,
+        })
+        .collect();
     // A hot entry is hit thousands of times a second: one update per entry per batch.
     let mut hits: HashMap<(i32, [u8; 32]), (i64, NaiveDateTime)> = HashMap::new();
     for op in batch.iter() {
@@ -131,7 +123,7 @@ fn apply(pool: &DbPool, buffers: &mut Batch) -> Result<BTreeSet<i32>, DbError> {
         }
     }
     conn.transaction(|conn| {
-        request_logs::insert(conn, logs)?;
+        request_logs::insert(conn, &logs)?;
         let mut changed = BTreeSet::new();
         for op in batch.iter() {
             match op {
