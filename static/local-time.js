@@ -1,12 +1,22 @@
-// Shows every <time datetime="…"> in the browser's own time zone (the server writes UTC, which
-// stays in the tooltip), on load and whenever htmx or a live stream adds rows. It also marks a
-// live (SSE) container as open or broken, so the page can show whether it is live.
+// The server knows nothing of the browser's time zone and speaks UTC. This shows every
+// <time datetime="…"> in the browser's own zone (UTC stays in the tooltip), and lets
+// datetime-local fields marked data-utc show and take local time while UTC goes on the wire:
+// their values are turned to local on load, and back to UTC in every htmx request.
 (function () {
   "use strict";
   var format = { year: "numeric", month: "2-digit", day: "2-digit",
                  hour: "2-digit", minute: "2-digit", second: "2-digit" };
 
-  function localise() {
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  function inputValue(date) {
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      "T" + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+  }
+
+  function localiseTimes() {
     var times = document.querySelectorAll("time[datetime]:not([data-local])");
     for (var i = 0; i < times.length; i++) {
       var el = times[i];
@@ -18,18 +28,44 @@
     }
   }
 
-  function mark(state) {
-    return function (event) {
-      if (event.target && event.target.setAttribute) {
-        event.target.setAttribute("data-live-state", state);
+  function localiseInputs() {
+    var inputs = document.querySelectorAll("input[type=datetime-local][data-utc]:not([data-local])");
+    for (var i = 0; i < inputs.length; i++) {
+      var input = inputs[i];
+      if (input.value) {
+        var date = new Date(input.value + "Z");
+        if (!isNaN(date.getTime())) input.value = inputValue(date);
       }
-    };
+      input.setAttribute("data-local", "");
+    }
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+    var hints = document.querySelectorAll("[data-zone-hint]");
+    for (var j = 0; j < hints.length; j++) {
+      hints[j].textContent = hints[j].getAttribute("data-zone-hint").replace("{zone}", zone);
+    }
+  }
+
+  function localise() {
+    localiseTimes();
+    localiseInputs();
+  }
+
+  // Local field values leave as UTC instants (RFC 3339), which the server takes as they are.
+  function sendUtc(event) {
+    var parameters = event.detail.parameters;
+    var inputs = document.querySelectorAll("input[type=datetime-local][data-local]");
+    for (var i = 0; i < inputs.length; i++) {
+      var name = inputs[i].name;
+      var value = parameters[name];
+      if (typeof value !== "string" || !value || value !== inputs[i].value) continue;
+      var date = new Date(value);
+      if (!isNaN(date.getTime())) parameters[name] = date.toISOString();
+    }
   }
 
   document.addEventListener("DOMContentLoaded", localise);
   document.addEventListener("htmx:afterSettle", localise);
-  document.addEventListener("htmx:sseMessage", localise);
-  document.addEventListener("htmx:sseOpen", mark("open"));
-  document.addEventListener("htmx:sseError", mark("error"));
+  document.addEventListener("htmx:sseMessage", localiseTimes);
+  document.addEventListener("htmx:configRequest", sendUtc);
   if (document.readyState !== "loading") localise();
 })();

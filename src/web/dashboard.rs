@@ -8,7 +8,7 @@ use chrono::{Duration, NaiveDateTime, Utc};
 use super::AppState;
 use super::logs_api::LogEntry;
 use super::metrics::{Summary, summary};
-use super::views::{ProxyCard, ProxyHost};
+use super::views::{ProxyCard, ProxyHost, latency_text};
 use crate::auth::Caller;
 use crate::db::{self, DbError};
 use crate::telemetry::{Rollup, minute_of};
@@ -50,6 +50,10 @@ impl Dashboard {
 
     pub fn percent(value: &f64) -> String {
         format!("{:.1}%", value * 100.0)
+    }
+
+    pub fn latency(value: &f64) -> String {
+        latency_text(*value)
     }
 
     pub fn millis(value: &Option<f64>) -> String {

@@ -18,6 +18,7 @@ use super::AppState;
 use super::error::{ApiError, PageError};
 use super::logs_api::LogQuery;
 use super::pages::{PageResult, html, is_htmx};
+use super::views::latency_text;
 use crate::auth::Caller;
 use crate::db::models::{LogRow, NewLogRow};
 use crate::db::request_logs::{self, LogFilter};
@@ -230,7 +231,7 @@ macro_rules! log_line {
             model: row.model.as_deref().map(str::to_owned),
             client_ip: row.client_ip.as_str().to_owned(),
             status: row.status,
-            latency: format!("{:.1}", row.latency_ms),
+            latency: latency_text(row.latency_ms),
             cache: row.cache.as_str().to_owned(),
             failure: row.failure.as_deref().map(str::to_owned),
             stream: row.stream,

@@ -524,9 +524,28 @@ pub struct ConfirmDeletePage {
     pub card: ProxyCard,
 }
 
+/// A latency as the pages print it: enough digits to tell a cache hit (tens of microseconds)
+/// from a forwarded call, and no false precision on slow ones.
+pub fn latency_text(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.3}")
+    } else if ms < 100.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::{latency_text, strip_port};
+
+    #[test]
+    fn latencies_keep_the_digits_that_matter() {
+        assert_eq!(latency_text(0.0451), "0.045");
+        assert_eq!(latency_text(2.46), "2.5");
+        assert_eq!(latency_text(701.5), "702");
+    }
 
     #[test]
     fn host_without_port() {

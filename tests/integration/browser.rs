@@ -32,9 +32,15 @@ fn free_port() -> u16 {
 /// Starts chromedriver and a headless Chromium session. Fails loudly when Chromium is missing:
 /// `.ci/run` installs it (`apt-get install chromium chromium-driver`).
 async fn browser() -> (ChromeDriver, Client, tempfile::TempDir) {
+    browser_in_zone("UTC").await
+}
+
+/// A browser whose local time is `time_zone` (an IANA name), as a user's elsewhere would be.
+async fn browser_in_zone(time_zone: &str) -> (ChromeDriver, Client, tempfile::TempDir) {
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .env("TZ", time_zone)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -302,7 +308,7 @@ async fn inspect_and_clear_a_cache_then_switch_to_replay_only() {
     sign_in_at(&client, &app, "/proxies").await;
     wait_for(&client, "article.card", "the card").await;
     let card = text_of(&client, "article.card .cache-facts").await;
-    assert_eq!(card, "1 entries · 50% hit rate", "one miss, one hit");
+    assert_eq!(card, "1 entry · 50% hit rate", "one miss, one hit");
 
     click(&client, "article.card details.menu summary").await;
     click(&client, "article.card a[href$='/cache']").await;
@@ -447,6 +453,19 @@ async fn configure_failures_from_the_browser() {
     mock.stop().await;
 }
 
+/// Types a local date and time into a `datetime-local` field, as picking it would.
+async fn set_local_time(client: &Client, name: &str, value: &str) {
+    client
+        .execute(
+            "const field = document.querySelector(`input[name='${arguments[0]}']`); \
+             field.value = arguments[1]; \
+             field.dispatchEvent(new Event('change', { bubbles: true })); return null;",
+            vec![json!(name), json!(value)],
+        )
+        .await
+        .expect("the field takes the value");
+}
+
 /// How many rows the log table shows.
 async fn log_rows(client: &Client) -> usize {
     client
@@ -482,7 +501,8 @@ async fn new_log_rows_arrive_live_and_follow_the_filters() {
         response.body().await.expect("body");
     };
 
-    let (_driver, client, _profile) = browser().await;
+    // Nine hours east of UTC, with no daylight saving time to make the test flaky.
+    let (_driver, client, _profile) = browser_in_zone("Asia/Tokyo").await;
     sign_in_at(&client, &app, "/logs").await;
     wait_for(&client, "#log-rows .empty-state", "the empty state").await;
     wait_for(
@@ -530,6 +550,11 @@ async fn new_log_rows_arrive_live_and_follow_the_filters() {
     send("/v1/responses").await;
     send("/v1/responses/second").await;
     wait_for_log_rows(&client, 3, "more rows arrive").await;
+    assert_eq!(
+        text_of(&client, "#log-new").await,
+        "3 new since loaded",
+        "the count says how many arrived live"
+    );
     assert!(
         text_of(&client, "#log-rows tr.log-row:first-child")
             .await
@@ -574,6 +599,55 @@ async fn new_log_rows_arrive_live_and_follow_the_filters() {
     wait_for_log_rows(&client, 2, "a matching row arrives live").await;
     let table = text_of(&client, "#log-rows").await;
     assert!(!table.contains("/other"), "{table}");
+
+    // The time range is typed in the browser's local time and sent as UTC: an hour ago in
+    // Tokyo keeps both rows, which a server reading it as UTC would see as hours ahead.
+    let hint = text_of(&client, ".time-hint").await;
+    assert!(
+        hint.contains("your time zone (Asia/Tokyo)"),
+        "the hint names the zone the fields are in: {hint}"
+    );
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).expect("an offset");
+    let local_input = |time: chrono::DateTime<chrono::Utc>| {
+        time.with_timezone(&tokyo)
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    set_local_time(&client, "since", &local_input(hour_ago)).await;
+    wait_for(
+        &client,
+        ".log-live[sse-connect*='since='][data-live-state='open']",
+        "the stream reconnects with the time range",
+    )
+    .await;
+    assert_eq!(log_rows(&client).await, 2, "rows of the last hour stay");
+    let query = client
+        .current_url()
+        .await
+        .expect("url")
+        .query()
+        .unwrap_or_default()
+        .to_owned();
+    let sent = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("since="))
+        .expect("the URL keeps the time range");
+    let sent = percent_encoding::percent_decode_str(sent)
+        .decode_utf8()
+        .expect("UTF-8");
+    let sent = chrono::DateTime::parse_from_rfc3339(&sent).expect("sent as an RFC 3339 instant");
+    assert!(
+        (sent.timestamp() - hour_ago.timestamp()).abs() <= 1,
+        "{sent} is the hour-ago instant {hour_ago}"
+    );
+    set_local_time(
+        &client,
+        "since",
+        &local_input(chrono::Utc::now() + chrono::Duration::minutes(5)),
+    )
+    .await;
+    wait_for_log_rows(&client, 0, "a range in the future holds none").await;
     assert_eq!(
         client
             .execute("return window.notReloaded === true;", vec![])

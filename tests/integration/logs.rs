@@ -99,6 +99,7 @@ async fn logs_page_shows_rows_and_filters_narrow_them() {
         "<time datetime=\"",
         " UTC</time>",
         "/static/local-time.js",
+        "/static/live.js",
     ] {
         assert!(page.contains(expected), "the page lacks {expected}");
     }
