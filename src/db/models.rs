@@ -87,6 +87,17 @@ pub struct ProxySettingsChange {
     pub log_requests: bool,
 }
 
+/// A deleted proxy, remembered so its owner can still read its logs and numbers.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::deleted_proxies)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct DeletedProxyRow {
+    pub id: i32,
+    pub owner_id: i32,
+    pub name: String,
+    pub deleted_at: NaiveDateTime,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::cache_entries)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite))]

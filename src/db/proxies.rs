@@ -3,7 +3,8 @@
 use diesel::prelude::*;
 
 use super::DbError;
-use super::models::{NewProxyRow, ProxyRow, ProxySettingsChange};
+use super::models::{DeletedProxyRow, NewProxyRow, ProxyRow, ProxySettingsChange};
+use super::schema::deleted_proxies;
 use super::schema::proxies::dsl;
 
 pub fn all(conn: &mut SqliteConnection) -> Result<Vec<ProxyRow>, DbError> {
@@ -46,9 +47,22 @@ pub fn set_runtime_state(
     Ok(())
 }
 
-pub fn delete(conn: &mut SqliteConnection, id: i32) -> Result<(), DbError> {
-    diesel::delete(dsl::proxies.find(id)).execute(conn)?;
-    Ok(())
+/// Deletes the proxy and remembers it as `deleted`, in one transaction.
+pub fn delete(conn: &mut SqliteConnection, deleted: &DeletedProxyRow) -> Result<(), DbError> {
+    conn.immediate_transaction(|conn| {
+        diesel::insert_into(deleted_proxies::table)
+            .values(deleted)
+            .execute(conn)?;
+        diesel::delete(dsl::proxies.find(deleted.id)).execute(conn)?;
+        Ok(())
+    })
+}
+
+pub fn all_deleted(conn: &mut SqliteConnection) -> Result<Vec<DeletedProxyRow>, DbError> {
+    Ok(deleted_proxies::table
+        .select(DeletedProxyRow::as_select())
+        .order(deleted_proxies::id.asc())
+        .load(conn)?)
 }
 
 pub fn set_failure_config(

@@ -128,13 +128,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    deleted_proxies (id) {
+        id -> Integer,
+        owner_id -> Integer,
+        name -> Text,
+        deleted_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(cache_entries -> proxies (proxy_id));
+diesel::joinable!(deleted_proxies -> users (owner_id));
 diesel::joinable!(proxies -> users (owner_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     cache_entries,
+    deleted_proxies,
     metric_rollups,
     proxies,
     request_logs,

@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 
 use crate::auth::{Access, UserId};
 use crate::cache::{CacheCounts, ResponseCache};
-use crate::db::models::{NewProxyRow, ProxySettingsChange};
+use crate::db::models::{DeletedProxyRow, NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
 use crate::faults::{FailureConfig, Faults};
 use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
@@ -175,10 +175,30 @@ pub struct ProxyRegistry {
     telemetry: Arc<Telemetry>,
     settings: RegistrySettings,
     proxies: RwLock<BTreeMap<ProxyId, Arc<ManagedProxy>>>,
+    /// Proxies deleted so far: their logs and numbers stay readable to their owners.
+    deleted: RwLock<Vec<DeletedProxy>>,
     /// Serialises port choice and insertion so two creations never pick the same port.
     port_assignment: tokio::sync::Mutex<()>,
     events: broadcast::Sender<RegistryEvent>,
     me: Weak<ProxyRegistry>,
+}
+
+/// A deleted proxy: only its id, owner and name remain, for reading its logs.
+#[derive(Debug, Clone)]
+pub struct DeletedProxy {
+    pub id: ProxyId,
+    pub owner: UserId,
+    pub name: String,
+}
+
+impl From<DeletedProxyRow> for DeletedProxy {
+    fn from(row: DeletedProxyRow) -> Self {
+        DeletedProxy {
+            id: ProxyId(row.id),
+            owner: UserId(row.owner_id),
+            name: row.name,
+        }
+    }
 }
 
 pub struct Created {
@@ -197,6 +217,7 @@ impl ProxyRegistry {
         telemetry: Arc<Telemetry>,
     ) -> Result<Arc<Self>, DbError> {
         let rows = db::run(&db, db::proxies::all).await?;
+        let deleted = db::run(&db, db::proxies::all_deleted).await?;
         let mut proxies = BTreeMap::new();
         for row in rows {
             let desired_running = row.desired_state == "running";
@@ -224,6 +245,7 @@ impl ProxyRegistry {
             telemetry,
             settings,
             proxies: RwLock::new(proxies),
+            deleted: RwLock::new(deleted.into_iter().map(DeletedProxy::from).collect()),
             port_assignment: tokio::sync::Mutex::new(()),
             events,
             me: me.clone(),
@@ -334,6 +356,17 @@ impl ProxyRegistry {
     }
 
     /// How many proxies `owner` has (for the per-user limit).
+    /// Deleted proxies whose logs `access` may still read.
+    pub fn deleted_for(&self, access: Access) -> Vec<DeletedProxy> {
+        self.deleted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|proxy| access.allows(proxy.owner))
+            .cloned()
+            .collect()
+    }
+
     pub fn count_owned_by(&self, owner: UserId) -> usize {
         self.entries()
             .iter()
@@ -547,11 +580,26 @@ impl ProxyRegistry {
         if lock(&proxy.runtime).status.is_active() {
             return Err(RegistryError::Running(proxy.live.spec.load().name.clone()));
         }
-        db::run(&self.db, move |conn| db::proxies::delete(conn, id.0)).await?;
+        let spec = proxy.live.spec.load_full();
+        let row = DeletedProxyRow {
+            id: id.0,
+            owner_id: spec.owner.0,
+            name: spec.name.clone(),
+            deleted_at: Utc::now().naive_utc(),
+        };
+        db::run(&self.db, move |conn| db::proxies::delete(conn, &row)).await?;
         self.proxies
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.deleted
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(DeletedProxy {
+                id,
+                owner: spec.owner,
+                name: spec.name.clone(),
+            });
         self.cache.forget(id);
         log::info!("deleted proxy {id}");
         self.emit(RegistryEvent::Removed(id));

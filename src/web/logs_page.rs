@@ -463,27 +463,27 @@ pub struct LogRowFragment {
 }
 
 fn proxy_options(state: &AppState, caller: &Caller, selected: &str) -> Vec<ProxyOption> {
-    let mut proxies: Vec<ProxyOption> = state
+    let selected = selected.trim();
+    let live = state
         .registry
         .list_for(caller.access())
-        .iter()
-        .map(|snapshot| ProxyOption {
-            id: snapshot.spec.id.0,
-            name: snapshot.spec.name.clone(),
-            selected: snapshot.spec.id.0.to_string() == selected.trim(),
+        .into_iter()
+        .map(|snapshot| (snapshot.spec.id.0, snapshot.spec.name.clone()));
+    // Their logs are kept, so they can still be chosen.
+    let deleted = state
+        .registry
+        .deleted_for(caller.access())
+        .into_iter()
+        .map(|proxy| (proxy.id.0, format!("{} (deleted)", proxy.name)));
+    let mut proxies: Vec<ProxyOption> = live
+        .chain(deleted)
+        .map(|(id, name)| ProxyOption {
+            id,
+            selected: id.to_string() == selected,
+            name,
         })
         .collect();
     proxies.sort_by_key(|p| p.id);
-    // A filter on a deleted proxy (its logs are kept) still shows as chosen.
-    if let Ok(id) = selected.trim().parse::<i32>()
-        && !proxies.iter().any(|p| p.id == id)
-    {
-        proxies.push(ProxyOption {
-            id,
-            name: format!("Proxy #{id} (deleted)"),
-            selected: true,
-        });
-    }
     proxies
 }
 

@@ -45,18 +45,17 @@ pub struct AppState {
     pub shutting_down: watch::Receiver<bool>,
 }
 
-/// The proxy ids whose logs and numbers `caller` may see; `None` means all (an admin).
+/// The proxy ids whose logs and numbers `caller` may see, deleted ones included; `None` means
+/// all (an admin).
 pub(crate) fn visible_proxy_ids(state: &AppState, caller: &Caller) -> Option<Vec<i32>> {
     match caller.access() {
         Access::All => None,
-        access => Some(
-            state
-                .registry
-                .list_for(access)
-                .iter()
-                .map(|p| p.spec.id.0)
-                .collect(),
-        ),
+        access => {
+            let registry = &state.registry;
+            let live = registry.list_for(access).into_iter().map(|p| p.spec.id.0);
+            let deleted = registry.deleted_for(access).into_iter().map(|p| p.id.0);
+            Some(live.chain(deleted).collect())
+        }
     }
 }
 

@@ -601,6 +601,91 @@ async fn members_see_and_touch_only_their_own_proxies_and_logs() {
     assert!(!bob.get("/settings").await.body.contains("ada@example.com"));
 }
 
+/// Polls `path` until its JSON `total` is `expected`: log entries reach the database through a
+/// batch writer, a moment after the request.
+async fn wait_for_total(session: &Session, path: &str, expected: u64) -> Value {
+    let mut reply = Value::Null;
+    for _ in 0..50 {
+        reply = session.get(path).await.json();
+        if reply["total"] == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    reply
+}
+
+#[actix_web::test]
+async fn a_deleted_proxys_logs_stay_readable_to_its_owner_only() {
+    let upstream = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let admin = Session::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    add_user(&admin, "ada@example.com", "ada's long password", "member").await;
+    add_user(&admin, "bob@example.com", "bob's long password", "member").await;
+    let ada = Session::sign_in(&app, "ada@example.com", "ada's long password").await;
+    let post = awc::http::Method::POST;
+
+    let created = ada
+        .send_json(
+            post.clone(),
+            "/api/proxies",
+            json!({"name": "Ada's old experiment", "provider": "openai", "upstream_url": upstream.url}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let (id, port) = (id_of(&created.json()), port_of(&created.json()));
+    let sent = awc::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .send_json(
+            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await
+        .expect("proxied");
+    assert!(sent.status().is_success());
+    let logs = wait_for_total(&ada, "/api/logs", 1).await;
+    assert_eq!(logs["total"], 1, "{logs}");
+
+    let stopped = ada
+        .send_json(post, &format!("/api/proxies/{id}/stop"), Value::Null)
+        .await;
+    assert!(stopped.status.is_success(), "{}", stopped.body);
+    let deleted = ada
+        .send_json(
+            awc::http::Method::DELETE,
+            &format!("/api/proxies/{id}"),
+            Value::Null,
+        )
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.body);
+    assert_eq!(ada.get("/api/proxies").await.json(), json!([]));
+
+    // What the proxy did stays Ada's, across a restart too; Bob still sees none of it.
+    app.restart().await;
+    let ada = Session::sign_in(&app, "ada@example.com", "ada's long password").await;
+    let bob = Session::sign_in(&app, "bob@example.com", "bob's long password").await;
+    let logs = ada.get("/api/logs").await.json();
+    assert_eq!(logs["total"], 1, "{logs}");
+    assert_eq!(logs["logs"][0]["proxy_name"], "Ada's old experiment");
+    let only_that_proxy = ada.get(&format!("/api/logs?proxy_id={id}")).await.json();
+    assert_eq!(only_that_proxy["total"], 1, "{only_that_proxy}");
+    assert_eq!(ada.get("/api/metrics").await.json()["requests_total"], 1);
+    let page = ada.get(&format!("/logs?proxy_id={id}")).await;
+    assert!(
+        page.body.contains(&format!(
+            "<option value=\"{id}\" selected>Ada&#39;s old experiment (deleted)</option>"
+        )),
+        "the logs page offers the deleted proxy as a filter: {}",
+        page.body
+    );
+    assert_eq!(bob.get("/api/logs").await.json()["total"], 0);
+    assert_eq!(
+        bob.get(&format!("/api/logs?proxy_id={id}")).await.json()["total"],
+        0
+    );
+    assert_eq!(bob.get("/api/metrics").await.json()["requests_total"], 0);
+    assert!(!bob.get("/logs").await.body.contains("old experiment"));
+}
+
 #[actix_web::test]
 async fn passwords_tokens_and_sessions_are_not_stored_in_clear() {
     let mut app = TestApp::start().await;
