@@ -44,3 +44,50 @@ pub fn cost_between(
     let total: Option<f64> = query.first(conn)?;
     Ok(total.unwrap_or(0.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel_migrations::MigrationHarness;
+
+    use super::*;
+    use crate::db::old_schema::{migrated_before, revert_through};
+    use crate::telemetry::Rollup;
+
+    #[test]
+    fn histograms_rolled_up_before_the_finer_buckets_keep_their_counts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = migrated_before(&dir, "2026-11-24-100006");
+        // The 14 old bounds were 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000 and
+        // 10000 ms: 3 requests up to 0.5 ms, 4 in (1000, 2500], 1 in (2500, 5000], 2 over 10 s.
+        let old = "[3,0,0,0,0,0,0,0,0,0,0,4,1,0,2]";
+        conn.batch_execute(&format!(
+            "INSERT INTO metric_rollups VALUES (1, '2026-11-24 10:00:00', 10, 0, 3, 0, 0, \
+             40000.0, '{old}', 0, 0, 0.0);"
+        ))
+        .expect("a roll-up in the old format");
+        conn.run_pending_migrations(crate::db::MIGRATIONS)
+            .expect("the remaining migrations");
+
+        let rows = since(&mut conn, NaiveDateTime::default()).expect("rows");
+        let rollup = Rollup::from_row(&rows[0]);
+        assert_eq!(rollup.buckets.iter().sum::<u64>(), 10, "no count lost");
+        assert_eq!(rollup.buckets[2], 3, "(0.25, 0.5]");
+        assert_eq!(rollup.buckets[16], 4, "(2000, 2500]");
+        assert_eq!(rollup.buckets[19], 1, "(4000, 5000]");
+        assert_eq!(rollup.buckets[22], 2, "(10 s, 15 s]");
+        assert_eq!(rollup.latency_quantile(0.5), Some(2250.0));
+
+        revert_through(&mut conn, "2026-11-24-100006");
+        #[derive(QueryableByName)]
+        struct Histogram {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            latency_histogram: String,
+        }
+        let undone: Vec<Histogram> =
+            diesel::sql_query("SELECT latency_histogram FROM metric_rollups")
+                .load(&mut conn)
+                .expect("rows");
+        assert_eq!(undone[0].latency_histogram, old);
+    }
+}

@@ -124,3 +124,43 @@ pub fn ping(conn: &mut SqliteConnection) -> Result<(), DbError> {
     conn.batch_execute("SELECT 1;")?;
     Ok(())
 }
+
+/// Databases as older versions of Rubberduck left them, for tests of migrations that move data.
+#[cfg(test)]
+pub(crate) mod old_schema {
+    use diesel::migration::{MigrationConnection, MigrationSource};
+    use diesel::prelude::*;
+    use diesel::sqlite::Sqlite;
+    use diesel_migrations::MigrationHarness;
+
+    use super::MIGRATIONS;
+
+    /// A database in `dir` with the migrations that sort before `first_new` applied.
+    pub fn migrated_before(dir: &tempfile::TempDir, first_new: &str) -> SqliteConnection {
+        let path = dir.path().join("old.sqlite3");
+        let mut conn =
+            SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("database");
+        conn.setup().expect("migrations table");
+        let migrations = MigrationSource::<Sqlite>::migrations(&MIGRATIONS).expect("migrations");
+        for migration in migrations
+            .iter()
+            .take_while(|m| m.name().to_string().as_str() < first_new)
+        {
+            conn.run_migration(migration).expect("older migration");
+        }
+        conn
+    }
+
+    /// Reverts the newest migrations until the one whose name starts with `first_undone`.
+    pub fn revert_through(conn: &mut SqliteConnection, first_undone: &str) {
+        let version: String = first_undone.chars().filter(char::is_ascii_digit).collect();
+        loop {
+            let reverted = conn
+                .revert_last_migration(MIGRATIONS)
+                .expect("the change can be undone");
+            if reverted.to_string() <= version {
+                break;
+            }
+        }
+    }
+}

@@ -367,23 +367,10 @@ mod tests {
     #[test]
     fn entries_logged_before_integer_times_keep_their_times() {
         use diesel::connection::SimpleConnection;
-        use diesel::migration::{MigrationConnection, MigrationSource};
         use diesel_migrations::MigrationHarness;
 
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("old.sqlite3");
-        let mut conn =
-            SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("database");
-        conn.setup().expect("migrations table");
-        let migrations =
-            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&crate::db::MIGRATIONS)
-                .expect("migrations");
-        for migration in migrations
-            .iter()
-            .take_while(|m| m.name().to_string().as_str() < "2026-11-24-100004")
-        {
-            conn.run_migration(migration).expect("older migration");
-        }
+        let mut conn = crate::db::old_schema::migrated_before(&dir, "2026-11-24-100004");
         conn.batch_execute(
             "INSERT INTO request_logs (timestamp, proxy_id, proxy_name, provider, method, path, \
              client_ip, status, latency_ms, cache, stream, request_bytes, response_bytes) \
@@ -415,8 +402,7 @@ mod tests {
         };
         assert_eq!(page(&mut conn, &later, 10, 0).expect("page").1, 0);
 
-        conn.revert_last_migration(crate::db::MIGRATIONS)
-            .expect("the change can be undone");
+        crate::db::old_schema::revert_through(&mut conn, "2026-11-24-100004");
         #[derive(QueryableByName)]
         struct Text {
             #[diesel(sql_type = diesel::sql_types::Text)]

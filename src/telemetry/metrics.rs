@@ -8,9 +8,14 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, Timelike, Utc}
 
 use crate::db::models::{NewLogRow, RollupRow};
 
-/// Upper bounds of the latency buckets, in milliseconds; one more bucket catches the rest.
-pub const LATENCY_BOUNDS_MS: [f64; 14] = [
-    0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+/// Upper bounds of the latency buckets, in milliseconds; one more bucket catches the rest. Fine
+/// below a millisecond for cache hits and between half a second and ten for LLM calls, where a
+/// quantile read off a coarse bucket would say little. Roll-ups store counts by position: a
+/// change here needs a migration that moves stored counts (see `…_finer_latency_buckets`).
+pub const LATENCY_BOUNDS_MS: [f64; 27] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 1500.0,
+    2000.0, 2500.0, 3000.0, 4000.0, 5000.0, 7500.0, 10000.0, 15000.0, 20000.0, 30000.0, 60000.0,
+    120000.0,
 ];
 const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 /// Minutes kept in memory (the dashboard's hour, with room); older ones live only in SQLite.
@@ -71,19 +76,30 @@ impl Rollup {
         self.cost_usd += other.cost_usd;
     }
 
-    /// The latency below which `quantile` of requests fall (a bucket's upper bound).
+    /// The latency below which `quantile` of requests fall, estimated as Prometheus'
+    /// `histogram_quantile` does: linearly within the bucket the quantile falls in. Beyond the
+    /// last bound there is nothing to interpolate to, so that bound is the estimate.
     pub fn latency_quantile(&self, quantile: f64) -> Option<f64> {
         let total: u64 = self.buckets.iter().sum();
         if total == 0 {
             return None;
         }
-        let wanted = (quantile * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, count) in self.buckets.iter().enumerate() {
-            seen += count;
-            if seen >= wanted {
-                return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(f64::INFINITY));
+        let rank = quantile.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0;
+        for (i, &count) in self.buckets.iter().enumerate() {
+            if count > 0 && (below + count) as f64 >= rank {
+                let Some(&upper) = LATENCY_BOUNDS_MS.get(i) else {
+                    return LATENCY_BOUNDS_MS.last().copied();
+                };
+                let lower = if i == 0 {
+                    0.0
+                } else {
+                    LATENCY_BOUNDS_MS[i - 1]
+                };
+                let within = (rank - below as f64) / count as f64;
+                return Some(lower + (upper - lower) * within);
             }
+            below += count;
         }
         None
     }
@@ -129,10 +145,7 @@ impl Rollup {
 }
 
 fn bucket(latency_ms: f64) -> usize {
-    LATENCY_BOUNDS_MS
-        .iter()
-        .position(|bound| latency_ms <= *bound)
-        .unwrap_or(LATENCY_BOUNDS_MS.len())
+    LATENCY_BOUNDS_MS.partition_point(|bound| *bound < latency_ms)
 }
 
 pub fn minute_of(time: DateTime<Utc>) -> NaiveDateTime {
@@ -429,14 +442,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_come_from_the_histogram() {
+    fn latencies_fall_in_the_bucket_whose_bound_they_do_not_pass() {
+        assert_eq!(bucket(0.0), 0);
+        assert_eq!(bucket(0.1), 0);
+        assert_eq!(bucket(0.11), 1);
+        assert_eq!(bucket(1000.0), 13);
+        assert_eq!(bucket(120000.0), LATENCY_BOUNDS_MS.len() - 1);
+        assert_eq!(bucket(120000.1), LATENCY_BOUNDS_MS.len());
+    }
+
+    #[test]
+    fn quantiles_are_interpolated_within_their_bucket() {
         let mut rollup = Rollup::default();
-        for ms in [0.3, 0.4, 0.9, 3.0, 40.0, 40.0, 40.0, 40.0, 40.0, 900.0] {
+        // Four LLM calls between 1 and 1.5 s, one between 4 and 5 s.
+        for ms in [1100.0, 1200.0, 1300.0, 1400.0, 4500.0] {
             rollup.buckets[bucket(ms)] += 1;
         }
-        assert_eq!(rollup.latency_quantile(0.2), Some(0.5));
-        assert_eq!(rollup.latency_quantile(0.5), Some(50.0));
-        assert_eq!(rollup.latency_quantile(0.99), Some(1000.0));
+        // The median is the 2.5th of four in (1000, 1500]: 1000 + 500 × 2.5 / 4.
+        assert_eq!(rollup.latency_quantile(0.5), Some(1312.5));
+        assert_eq!(rollup.latency_quantile(0.8), Some(1500.0));
+        // The 4.75th request is three quarters into the one in (4000, 5000].
+        assert_eq!(rollup.latency_quantile(0.95), Some(4750.0));
+        assert_eq!(rollup.latency_quantile(0.0), Some(1000.0));
         assert_eq!(Rollup::default().latency_quantile(0.5), None);
+    }
+
+    #[test]
+    fn quantiles_past_the_last_bound_are_that_bound() {
+        let mut rollup = Rollup::default();
+        rollup.buckets[bucket(500_000.0)] += 1;
+        assert_eq!(rollup.latency_quantile(0.5), Some(120000.0));
     }
 }

@@ -57,7 +57,7 @@ impl Dashboard {
     }
 
     pub fn millis(value: &Option<f64>) -> String {
-        value.map_or_else(|| "—".to_owned(), |ms| format!("≤ {ms} ms"))
+        value.map_or_else(|| "—".to_owned(), |ms| format!("{} ms", latency_text(ms)))
     }
 }
 

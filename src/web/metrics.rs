@@ -121,11 +121,18 @@ pub async fn summary(state: &AppState, caller: &Caller) -> Result<Summary, DbErr
         cost_today_usd: stored_today + cost_in_memory(today),
         cost_month_usd: stored_month + cost_in_memory(month),
         latency_ms: Latency {
-            p50: day.latency_quantile(0.5),
-            p95: day.latency_quantile(0.95),
-            p99: day.latency_quantile(0.99),
+            p50: latency_estimate(&day, 0.5),
+            p95: latency_estimate(&day, 0.95),
+            p99: latency_estimate(&day, 0.99),
         },
     })
+}
+
+/// A quantile estimated from the histogram, to the microsecond: more digits would be noise.
+fn latency_estimate(rollup: &Rollup, quantile: f64) -> Option<f64> {
+    rollup
+        .latency_quantile(quantile)
+        .map(|ms| (ms * 1000.0).round() / 1000.0)
 }
 
 pub async fn api_metrics(
