@@ -229,7 +229,7 @@ async fn metrics_agree_with_the_traffic() {
     let mock = MockUpstream::start().await;
     let mut app = TestApp::start().await;
     traffic(&app, &mock).await;
-    logs(&app, "", 4).await;
+    let logged = logs(&app, "", 4).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let (_, metrics) = app.get("/api/metrics").await;
@@ -260,7 +260,33 @@ async fn metrics_agree_with_the_traffic() {
             .as_f64()
             .is_some_and(|m| m >= today)
     );
-    assert!(metrics["latency_ms"]["p50"].as_f64().is_some());
+    // Percentiles are estimates within histogram buckets whose bounds are at most 2.5 apart, so
+    // each lies within that factor of the latencies actually logged.
+    let mut latencies: Vec<f64> = logged["logs"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|entry| entry["latency_ms"].as_f64())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |name: &str| {
+        metrics["latency_ms"][name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let (p50, p95, p99) = (percentile("p50"), percentile("p95"), percentile("p99"));
+    assert!(p50 <= p95 && p95 <= p99, "{metrics}");
+    // The first bucket, up to 0.1 ms, starts at zero.
+    let floor = if latencies[1] <= 0.1 {
+        0.0
+    } else {
+        latencies[1] / 2.5
+    };
+    assert!(
+        p50 >= floor && p50 <= latencies[1] * 2.5,
+        "p50 {p50} against {latencies:?}"
+    );
+    assert!(p99 <= latencies[3] * 2.5, "p99 {p99} against {latencies:?}");
     assert!(
         metrics["requests_per_minute"]
             .as_f64()
