@@ -26,23 +26,36 @@ pub fn since(conn: &mut SqliteConnection, from: NaiveDateTime) -> Result<Vec<Rol
         .load(conn)?)
 }
 
-/// Cost in `[from, until)` of the proxies in `only` (all when `None`), summed in SQL (a month of
+/// Money in USD: what requests cost, and what cache hits saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spend {
+    pub cost_usd: f64,
+    pub saved_usd: f64,
+}
+
+/// Spend in `[from, until)` of the proxies in `only` (all when `None`), summed in SQL (a month of
 /// minutes need not be loaded).
-pub fn cost_between(
+pub fn spend_between(
     conn: &mut SqliteConnection,
     from: NaiveDateTime,
     until: NaiveDateTime,
     only: Option<&[i32]>,
-) -> Result<f64, DbError> {
+) -> Result<Spend, DbError> {
     let mut query = dsl::metric_rollups
         .filter(dsl::minute.ge(from).and(dsl::minute.lt(until)))
-        .select(diesel::dsl::sum(dsl::cost_usd))
+        .select((
+            diesel::dsl::sum(dsl::cost_usd),
+            diesel::dsl::sum(dsl::saved_usd),
+        ))
         .into_boxed();
     if let Some(ids) = only {
         query = query.filter(dsl::proxy_id.eq_any(ids.to_vec()));
     }
-    let total: Option<f64> = query.first(conn)?;
-    Ok(total.unwrap_or(0.0))
+    let (cost, saved): (Option<f64>, Option<f64>) = query.first(conn)?;
+    Ok(Spend {
+        cost_usd: cost.unwrap_or(0.0),
+        saved_usd: saved.unwrap_or(0.0),
+    })
 }
 
 #[cfg(test)]

@@ -226,6 +226,7 @@ pub struct RollupRow {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_usd: f64,
+    pub saved_usd: f64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

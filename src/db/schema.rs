@@ -85,6 +85,7 @@ diesel::table! {
         input_tokens -> BigInt,
         output_tokens -> BigInt,
         cost_usd -> Double,
+        saved_usd -> Double,
     }
 }
 

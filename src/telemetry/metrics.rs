@@ -33,6 +33,8 @@ pub struct Rollup {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
+    /// What cache hits would have cost.
+    pub saved_usd: f64,
     dirty: bool,
 }
 
@@ -55,7 +57,9 @@ impl Rollup {
         self.input_tokens += row.input_tokens.unwrap_or(0).unsigned_abs();
         self.output_tokens += row.output_tokens.unwrap_or(0).unsigned_abs();
         // A hit's cost was avoided, not spent.
-        if row.cache != "hit" {
+        if row.cache == "hit" {
+            self.saved_usd += row.cost_usd.unwrap_or(0.0);
+        } else {
             self.cost_usd += row.cost_usd.unwrap_or(0.0);
         }
         self.dirty = true;
@@ -74,6 +78,7 @@ impl Rollup {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
         self.cost_usd += other.cost_usd;
+        self.saved_usd += other.saved_usd;
     }
 
     /// The latency below which `quantile` of requests fall, estimated as Prometheus'
@@ -119,6 +124,7 @@ impl Rollup {
             input_tokens: signed(self.input_tokens),
             output_tokens: signed(self.output_tokens),
             cost_usd: self.cost_usd,
+            saved_usd: self.saved_usd,
         }
     }
 
@@ -139,6 +145,7 @@ impl Rollup {
             input_tokens: row.input_tokens.unsigned_abs(),
             output_tokens: row.output_tokens.unsigned_abs(),
             cost_usd: row.cost_usd,
+            saved_usd: row.saved_usd,
             dirty: false,
         }
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::Caller;
+use crate::db::metric_rollups::Spend;
 use crate::db::{self, DbError};
 use crate::telemetry::{Rollup, minute_of};
 
@@ -42,6 +43,9 @@ pub struct Summary {
     pub output_tokens_total: u64,
     pub cost_today_usd: f64,
     pub cost_month_usd: f64,
+    /// What cache hits would have cost, had they gone upstream.
+    pub saved_today_usd: f64,
+    pub saved_month_usd: f64,
     pub latency_ms: Latency,
 }
 
@@ -79,21 +83,27 @@ pub async fn summary(state: &AppState, caller: &Caller) -> Result<Summary, DbErr
         let only = only_in_db.as_deref();
         Ok((
             db::metric_rollups::since(conn, day_ago)?,
-            db::metric_rollups::cost_between(conn, today, memory_from.max(today), only)?,
-            db::metric_rollups::cost_between(conn, month, memory_from.max(month), only)?,
+            db::metric_rollups::spend_between(conn, today, memory_from.max(today), only)?,
+            db::metric_rollups::spend_between(conn, month, memory_from.max(month), only)?,
         ))
     })
     .await?;
     let only = only.as_deref();
     let day: Rollup = telemetry.metrics.total_with(&stored, memory_from, only);
-    let cost_in_memory = |from: NaiveDateTime| -> f64 {
+    let spend_since = |from: NaiveDateTime, stored: Spend| -> Spend {
         telemetry
             .metrics
             .minutes_since(from.max(memory_from), only)
             .values()
-            .map(|r| r.cost_usd)
-            .sum()
+            .fold(stored, |spend, minute| Spend {
+                cost_usd: spend.cost_usd + minute.cost_usd,
+                saved_usd: spend.saved_usd + minute.saved_usd,
+            })
     };
+    let (spent_today, spent_month) = (
+        spend_since(today, stored_today),
+        spend_since(month, stored_month),
+    );
     let recent: u64 = telemetry
         .metrics
         .minutes_since(minute_of(now - Duration::minutes(RPM_MINUTES - 1)), only)
@@ -118,8 +128,10 @@ pub async fn summary(state: &AppState, caller: &Caller) -> Result<Summary, DbErr
         in_flight: proxies.iter().map(|p| p.in_flight).sum(),
         input_tokens_total: day.input_tokens,
         output_tokens_total: day.output_tokens,
-        cost_today_usd: stored_today + cost_in_memory(today),
-        cost_month_usd: stored_month + cost_in_memory(month),
+        cost_today_usd: spent_today.cost_usd,
+        cost_month_usd: spent_month.cost_usd,
+        saved_today_usd: spent_today.saved_usd,
+        saved_month_usd: spent_month.saved_usd,
         latency_ms: Latency {
             p50: latency_estimate(&day, 0.5),
             p95: latency_estimate(&day, 0.95),

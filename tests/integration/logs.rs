@@ -114,6 +114,10 @@ async fn logs_page_shows_rows_and_filters_narrow_them() {
     assert!(!hits.contains("<html"), "HTMX gets the fragment");
     assert_eq!(rows(&hits), 1);
     assert!(hits.contains("data-cache=\"hit\""));
+    assert!(
+        hits.contains("<span class=\"cost-saved\"") && hits.contains(" saved</span>"),
+        "a hit's cost shows as saved: {hits}"
+    );
     let (_, client_errors) = app.get_text("/logs?status=4xx", true).await;
     assert_eq!(rows(&client_errors), 1);
     assert!(client_errors.contains("data-status=\"404\""));

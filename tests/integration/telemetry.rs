@@ -260,6 +260,16 @@ async fn metrics_agree_with_the_traffic() {
             .as_f64()
             .is_some_and(|m| m >= today)
     );
+    let saved = metrics["saved_today_usd"].as_f64().expect("saved today");
+    assert!(
+        (saved - spent).abs() < 1e-12,
+        "the hit saved what the miss cost: {saved}"
+    );
+    assert!(
+        metrics["saved_month_usd"]
+            .as_f64()
+            .is_some_and(|m| (m - saved).abs() < 1e-12)
+    );
     // Percentiles are estimates within histogram buckets whose bounds are at most 2.5 apart, so
     // each lies within that factor of the latencies actually logged.
     let mut latencies: Vec<f64> = logged["logs"]
@@ -313,6 +323,7 @@ async fn metrics_agree_with_the_traffic() {
     app.restart().await;
     let (_, after) = app.get("/api/metrics").await;
     assert_eq!(after["requests_total"], 4, "roll-ups survive a restart");
+    assert_eq!(after["saved_today_usd"], metrics["saved_today_usd"]);
     app.shutdown().await;
     mock.stop().await;
 }

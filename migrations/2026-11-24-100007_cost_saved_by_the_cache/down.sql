@@ -1,0 +1,1 @@
+ALTER TABLE metric_rollups DROP COLUMN saved_usd;
