@@ -57,7 +57,7 @@ impl LogDraft {
             req.headers()
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(|v| v.chars().take(300).collect::<CompactString>())
+                .map(|v| CompactString::from(at_most_chars(v, 300)))
         };
         LogDraft {
             started: Instant::now(),
@@ -68,7 +68,7 @@ impl LogDraft {
                 proxy_name: spec.name.as_str().into(),
                 provider: CompactString::const_new(spec.provider.id()),
                 method: req.method().as_str().into(),
-                path: req.path().chars().take(2000).collect(),
+                path: at_most_chars(req.path(), 2000).into(),
                 model: None,
                 client_ip: req
                     .peer_addr()
@@ -230,12 +230,32 @@ pub fn model_of(path: &str, body: &[u8]) -> Option<String> {
     serde_json::from_slice::<ModelField<'_>>(body)
         .ok()?
         .model
-        .map(|m| m.chars().take(200).collect())
+        .map(|m| at_most_chars(&m, 200).to_owned())
+}
+
+/// The first `max` characters of `text`. Slices instead of collecting characters one by one:
+/// this runs for every logged request, and almost every text is short enough to keep whole.
+fn at_most_chars(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary() {
+        assert_eq!(at_most_chars("gpt-4o", 200), "gpt-4o");
+        assert_eq!(at_most_chars("abcdef", 3), "abc");
+        assert_eq!(at_most_chars("ééééé", 3), "ééé");
+        assert_eq!(at_most_chars("ééé", 3), "ééé");
+    }
 
     #[test]
     fn models_come_from_paths_or_bodies() {
