@@ -355,7 +355,6 @@ impl ProxyRegistry {
         }
     }
 
-    /// How many proxies `owner` has (for the per-user limit).
     /// Deleted proxies whose logs `access` may still read.
     pub fn deleted_for(&self, access: Access) -> Vec<DeletedProxy> {
         self.deleted
@@ -367,6 +366,7 @@ impl ProxyRegistry {
             .collect()
     }
 
+    /// How many proxies `owner` has (for the per-user limit).
     pub fn count_owned_by(&self, owner: UserId) -> usize {
         self.entries()
             .iter()

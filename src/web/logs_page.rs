@@ -484,6 +484,16 @@ fn proxy_options(state: &AppState, caller: &Caller, selected: &str) -> Vec<Proxy
         })
         .collect();
     proxies.sort_by_key(|p| p.id);
+    // A proxy deleted before deleted proxies were remembered is known by its id alone.
+    if let Ok(id) = selected.parse::<i32>()
+        && !proxies.iter().any(|p| p.id == id)
+    {
+        proxies.push(ProxyOption {
+            id,
+            name: format!("Proxy #{id} (deleted)"),
+            selected: true,
+        });
+    }
     proxies
 }
 
