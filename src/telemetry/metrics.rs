@@ -56,12 +56,9 @@ impl Rollup {
         self.buckets[bucket(row.latency_ms)] += 1;
         self.input_tokens += row.input_tokens.unwrap_or(0).unsigned_abs();
         self.output_tokens += row.output_tokens.unwrap_or(0).unsigned_abs();
-        // A hit's cost was avoided, not spent.
-        if row.cache == "hit" {
-            self.saved_usd += row.cost_usd.unwrap_or(0.0);
-        } else {
-            self.cost_usd += row.cost_usd.unwrap_or(0.0);
-        }
+        let (cost, saved) = cost_and_saving(row);
+        self.cost_usd += cost;
+        self.saved_usd += saved;
         self.dirty = true;
     }
 
@@ -151,6 +148,16 @@ impl Rollup {
     }
 }
 
+/// What a logged request cost and what it saved: a hit's cost was avoided, not spent.
+fn cost_and_saving(row: &NewLogRow) -> (f64, f64) {
+    let cost = row.cost_usd.unwrap_or(0.0);
+    if row.cache == "hit" {
+        (0.0, cost)
+    } else {
+        (cost, 0.0)
+    }
+}
+
 fn bucket(latency_ms: f64) -> usize {
     LATENCY_BOUNDS_MS.partition_point(|bound| *bound < latency_ms)
 }
@@ -203,12 +210,22 @@ impl CacheLabel {
     }
 }
 
+/// Tokens and money per proxy since the process started.
+#[derive(Default)]
+struct ProxySpend {
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_usd: f64,
+    saved_usd: f64,
+}
+
 #[derive(Default)]
 struct Prometheus {
     requests: HashMap<Series, u64>,
     /// Proxy id → (name, provider) as last seen.
     names: HashMap<i32, (String, String)>,
     injected: HashMap<(i32, String), u64>,
+    spend: HashMap<i32, ProxySpend>,
     latency: [u64; BUCKETS],
     latency_sum_seconds: f64,
 }
@@ -275,6 +292,12 @@ impl Metrics {
                 .entry((row.proxy_id, kind.to_owned()))
                 .or_default() += 1;
         }
+        let spend = prometheus.spend.entry(row.proxy_id).or_default();
+        spend.input_tokens += row.input_tokens.unwrap_or(0).unsigned_abs();
+        spend.output_tokens += row.output_tokens.unwrap_or(0).unsigned_abs();
+        let (cost, saved) = cost_and_saving(row);
+        spend.cost_usd += cost;
+        spend.saved_usd += saved;
         prometheus.latency[bucket(row.latency_ms)] += 1;
         prometheus.latency_sum_seconds += row.latency_ms / 1000.0;
     }
@@ -432,6 +455,56 @@ impl Metrics {
                 "rubberduck_injected_failures_total{{proxy=\"{}\",kind=\"{}\"}} {count}",
                 label(&names(*proxy).0),
                 label(kind)
+            );
+        }
+        let mut spend: Vec<_> = prometheus
+            .spend
+            .iter()
+            .filter(|(proxy, _)| shown(proxy))
+            .collect();
+        spend.sort_by_key(|(proxy, _)| **proxy);
+        let _ = writeln!(
+            out,
+            "# HELP rubberduck_tokens_total Tokens of proxied requests, from the providers' usage."
+        );
+        let _ = writeln!(out, "# TYPE rubberduck_tokens_total counter");
+        for (proxy, totals) in &spend {
+            let proxy = label(&names(**proxy).0);
+            let _ = writeln!(
+                out,
+                "rubberduck_tokens_total{{proxy=\"{proxy}\",direction=\"input\"}} {}",
+                totals.input_tokens
+            );
+            let _ = writeln!(
+                out,
+                "rubberduck_tokens_total{{proxy=\"{proxy}\",direction=\"output\"}} {}",
+                totals.output_tokens
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP rubberduck_cost_usd_total What requests that went upstream cost, in USD."
+        );
+        let _ = writeln!(out, "# TYPE rubberduck_cost_usd_total counter");
+        for (proxy, totals) in &spend {
+            let _ = writeln!(
+                out,
+                "rubberduck_cost_usd_total{{proxy=\"{}\"}} {}",
+                label(&names(**proxy).0),
+                totals.cost_usd
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP rubberduck_cost_saved_usd_total What cache hits would have cost upstream, in USD."
+        );
+        let _ = writeln!(out, "# TYPE rubberduck_cost_saved_usd_total counter");
+        for (proxy, totals) in &spend {
+            let _ = writeln!(
+                out,
+                "rubberduck_cost_saved_usd_total{{proxy=\"{}\"}} {}",
+                label(&names(**proxy).0),
+                totals.saved_usd
             );
         }
         let _ = writeln!(

@@ -318,6 +318,22 @@ async fn metrics_agree_with_the_traffic() {
         "{text}"
     );
     assert!(text.contains("rubberduck_in_flight_requests 0"));
+    let value_of = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    // Tokens of the miss and of the hit that repeated it; the failures carried no usage.
+    assert_eq!(
+        value_of(r#"rubberduck_tokens_total{proxy="Logged",direction="input"}"#),
+        22.0
+    );
+    assert_eq!(
+        value_of(r#"rubberduck_tokens_total{proxy="Logged",direction="output"}"#),
+        14.0
+    );
+    assert!((value_of(r#"rubberduck_cost_usd_total{proxy="Logged"}"#) - spent).abs() < 1e-12);
+    assert!((value_of(r#"rubberduck_cost_saved_usd_total{proxy="Logged"}"#) - spent).abs() < 1e-12);
     assert!(text.contains("rubberduck_log_entries_dropped_total 0"));
 
     app.restart().await;
