@@ -8,7 +8,7 @@ use chrono::{Duration, NaiveDateTime, Utc};
 use super::AppState;
 use super::logs_api::LogEntry;
 use super::metrics::{Summary, summary};
-use super::views::{ProxyCard, ProxyHost, latency_text};
+use super::views::{ProxyCard, ProxyHost, latency_text, usd_text};
 use crate::auth::Caller;
 use crate::db::{self, DbError};
 use crate::telemetry::{Rollup, minute_of};
@@ -45,7 +45,7 @@ pub struct Dashboard {
 impl Dashboard {
     // Templates pass fields by reference.
     pub fn cost(value: &f64) -> String {
-        format!("${value:.4}")
+        format!("${}", usd_text(*value))
     }
 
     pub fn percent(value: &f64) -> String {

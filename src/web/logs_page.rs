@@ -18,7 +18,7 @@ use super::AppState;
 use super::error::{ApiError, PageError};
 use super::logs_api::LogQuery;
 use super::pages::{PageResult, html, is_htmx};
-use super::views::latency_text;
+use super::views::{latency_text, usd_text};
 use crate::auth::Caller;
 use crate::db::models::{LogRow, NewLogRow};
 use crate::db::request_logs::{self, LogFilter};
@@ -237,7 +237,7 @@ macro_rules! log_line {
             stream: row.stream,
             input_tokens: row.input_tokens,
             output_tokens: row.output_tokens,
-            cost: row.cost_usd.map(|c| format!("{c:.6}")),
+            cost: row.cost_usd.map(usd_text),
             error_message: row.error_message.as_deref().map(str::to_owned),
         }
     }};

@@ -536,9 +536,29 @@ pub fn latency_text(ms: f64) -> String {
     }
 }
 
+/// An amount in US dollars: cents from a dollar up, else three significant digits, because test
+/// traffic costs fractions of a cent, which "0.0000" would hide.
+pub fn usd_text(value: f64) -> String {
+    if value >= 1.0 || value <= 0.0 {
+        return format!("{value:.2}");
+    }
+    let decimals = (-value.log10()).ceil() as usize + 2;
+    format!("{value:.decimals$}")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{latency_text, strip_port};
+    use super::{latency_text, strip_port, usd_text};
+
+    #[test]
+    fn amounts_keep_three_significant_digits_below_a_dollar() {
+        assert_eq!(usd_text(0.0), "0.00");
+        assert_eq!(usd_text(12.345), "12.35");
+        assert_eq!(usd_text(0.5), "0.500");
+        assert_eq!(usd_text(0.0123), "0.0123");
+        assert_eq!(usd_text(0.00999), "0.00999");
+        assert_eq!(usd_text(0.00000585), "0.00000585");
+    }
 
     #[test]
     fn latencies_keep_the_digits_that_matter() {

@@ -303,6 +303,26 @@ async fn metrics_agree_with_the_traffic() {
             .is_some_and(|r| r > 0.0)
     );
 
+    // The dashboard shows the same numbers: requests, tokens, what was spent and what was saved.
+    let (status, dashboard) = app.get_text("/dashboard/stats", true).await;
+    assert_eq!(status, StatusCode::OK);
+    let stat = |name: &str| -> String {
+        let marker = format!("data-stat=\"{name}\"");
+        let at = dashboard
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} on the dashboard: {dashboard}"));
+        let rest = &dashboard[at..];
+        let start = rest.find('>').map_or(0, |i| i + 1);
+        let end = rest.find("</span>").unwrap_or(rest.len());
+        rest[start..end].trim().to_owned()
+    };
+    assert_eq!(stat("requests"), "4");
+    assert_eq!(stat("tokens"), "22 in / 14 out tokens");
+    assert_eq!(stat("cost-today"), "$0.00000585");
+    assert_eq!(stat("error-rate"), "50.0%");
+    assert_eq!(stat("hit-rate"), "25.0%");
+    assert_eq!(stat("saved-today"), "$0.00000585 saved by the cache today");
+
     let (status, text) = app.get_text("/metrics", false).await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains(r#"rubberduck_requests_total{proxy="Logged",provider="openai",status="200",cache="miss"} 1"#), "{text}");
