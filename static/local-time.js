@@ -4,8 +4,17 @@
 // their values are turned to local on load, and back to UTC in every htmx request.
 (function () {
   "use strict";
-  var format = { year: "numeric", month: "2-digit", day: "2-digit",
-                 hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  // Today's times need no date, this year's no year; the tooltip has it all.
+  var clock = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  var thisYear = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  var full = { year: "numeric", month: "short", day: "numeric",
+               hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" };
+
+  function shortText(date, now) {
+    if (date.toDateString() === now.toDateString()) return date.toLocaleTimeString(undefined, clock);
+    if (date.getFullYear() === now.getFullYear()) return date.toLocaleString(undefined, thisYear);
+    return date.toLocaleString(undefined, full);
+  }
 
   function pad(n) {
     return (n < 10 ? "0" : "") + n;
@@ -18,12 +27,13 @@
 
   function localiseTimes() {
     var times = document.querySelectorAll("time[datetime]:not([data-local])");
+    var now = new Date();
     for (var i = 0; i < times.length; i++) {
       var el = times[i];
       var date = new Date(el.getAttribute("datetime"));
       if (isNaN(date.getTime())) continue;
-      el.title = el.textContent.trim();
-      el.textContent = date.toLocaleString(undefined, format);
+      el.title = date.toLocaleString(undefined, full) + " · " + el.textContent.trim();
+      el.textContent = shortText(date, now);
       el.setAttribute("data-local", "");
     }
   }
