@@ -1,5 +1,6 @@
-//! The Proxies page in headless Chromium: create a proxy from the modal, see it run, stop it,
-//! and see a change made elsewhere arrive live.
+//! The pages in headless Chromium: create a proxy from the modal, see it run, stop it, see a
+//! change made elsewhere arrive live; configure failures and the cache; watch log rows and the
+//! dashboard's numbers arrive without a reload.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
@@ -678,6 +679,89 @@ async fn new_log_rows_arrive_live_and_follow_the_filters() {
         Some("second".to_owned()),
         "pausing keeps the filters"
     );
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+/// Polls the text of `css` until it is `expected`: the page refreshes its numbers on its own.
+async fn wait_for_text(client: &Client, css: &str, expected: &str, what: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = text_of(client, css).await;
+        if text == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {css} reads “{text}”, not “{expected}”"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_dashboard_counts_new_traffic_without_a_reload() {
+    let mock = super::upstream::MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Watched", "provider": "openai", "upstream_url": mock.url}))
+        .await;
+    let port = super::support::port_of(&proxy);
+
+    let (_driver, client, _profile) = browser().await;
+    sign_in_at(&client, &app, "/").await;
+    wait_for(&client, "[data-stat='requests']", "the dashboard's numbers").await;
+    assert_eq!(text_of(&client, "[data-stat='requests']").await, "0");
+    client
+        .execute("window.notReloaded = true; return null;", vec![])
+        .await
+        .expect("marker set");
+
+    // The same request twice: the second is answered from the cache.
+    for _ in 0..2 {
+        let mut response = awc::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/responses"))
+            .content_type("application/json")
+            .send_body("{\"model\":\"gpt-4o\",\"input\":\"hi\"}")
+            .await
+            .expect("proxied");
+        response.body().await.expect("body");
+    }
+
+    wait_for_text(&client, "[data-stat='requests']", "2", "the count updates").await;
+    assert_eq!(
+        text_of(&client, "[data-stat='tokens']").await,
+        "22 in / 14 out tokens"
+    );
+    assert_eq!(text_of(&client, "[data-stat='hit-rate']").await, "50.0%");
+    let spent = text_of(&client, "[data-stat='cost-today']").await;
+    assert!(
+        spent.starts_with("$0.0000") && spent != "$0.00",
+        "a real cost: {spent}"
+    );
+    assert!(
+        text_of(&client, "[data-stat='saved-today']")
+            .await
+            .ends_with("saved by the cache today"),
+        "what the hit saved"
+    );
+    assert!(
+        text_of(&client, ".activity")
+            .await
+            .contains("/v1/responses"),
+        "recent activity lists the requests"
+    );
+    assert_eq!(
+        client
+            .execute("return window.notReloaded === true;", vec![])
+            .await
+            .expect("script runs"),
+        json!(true),
+        "all of it without a reload"
+    );
+    save_screenshot(&client, "dashboard-live.png").await;
 
     client.close().await.expect("browser closes");
     app.shutdown().await;
