@@ -221,8 +221,10 @@ pub fn after(
 }
 
 /// Deletes entries older than `before`, of one proxy or of every visible one.
+/// Deletes entries logged in `[since, before)` (`since` `None`: everything before `before`).
 pub fn purge(
     conn: &mut SqliteConnection,
+    since: Option<NaiveDateTime>,
     before: NaiveDateTime,
     proxy_id: Option<i32>,
     visible_proxies: Option<Vec<i32>>,
@@ -230,6 +232,9 @@ pub fn purge(
     let mut query =
         diesel::delete(dsl::request_logs.filter(dsl::timestamp.lt(UnixMicros::from(before))))
             .into_boxed();
+    if let Some(since) = since {
+        query = query.filter(dsl::timestamp.ge(UnixMicros::from(since)));
+    }
     if let Some(proxy) = proxy_id {
         query = query.filter(dsl::proxy_id.eq(proxy));
     }
@@ -249,7 +254,7 @@ pub fn purge_expired(
         return Ok(0);
     }
     let before = (now - TimeDelta::days(retention_days.into())).naive_utc();
-    purge(conn, before, None, None)
+    purge(conn, None, before, None, None)
 }
 
 #[cfg(test)]

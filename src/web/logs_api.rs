@@ -364,6 +364,7 @@ pub async fn export(
 
 #[derive(Debug, Deserialize)]
 pub struct PurgeQuery {
+    since: Option<String>,
     before: Option<String>,
     proxy_id: Option<i32>,
     #[serde(default)]
@@ -387,10 +388,17 @@ pub async fn purge(
             "before (an RFC 3339 time) is required.",
         ))
     })?;
+    let since = time("since", query.since.as_deref())?;
+    if since.is_some_and(|since| since >= before) {
+        return Err(ApiError::Invalid(FieldError::new(
+            "since",
+            "since must be earlier than before.",
+        )));
+    }
     let proxy_id = query.proxy_id;
     let visible = super::visible_proxy_ids(&state, &caller);
     let deleted = db::run(&state.db, move |conn| {
-        request_logs::purge(conn, before, proxy_id, visible)
+        request_logs::purge(conn, since, before, proxy_id, visible)
     })
     .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": deleted })))

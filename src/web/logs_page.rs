@@ -571,6 +571,8 @@ pub async fn logs(
 #[derive(Debug, Deserialize)]
 pub struct PurgeForm {
     #[serde(default)]
+    purge_since: String,
+    #[serde(default)]
     purge_before: String,
     #[serde(default)]
     purge_proxy_id: String,
@@ -587,7 +589,7 @@ pub async fn purge(
     form: web::Form<PurgeForm>,
 ) -> PageResult {
     let form = form.into_inner();
-    let checked: Result<(NaiveDateTime, Option<i32>), String> = (|| {
+    let checked: Result<(Option<NaiveDateTime>, NaiveDateTime, Option<i32>), String> = (|| {
         if form.confirm.is_none() && !is_htmx(&req) {
             return Err(
                 "Nothing was deleted: tick “I understand this deletes logs” to confirm.".to_owned(),
@@ -600,6 +602,17 @@ pub async fn purge(
                 format!("“{}” is not a date and time.", form.purge_before.trim())
             }
         })?;
+        let since = match form.purge_since.trim() {
+            "" => None,
+            text => {
+                Some(parse_time(text).ok_or_else(|| format!("“{text}” is not a date and time."))?)
+            }
+        };
+        if since.is_some_and(|since| since >= before) {
+            return Err(
+                "Nothing was deleted: the start of the range must come before its end.".to_owned(),
+            );
+        }
         let proxy = match form.purge_proxy_id.trim() {
             "" => None,
             id => Some(
@@ -607,13 +620,13 @@ pub async fn purge(
                     .map_err(|_| format!("“{id}” is not a proxy id."))?,
             ),
         };
-        Ok((before, proxy))
+        Ok((since, before, proxy))
     })();
     let (notice, error) = match checked {
-        Ok((before, proxy)) => {
+        Ok((since, before, proxy)) => {
             let visible = super::visible_proxy_ids(&state, &caller);
             let deleted = db::run(&state.db, move |conn| {
-                request_logs::purge(conn, before, proxy, visible)
+                request_logs::purge(conn, since, before, proxy, visible)
             })
             .await?;
             let noun = if deleted == 1 { "entry" } else { "entries" };

@@ -262,6 +262,45 @@ async fn purge_needs_confirmation_and_reports_what_it_deleted() {
     assert!(reply.html.contains("choose the date"));
     wait_for_logs(&app, 4).await;
 
+    // A range that ends before it starts.
+    let reply = app
+        .post_form(
+            "/logs/purge",
+            &[
+                ("purge_since", tomorrow.as_str()),
+                ("purge_before", "2000-01-01T00:00"),
+                ("confirm", "yes"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .html
+            .contains("the start of the range must come before its end"),
+        "{}",
+        reply.html
+    );
+
+    // Confirmed, a range from tomorrow on: nothing matches.
+    let next_year = (chrono::Utc::now() + chrono::Duration::days(365))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let reply = app
+        .post_form(
+            "/logs/purge",
+            &[
+                ("purge_since", tomorrow.as_str()),
+                ("purge_before", next_year.as_str()),
+                ("confirm", "yes"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.html.contains("Deleted 0 entries."), "{}", reply.html);
+
     // Confirmed, older than a date long past: nothing matches.
     let reply = app
         .post_form(

@@ -225,6 +225,57 @@ async fn purging_needs_confirmation_and_a_date() {
 }
 
 #[actix_web::test]
+async fn purging_a_range_keeps_what_lies_outside_it() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Ranged", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+        .await;
+    let port = port_of(&proxy);
+    let request = |input: &str| format!(r#"{{"model":"gpt-4o-mini","input":"{input}"}}"#);
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let pause = || tokio::time::sleep(Duration::from_millis(5));
+
+    send(port, "/v1/responses", &request("before the range")).await;
+    logs(&app, "", 1).await;
+    pause().await;
+    let from = now();
+    pause().await;
+    send(port, "/v1/responses", &request("in the range")).await;
+    send(port, "/v1/responses", &request("also in it")).await;
+    logs(&app, "", 3).await;
+    pause().await;
+    let to = now();
+    pause().await;
+    send(port, "/v1/responses", &request("after the range")).await;
+    let all = logs(&app, "", 4).await;
+
+    let (status, reversed) = app
+        .delete(&format!("/api/logs?since={to}&before={from}&confirm=true"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reversed}");
+    let (status, purged) = app
+        .delete(&format!("/api/logs?since={from}&before={to}&confirm=true"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{purged}");
+    assert_eq!(purged["deleted"], 2);
+
+    let kept = logs(&app, "", 2).await;
+    let ids = |page: &Value| -> Vec<i64> {
+        page["logs"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|entry| entry["id"].as_i64())
+            .collect()
+    };
+    let (all, kept) = (ids(&all), ids(&kept));
+    assert_eq!(kept, [all[0], all[3]], "the newest and the oldest stay");
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
 async fn metrics_agree_with_the_traffic() {
     let mock = MockUpstream::start().await;
     let mut app = TestApp::start().await;
