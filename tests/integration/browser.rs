@@ -3,6 +3,7 @@
 //! dashboard's numbers arrive without a reload.
 
 use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,11 +15,14 @@ use super::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, id_of};
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// chromedriver in a process group of its own, with the Chromium it starts: a test that fails
+/// before closing its session would otherwise leave Chromium running after chromedriver is gone.
 struct ChromeDriver(Child);
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = rustix::process::Pid::from_child(&self.0);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         let _ = self.0.wait();
     }
 }
@@ -40,6 +44,7 @@ async fn browser() -> (ChromeDriver, Client, tempfile::TempDir) {
 async fn browser_in_zone(time_zone: &str) -> (ChromeDriver, Client, tempfile::TempDir) {
     let port = free_port();
     let driver = Command::new("chromedriver")
+        .process_group(0)
         .arg(format!("--port={port}"))
         .env("TZ", time_zone)
         .stdout(Stdio::null())
