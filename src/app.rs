@@ -246,8 +246,8 @@ fn single_sign_on(args: &OidcArgs) -> Option<Arc<Oidc>> {
     }
 }
 
-/// Daily chores, first a minute after start: logs past the retention period and idle sessions
-/// are deleted.
+/// Daily chores, first a minute after start: logs (and, later, roll-ups) past the retention period
+/// and idle sessions are deleted.
 async fn housekeeping(db: DbPool, settings: Arc<Settings>, accounts: Arc<Accounts>) {
     const EVERY: Duration = Duration::from_secs(24 * 3600);
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -257,15 +257,18 @@ async fn housekeeping(db: DbPool, settings: Arc<Settings>, accounts: Arc<Account
         let retention_days = settings.get().log_retention_days;
         let now = chrono::Utc::now();
         match db::run(&db, move |conn| {
-            db::request_logs::purge_expired(conn, retention_days, now)
+            Ok((
+                db::request_logs::purge_expired(conn, retention_days, now)?,
+                db::metric_rollups::purge_expired(conn, retention_days, now)?,
+            ))
         })
         .await
         {
-            Ok(0) => {}
-            Ok(deleted) => {
+            Ok((0, _)) => {}
+            Ok((deleted, _)) => {
                 log::info!("deleted {deleted} request logs older than {retention_days} days")
             }
-            Err(e) => log::warn!("cannot purge old request logs: {e}"),
+            Err(e) => log::warn!("cannot purge old request logs and roll-ups: {e}"),
         }
         if let Err(e) = accounts.forget_idle_sessions().await {
             log::warn!("cannot delete idle sessions: {e}");

@@ -26,6 +26,25 @@ pub fn since(conn: &mut SqliteConnection, from: NaiveDateTime) -> Result<Vec<Rol
         .load(conn)?)
 }
 
+/// Roll-ups are read for the last 24 hours and the current month only; this many days of them
+/// are kept at least, so "this month" and last month stay whole whatever the log retention.
+const KEPT_DAYS_AT_LEAST: u32 = 62;
+
+/// The daily purge, beside the request log's: roll-ups older than the log retention (but at
+/// least [`KEPT_DAYS_AT_LEAST`] days) go; a retention of 0 keeps everything, as for the log.
+pub fn purge_expired(
+    conn: &mut SqliteConnection,
+    retention_days: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, DbError> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let kept = chrono::TimeDelta::days(retention_days.max(KEPT_DAYS_AT_LEAST).into());
+    let before = (now - kept).naive_utc();
+    Ok(diesel::delete(dsl::metric_rollups.filter(dsl::minute.lt(before))).execute(conn)?)
+}
+
 /// Money in USD: what requests cost, and what cache hits saved.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Spend {
@@ -66,6 +85,39 @@ mod tests {
     use super::*;
     use crate::db::old_schema::{migrated_before, revert_through};
     use crate::telemetry::Rollup;
+
+    #[test]
+    fn roll_ups_outlive_the_log_retention_by_two_months_at_least() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(dir.path()).expect("database");
+        let mut conn = pool.get().expect("connection");
+        let now = chrono::Utc::now();
+        for days_old in [1, 40, 70, 200] {
+            let row = RollupRow {
+                proxy_id: 1,
+                minute: (now - chrono::TimeDelta::days(days_old)).naive_utc(),
+                latency_histogram: "[]".to_owned(),
+                ..RollupRow::default()
+            };
+            upsert(&mut conn, &row).expect("roll-up");
+        }
+        let left = |conn: &mut SqliteConnection| -> i64 {
+            dsl::metric_rollups.count().get_result(conn).expect("count")
+        };
+        assert_eq!(
+            purge_expired(&mut conn, 0, now).expect("purge"),
+            0,
+            "0 keeps all"
+        );
+        assert_eq!(
+            purge_expired(&mut conn, 7, now).expect("purge"),
+            2,
+            "kept 62 days"
+        );
+        assert_eq!(left(&mut conn), 2);
+        assert_eq!(purge_expired(&mut conn, 30, now).expect("purge"), 0);
+        assert_eq!(left(&mut conn), 2);
+    }
 
     #[test]
     fn histograms_rolled_up_before_the_finer_buckets_keep_their_counts() {
