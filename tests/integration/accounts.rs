@@ -443,6 +443,29 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
     );
 }
 
+/// Creates an OpenAI proxy as `owner` and sends one chat request through it: its id and port.
+async fn proxy_with_one_request(owner: &Session, name: &str, upstream: &str) -> (i64, u16) {
+    let created = owner
+        .send_json(
+            awc::http::Method::POST,
+            "/api/proxies",
+            json!({"name": name, "provider": "openai", "upstream_url": upstream}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let proxy = created.json();
+    let (id, port) = (id_of(&proxy), port_of(&proxy));
+    let sent = awc::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .send_json(
+            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await
+        .expect("proxied");
+    assert!(sent.status().is_success());
+    (id, port)
+}
+
 #[actix_web::test]
 async fn members_see_and_touch_only_their_own_proxies_and_logs() {
     let upstream = MockUpstream::start().await;
@@ -453,24 +476,7 @@ async fn members_see_and_touch_only_their_own_proxies_and_logs() {
     let ada = Session::sign_in(&app, "ada@example.com", "ada's long password").await;
     let bob = Session::sign_in(&app, "bob@example.com", "bob's long password").await;
 
-    let created = ada
-        .send_json(
-            awc::http::Method::POST,
-            "/api/proxies",
-            json!({"name": "Ada's secret project", "provider": "openai", "upstream_url": upstream.url}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let ada_proxy = created.json();
-    let (id, port) = (id_of(&ada_proxy), port_of(&ada_proxy));
-    let sent = awc::Client::new()
-        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
-        .send_json(
-            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .await
-        .expect("proxied");
-    assert!(sent.status().is_success());
+    let (id, port) = proxy_with_one_request(&ada, "Ada's secret project", &upstream.url).await;
 
     // Bob: the API pretends Ada's proxy does not exist, whatever he tries.
     let get = awc::http::Method::GET;
@@ -625,23 +631,7 @@ async fn a_deleted_proxys_logs_stay_readable_to_its_owner_only() {
     let ada = Session::sign_in(&app, "ada@example.com", "ada's long password").await;
     let post = awc::http::Method::POST;
 
-    let created = ada
-        .send_json(
-            post.clone(),
-            "/api/proxies",
-            json!({"name": "Ada's old experiment", "provider": "openai", "upstream_url": upstream.url}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let (id, port) = (id_of(&created.json()), port_of(&created.json()));
-    let sent = awc::Client::new()
-        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
-        .send_json(
-            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .await
-        .expect("proxied");
-    assert!(sent.status().is_success());
+    let (id, _) = proxy_with_one_request(&ada, "Ada's old experiment", &upstream.url).await;
     let logs = wait_for_total(&ada, "/api/logs", 1).await;
     assert_eq!(logs["total"], 1, "{logs}");
 

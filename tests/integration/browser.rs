@@ -472,6 +472,26 @@ async fn set_local_time(client: &Client, name: &str, value: &str) {
         .expect("the field takes the value");
 }
 
+/// Leaves a mark on the page that a reload would wipe.
+async fn mark_the_page(client: &Client) {
+    client
+        .execute("window.notReloaded = true; return null;", vec![])
+        .await
+        .expect("marker set");
+}
+
+/// The page still carries the mark: whatever changed came in without a reload.
+async fn assert_not_reloaded(client: &Client) {
+    assert_eq!(
+        client
+            .execute("return window.notReloaded === true;", vec![])
+            .await
+            .expect("script runs"),
+        json!(true),
+        "all of it without a reload"
+    );
+}
+
 /// How many rows the log table shows.
 async fn log_rows(client: &Client) -> usize {
     client
@@ -517,10 +537,7 @@ async fn new_log_rows_arrive_live_and_follow_the_filters() {
         "the live stream opens",
     )
     .await;
-    client
-        .execute("window.notReloaded = true; return null;", vec![])
-        .await
-        .expect("marker set");
+    mark_the_page(&client).await;
 
     send("/v1/responses").await;
     wait_for_log_rows(&client, 1, "the first row arrives live").await;
@@ -654,14 +671,7 @@ async fn new_log_rows_arrive_live_and_follow_the_filters() {
     )
     .await;
     wait_for_log_rows(&client, 0, "a range in the future holds none").await;
-    assert_eq!(
-        client
-            .execute("return window.notReloaded === true;", vec![])
-            .await
-            .expect("script runs"),
-        json!(true),
-        "all of it without a reload"
-    );
+    assert_not_reloaded(&client).await;
 
     click(&client, "#live-toggle").await;
     wait_for(&client, ".live-state.paused", "paused").await;
@@ -719,10 +729,7 @@ async fn the_dashboard_counts_new_traffic_without_a_reload() {
     sign_in_at(&client, &app, "/").await;
     wait_for(&client, "[data-stat='requests']", "the dashboard's numbers").await;
     assert_eq!(text_of(&client, "[data-stat='requests']").await, "0");
-    client
-        .execute("window.notReloaded = true; return null;", vec![])
-        .await
-        .expect("marker set");
+    mark_the_page(&client).await;
 
     // The same request twice: the second is answered from the cache.
     for _ in 0..2 {
@@ -758,14 +765,7 @@ async fn the_dashboard_counts_new_traffic_without_a_reload() {
             .contains("/v1/responses"),
         "recent activity lists the requests"
     );
-    assert_eq!(
-        client
-            .execute("return window.notReloaded === true;", vec![])
-            .await
-            .expect("script runs"),
-        json!(true),
-        "all of it without a reload"
-    );
+    assert_not_reloaded(&client).await;
     save_screenshot(&client, "dashboard-live.png").await;
 
     client.close().await.expect("browser closes");
