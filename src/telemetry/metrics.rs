@@ -148,6 +148,12 @@ impl Rollup {
     }
 }
 
+/// The `# HELP` and `# TYPE` lines that open a metric family in the Prometheus text format.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
 /// What a logged request cost and what it saved: a hit's cost was avoided, not spent.
 fn cost_and_saving(row: &NewLogRow) -> (f64, f64) {
     let cost = row.cost_usd.unwrap_or(0.0);
@@ -383,11 +389,12 @@ impl Metrics {
                 .replace('"', "\\\"")
                 .replace('\n', "\\n")
         };
-        let _ = writeln!(
-            out,
-            "# HELP rubberduck_requests_total Requests through proxies."
+        family(
+            &mut out,
+            "rubberduck_requests_total",
+            "counter",
+            "Requests through proxies.",
         );
-        let _ = writeln!(out, "# TYPE rubberduck_requests_total counter");
         let unknown = (String::new(), String::new());
         let names = |proxy: i32| prometheus.names.get(&proxy).unwrap_or(&unknown);
         let mut series: Vec<_> = prometheus
@@ -407,11 +414,12 @@ impl Metrics {
                 s.cache.as_str()
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP rubberduck_request_duration_seconds Time to answer a request through a proxy."
+        family(
+            &mut out,
+            "rubberduck_request_duration_seconds",
+            "histogram",
+            "Time to answer a request through a proxy.",
         );
-        let _ = writeln!(out, "# TYPE rubberduck_request_duration_seconds histogram");
         let mut cumulative = 0;
         for (i, count) in prometheus.latency.iter().enumerate() {
             cumulative += count;
@@ -432,17 +440,19 @@ impl Metrics {
             out,
             "rubberduck_request_duration_seconds_count {cumulative}"
         );
-        let _ = writeln!(
-            out,
-            "# HELP rubberduck_in_flight_requests Requests being answered now."
+        family(
+            &mut out,
+            "rubberduck_in_flight_requests",
+            "gauge",
+            "Requests being answered now.",
         );
-        let _ = writeln!(out, "# TYPE rubberduck_in_flight_requests gauge");
         let _ = writeln!(out, "rubberduck_in_flight_requests {in_flight}");
-        let _ = writeln!(
-            out,
-            "# HELP rubberduck_injected_failures_total Failures injected by failure simulation."
+        family(
+            &mut out,
+            "rubberduck_injected_failures_total",
+            "counter",
+            "Failures injected by failure simulation.",
         );
-        let _ = writeln!(out, "# TYPE rubberduck_injected_failures_total counter");
         let mut injected: Vec<_> = prometheus
             .injected
             .iter()
@@ -463,11 +473,12 @@ impl Metrics {
             .filter(|(proxy, _)| shown(proxy))
             .collect();
         spend.sort_by_key(|(proxy, _)| **proxy);
-        let _ = writeln!(
-            out,
-            "# HELP rubberduck_tokens_total Tokens of proxied requests, from the providers' usage."
+        family(
+            &mut out,
+            "rubberduck_tokens_total",
+            "counter",
+            "Tokens of proxied requests, from the providers' usage.",
         );
-        let _ = writeln!(out, "# TYPE rubberduck_tokens_total counter");
         for (proxy, totals) in &spend {
             let proxy = label(&names(**proxy).0);
             let _ = writeln!(
@@ -481,11 +492,12 @@ impl Metrics {
                 totals.output_tokens
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP rubberduck_cost_usd_total What requests that went upstream cost, in USD."
+        family(
+            &mut out,
+            "rubberduck_cost_usd_total",
+            "counter",
+            "What requests that went upstream cost, in USD.",
         );
-        let _ = writeln!(out, "# TYPE rubberduck_cost_usd_total counter");
         for (proxy, totals) in &spend {
             let _ = writeln!(
                 out,
@@ -494,11 +506,12 @@ impl Metrics {
                 totals.cost_usd
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP rubberduck_cost_saved_usd_total What cache hits would have cost upstream, in USD."
+        family(
+            &mut out,
+            "rubberduck_cost_saved_usd_total",
+            "counter",
+            "What cache hits would have cost upstream, in USD.",
         );
-        let _ = writeln!(out, "# TYPE rubberduck_cost_saved_usd_total counter");
         for (proxy, totals) in &spend {
             let _ = writeln!(
                 out,
@@ -507,11 +520,12 @@ impl Metrics {
                 totals.saved_usd
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP rubberduck_log_entries_dropped_total Log entries dropped because the writer queue was full."
+        family(
+            &mut out,
+            "rubberduck_log_entries_dropped_total",
+            "counter",
+            "Log entries dropped because the writer queue was full.",
         );
-        let _ = writeln!(out, "# TYPE rubberduck_log_entries_dropped_total counter");
         let _ = writeln!(out, "rubberduck_log_entries_dropped_total {dropped}");
         out
     }
