@@ -216,6 +216,9 @@ impl CacheLabel {
     }
 }
 
+/// One of a [`ProxySpend`]'s amounts of money.
+type SpendAmount = fn(&ProxySpend) -> f64;
+
 /// Tokens and money per proxy since the process started.
 #[derive(Default)]
 struct ProxySpend {
@@ -492,33 +495,24 @@ impl Metrics {
                 totals.output_tokens
             );
         }
-        family(
-            &mut out,
-            "rubberduck_cost_usd_total",
-            "counter",
-            "What requests that went upstream cost, in USD.",
-        );
-        for (proxy, totals) in &spend {
-            let _ = writeln!(
-                out,
-                "rubberduck_cost_usd_total{{proxy=\"{}\"}} {}",
-                label(&names(**proxy).0),
-                totals.cost_usd
-            );
-        }
-        family(
-            &mut out,
-            "rubberduck_cost_saved_usd_total",
-            "counter",
-            "What cache hits would have cost upstream, in USD.",
-        );
-        for (proxy, totals) in &spend {
-            let _ = writeln!(
-                out,
-                "rubberduck_cost_saved_usd_total{{proxy=\"{}\"}} {}",
-                label(&names(**proxy).0),
-                totals.saved_usd
-            );
+        let money: [(&str, &str, SpendAmount); 2] = [
+            (
+                "rubberduck_cost_usd_total",
+                "What requests that went upstream cost, in USD.",
+                |totals| totals.cost_usd,
+            ),
+            (
+                "rubberduck_cost_saved_usd_total",
+                "What cache hits would have cost upstream, in USD.",
+                |totals| totals.saved_usd,
+            ),
+        ];
+        for (name, help, amount) in money {
+            family(&mut out, name, "counter", help);
+            for (proxy, totals) in &spend {
+                let proxy = label(&names(**proxy).0);
+                let _ = writeln!(out, "{name}{{proxy=\"{proxy}\"}} {}", amount(totals));
+            }
         }
         family(
             &mut out,

@@ -111,6 +111,20 @@ async fn text_of(client: &Client, css: &str) -> String {
     panic!("cannot read {css}: {last_error:?}");
 }
 
+/// A Responses API request the mock answers with usage (11 input, 7 output tokens).
+const RESPONSES_BODY: &str = "{\"model\":\"gpt-4o\",\"input\":\"hi\"}";
+
+/// Sends `body` to a proxy as an SDK would and reads the whole answer.
+async fn proxy_request(port: u16, path: &str, body: &'static str) {
+    let mut response = awc::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .content_type("application/json")
+        .send_body(body)
+        .await
+        .expect("proxied");
+    response.body().await.expect("body");
+}
+
 /// Opens `path` as a signed-out browser does: the login page comes first and leads back.
 async fn sign_in_at(client: &Client, app: &TestApp, path: &str) {
     client.goto(&app.url(path)).await.expect("page opens");
@@ -288,12 +302,7 @@ async fn inspect_and_clear_a_cache_then_switch_to_replay_only() {
         .await;
     let port = super::support::port_of(&proxy);
     for _ in 0..2 {
-        let mut response = awc::Client::new()
-            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
-            .send_body("{\"model\":\"m\"}")
-            .await
-            .expect("proxied");
-        response.body().await.expect("body");
+        proxy_request(port, "/v1/chat/completions", "{\"model\":\"m\"}").await;
     }
     // The entry is written in the background.
     let deadline = std::time::Instant::now() + WAIT;
@@ -517,15 +526,7 @@ async fn new_log_rows_arrive_live_and_follow_the_filters() {
         .create(json!({"name": "Live", "provider": "openai", "upstream_url": mock.url}))
         .await;
     let port = super::support::port_of(&proxy);
-    let send = |path: &'static str| async move {
-        let mut response = awc::Client::new()
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .content_type("application/json")
-            .send_body("{\"model\":\"gpt-4o\",\"input\":\"hi\"}")
-            .await
-            .expect("proxied");
-        response.body().await.expect("body");
-    };
+    let send = |path: &'static str| proxy_request(port, path, RESPONSES_BODY);
 
     // Nine hours east of UTC, with no daylight saving time to make the test flaky.
     let (_driver, client, _profile) = browser_in_zone("Asia/Tokyo").await;
@@ -733,13 +734,7 @@ async fn the_dashboard_counts_new_traffic_without_a_reload() {
 
     // The same request twice: the second is answered from the cache.
     for _ in 0..2 {
-        let mut response = awc::Client::new()
-            .post(format!("http://127.0.0.1:{port}/v1/responses"))
-            .content_type("application/json")
-            .send_body("{\"model\":\"gpt-4o\",\"input\":\"hi\"}")
-            .await
-            .expect("proxied");
-        response.body().await.expect("body");
+        proxy_request(port, "/v1/responses", RESPONSES_BODY).await;
     }
 
     wait_for_text(&client, "[data-stat='requests']", "2", "the count updates").await;
