@@ -1,13 +1,17 @@
 //! Noticing that a client went away. actix does not cancel a handler whose client disconnects,
-//! so requests that wait on purpose (hangs, stalls) watch the socket themselves.
+//! so requests that wait on purpose (hangs, stalls) watch the socket themselves, or, over
+//! HTTP/2, their stream.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
+use std::rc::Rc;
 use std::time::Duration;
 
-use actix_web::HttpRequest;
 use actix_web::dev::Extensions;
+use actix_web::{HttpMessage, HttpRequest};
+use tokio::sync::Notify;
 
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -35,8 +39,40 @@ impl ClientSocket {
     }
 }
 
+/// Carried by each HTTP/2 request; fired when the client resets its stream or the connection
+/// ends. Peeking the socket would not tell: the connection's other streams keep it busy.
+#[derive(Clone, Default)]
+pub struct StreamReset(Rc<ResetState>);
+
+#[derive(Default)]
+pub struct ResetState {
+    fired: Cell<bool>,
+    notify: Notify,
+}
+
+impl StreamReset {
+    pub fn fire(&self) {
+        self.0.fired.set(true);
+        self.0.notify.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        let notified = self.0.notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if self.0.fired.get() {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// Resolves once the client of `req` has disconnected (never, if its socket is unknown).
 pub async fn client_gone(req: &HttpRequest) {
+    let reset = req.extensions().get::<StreamReset>().cloned();
+    if let Some(reset) = reset {
+        return reset.wait().await;
+    }
     let socket = req.conn_data::<ClientSocket>();
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;

@@ -6,6 +6,8 @@ mod error;
 mod faults;
 mod forward;
 mod headers;
+mod http2;
+mod server;
 mod usage;
 
 use std::sync::Arc;
@@ -16,8 +18,8 @@ use actix_web::body::MessageBody;
 use actix_web::{HttpRequest, HttpResponse, web};
 use arc_swap::ArcSwap;
 
-pub use connection::remember_client_socket;
 pub use error::GatewayError;
+pub use server::{ServerOptions, serve};
 
 use tokio::sync::Notify;
 

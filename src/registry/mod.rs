@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpServer};
 use chrono::Utc;
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -668,18 +667,14 @@ impl ProxyRegistry {
                 provider_state: ProviderState::load(spec.provider),
                 upstream: self.settings.upstream.clone(),
             });
-            HttpServer::new(move || {
-                App::new().configure(|cfg| gateway::configure(cfg, Arc::clone(&server_state)))
-            })
-            .on_connect(gateway::remember_client_socket)
-            // Streamed answers go out as many small writes; with Nagle's algorithm each one
-            // after the first waits for the client's (delayed, up to 40 ms) ACK.
-            .tcp_nodelay(true)
-            .workers(self.settings.workers_per_proxy)
-            .disable_signals()
-            .shutdown_timeout(self.settings.graceful_stop_timeout.as_secs())
-            .listen(listener)
-            .map(HttpServer::run)
+            gateway::serve(
+                listener,
+                server_state,
+                &gateway::ServerOptions {
+                    workers: self.settings.workers_per_proxy,
+                    graceful_stop_timeout: self.settings.graceful_stop_timeout,
+                },
+            )
             .map_err(|e| format!("cannot serve on port {port}: {e}"))
         });
         let last_error = match outcome {
