@@ -52,6 +52,10 @@ pub async fn starts_with_preface(io: &TcpStream) -> std::io::Result<bool> {
     }
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives for one match; boxing would allocate per stream"
+)]
 enum ConnectionEvent {
     Stream(Result<(http02::Request<RecvStream>, SendResponse<Bytes>), h2::Error>),
     Closed,
