@@ -51,7 +51,7 @@ mod tests {
         for (index, kind) in ProviderKind::ALL.into_iter().enumerate() {
             let url = readme_base_url(index);
             let snippets = kind.provider().snippets(&url);
-            out.push_str(&format!("\n### {} (proxy at `{url}`)\n\n", kind.name()));
+            out.push_str(&format!("\n### {} (proxy at `{url}`)\n", kind.name()));
             for (label, fence, code) in [
                 ("Python", "python", &snippets.python),
                 (
@@ -61,9 +61,10 @@ mod tests {
                 ),
                 ("curl", "sh", &snippets.curl),
             ] {
-                out.push_str(&format!("{label}:\n\n```{fence}\n{code}\n```\n\n"));
+                out.push_str(&format!("\n{label}:\n\n```{fence}\n{code}\n```\n"));
             }
         }
+        out.push('\n');
         out
     }
 
