@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::HttpRequest;
 use askama::Template;
@@ -146,6 +147,9 @@ impl ProxyJson {
     }
 }
 
+/// Counts card renders, to name each render's radio group apart.
+static SNIPPET_RENDERS: AtomicU64 = AtomicU64::new(0);
+
 /// One proxy card on the Proxies page.
 pub struct ProxyCard {
     pub id: i32,
@@ -164,6 +168,10 @@ pub struct ProxyCard {
     /// Changes with the address in the snippets, so the page keeps the viewer's chosen language
     /// across live updates (htmx `hx-preserve`) but not across a port change.
     pub snippets_id: String,
+    /// The name of the language radio group, new with every render: a re-rendered card's
+    /// checked Python button would otherwise uncheck the preserved box's choice (same name, same
+    /// document) before htmx puts the preserved box back.
+    pub snippets_group: String,
     pub in_flight: usize,
     pub traffic: Traffic,
     pub rpm: String,
@@ -184,6 +192,11 @@ impl ProxyCard {
     pub fn new(snapshot: &ProxySnapshot, host: &ProxyHost) -> Self {
         let spec = &snapshot.spec;
         let hint = spec.provider.provider().sdk_hint();
+        let snippets_id = format!(
+            "snippets-{}-{}",
+            spec.id.0,
+            snapshot.listening_port.unwrap_or(spec.port)
+        );
         ProxyCard {
             id: spec.id.0,
             name: spec.name.clone(),
@@ -200,10 +213,10 @@ impl ProxyCard {
             sdk_setting: hint.setting,
             sdk_url: format!("{}{}", host.proxy_url(snapshot), hint.path),
             snippets: proxy_snippets(snapshot, host),
-            snippets_id: format!(
-                "snippets-{}-{}",
-                spec.id.0,
-                snapshot.listening_port.unwrap_or(spec.port)
+            snippets_id: snippets_id.clone(),
+            snippets_group: format!(
+                "{snippets_id}-language-{}",
+                SNIPPET_RENDERS.fetch_add(1, Ordering::Relaxed)
             ),
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
