@@ -7,6 +7,37 @@ use super::{
 
 pub struct Anthropic;
 
+/// What a user pastes to call a proxy of this provider. The SDKs read `ANTHROPIC_API_KEY`. The
+/// TypeScript program narrows on the block type because a message's content may also hold tool
+/// calls.
+const PYTHON_SNIPPET: &str = r#"from anthropic import Anthropic
+
+client = Anthropic(base_url="{base_url}")
+message = client.messages.create(
+    model="claude-sonnet-4-5",
+    max_tokens=1024,
+    messages=[{"role": "user", "content": "Say hello"}],
+)
+print(message.content[0].text)"#;
+
+const TYPESCRIPT_SNIPPET: &str = r#"import Anthropic from "@anthropic-ai/sdk";
+
+const client = new Anthropic({ baseURL: "{base_url}" });
+const message = await client.messages.create({
+  model: "claude-sonnet-4-5",
+  max_tokens: 1024,
+  messages: [{ role: "user", content: "Say hello" }],
+});
+for (const block of message.content) {
+  if (block.type === "text") console.log(block.text);
+}"#;
+
+const CURL_SNIPPET: &str = r#"curl "{base_url}/v1/messages" \
+  -H "x-api-key: $ANTHROPIC_API_KEY" \
+  -H "anthropic-version: 2023-06-01" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": [{"role": "user", "content": "Say hello"}]}'"#;
+
 impl Provider for Anthropic {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Anthropic
@@ -25,6 +56,10 @@ impl Provider for Anthropic {
             setting: "base_url",
             path: "",
         }
+    }
+
+    fn snippets(&self, base_url: &str) -> super::Snippets {
+        super::Snippets::fill(PYTHON_SNIPPET, TYPESCRIPT_SNIPPET, CURL_SNIPPET, base_url)
     }
 
     fn usage_in(&self, json: &serde_json::Value) -> Usage {

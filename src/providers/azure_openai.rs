@@ -8,6 +8,31 @@ use super::{
 /// Azure OpenAI: the upstream is the user's own resource endpoint, so there is no default.
 pub struct AzureOpenAi;
 
+/// What a user pastes to call a proxy of this provider. The SDKs read `AZURE_OPENAI_API_KEY`; the
+/// model names the deployment, which the SDKs put in the path.
+const PYTHON_SNIPPET: &str = r#"from openai import AzureOpenAI
+
+client = AzureOpenAI(azure_endpoint="{base_url}", api_version="2024-10-21")
+response = client.chat.completions.create(
+    model="gpt-4o-mini",  # your deployment's name
+    messages=[{"role": "user", "content": "Say hello"}],
+)
+print(response.choices[0].message.content)"#;
+
+const TYPESCRIPT_SNIPPET: &str = r#"import { AzureOpenAI } from "openai";
+
+const client = new AzureOpenAI({ endpoint: "{base_url}", apiVersion: "2024-10-21" });
+const response = await client.chat.completions.create({
+  model: "gpt-4o-mini", // your deployment's name
+  messages: [{ role: "user", content: "Say hello" }],
+});
+console.log(response.choices[0].message.content);"#;
+
+const CURL_SNIPPET: &str = r#"curl "{base_url}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21" \
+  -H "api-key: $AZURE_OPENAI_API_KEY" \
+  -H "Content-Type: application/json" \
+  -d '{"messages": [{"role": "user", "content": "Say hello"}]}'"#;
+
 impl Provider for AzureOpenAi {
     fn kind(&self) -> ProviderKind {
         ProviderKind::AzureOpenai
@@ -26,6 +51,10 @@ impl Provider for AzureOpenAi {
             setting: "azure_endpoint",
             path: "",
         }
+    }
+
+    fn snippets(&self, base_url: &str) -> super::Snippets {
+        super::Snippets::fill(PYTHON_SNIPPET, TYPESCRIPT_SNIPPET, CURL_SNIPPET, base_url)
     }
 
     fn cache_query_params(&self) -> &'static [&'static str] {

@@ -197,6 +197,36 @@ fn sign_request(
     Ok(())
 }
 
+/// What a user pastes to call a proxy of this provider. The SDKs take credentials and region from
+/// their default chains (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`; the region from
+/// `AWS_REGION` in JavaScript, from `AWS_DEFAULT_REGION` or the profile in boto3); curl signs with
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`. The proxy re-signs either way.
+const PYTHON_SNIPPET: &str = r#"import boto3
+
+client = boto3.client("bedrock-runtime", endpoint_url="{base_url}")
+response = client.converse(
+    modelId="anthropic.claude-3-haiku-20240307-v1:0",
+    messages=[{"role": "user", "content": [{"text": "Say hello"}]}],
+)
+print(response["output"]["message"]["content"][0]["text"])"#;
+
+const TYPESCRIPT_SNIPPET: &str = r#"import { BedrockRuntimeClient, ConverseCommand } from "@aws-sdk/client-bedrock-runtime";
+
+const client = new BedrockRuntimeClient({ endpoint: "{base_url}" });
+const response = await client.send(
+  new ConverseCommand({
+    modelId: "anthropic.claude-3-haiku-20240307-v1:0",
+    messages: [{ role: "user", content: [{ text: "Say hello" }] }],
+  }),
+);
+console.log(response.output?.message?.content?.[0]?.text);"#;
+
+const CURL_SNIPPET: &str = r#"curl "{base_url}/model/anthropic.claude-3-haiku-20240307-v1:0/converse" \
+  --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+  --aws-sigv4 "aws:amz:$AWS_REGION:bedrock" \
+  -H "Content-Type: application/json" \
+  -d '{"messages": [{"role": "user", "content": [{"text": "Say hello"}]}]}'"#;
+
 impl Provider for Bedrock {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Bedrock
@@ -216,6 +246,10 @@ impl Provider for Bedrock {
             setting: "endpoint_url",
             path: "",
         }
+    }
+
+    fn snippets(&self, base_url: &str) -> super::Snippets {
+        super::Snippets::fill(PYTHON_SNIPPET, TYPESCRIPT_SNIPPET, CURL_SNIPPET, base_url)
     }
 
     fn upstream_url(

@@ -11,6 +11,33 @@ use crate::registry::spec::ProxySpec;
 /// DeepSeek speaks the OpenAI API, errors included.
 pub struct DeepSeek;
 
+/// What a user pastes to call a proxy of this provider. DeepSeek is called through the `openai`
+/// SDKs, which read `OPENAI_API_KEY` by default, so the key is passed from `DEEPSEEK_API_KEY`.
+const PYTHON_SNIPPET: &str = r#"import os
+
+from openai import OpenAI
+
+client = OpenAI(base_url="{base_url}/v1", api_key=os.environ["DEEPSEEK_API_KEY"])
+response = client.chat.completions.create(
+    model="deepseek-chat",
+    messages=[{"role": "user", "content": "Say hello"}],
+)
+print(response.choices[0].message.content)"#;
+
+const TYPESCRIPT_SNIPPET: &str = r#"import OpenAI from "openai";
+
+const client = new OpenAI({ baseURL: "{base_url}/v1", apiKey: process.env.DEEPSEEK_API_KEY });
+const response = await client.chat.completions.create({
+  model: "deepseek-chat",
+  messages: [{ role: "user", content: "Say hello" }],
+});
+console.log(response.choices[0].message.content);"#;
+
+const CURL_SNIPPET: &str = r#"curl "{base_url}/v1/chat/completions" \
+  -H "Authorization: Bearer $DEEPSEEK_API_KEY" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "deepseek-chat", "messages": [{"role": "user", "content": "Say hello"}]}'"#;
+
 impl Provider for DeepSeek {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Deepseek
@@ -29,6 +56,10 @@ impl Provider for DeepSeek {
             setting: "base_url",
             path: "/v1",
         }
+    }
+
+    fn snippets(&self, base_url: &str) -> super::Snippets {
+        super::Snippets::fill(PYTHON_SNIPPET, TYPESCRIPT_SNIPPET, CURL_SNIPPET, base_url)
     }
 
     fn upstream_url(

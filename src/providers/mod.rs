@@ -6,6 +6,7 @@ mod azure_openai;
 mod bedrock;
 mod deepseek;
 mod openai;
+mod snippets;
 mod vertex_ai;
 
 use std::borrow::Cow;
@@ -21,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
+
+pub use snippets::Snippets;
 
 /// The providers a proxy can front. The serialized form is the id used in the API and the DB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -244,6 +247,10 @@ pub trait Provider: Send + Sync {
     fn default_upstream(&self) -> Option<&'static str>;
 
     fn sdk_hint(&self) -> SdkHint;
+
+    /// Programs (Python, TypeScript, curl) that call a proxy at `base_url` (`http://host:port`)
+    /// with this provider's official SDKs, changing only the base URL.
+    fn snippets(&self, base_url: &str) -> Snippets;
 
     /// The absolute upstream URL for an incoming path and raw query string.
     fn upstream_url(

@@ -10,6 +10,30 @@ use crate::registry::spec::ProxySpec;
 
 pub struct OpenAi;
 
+/// What a user pastes to call a proxy of this provider. The SDKs read `OPENAI_API_KEY`.
+const PYTHON_SNIPPET: &str = r#"from openai import OpenAI
+
+client = OpenAI(base_url="{base_url}/v1")
+response = client.chat.completions.create(
+    model="gpt-4o-mini",
+    messages=[{"role": "user", "content": "Say hello"}],
+)
+print(response.choices[0].message.content)"#;
+
+const TYPESCRIPT_SNIPPET: &str = r#"import OpenAI from "openai";
+
+const client = new OpenAI({ baseURL: "{base_url}/v1" });
+const response = await client.chat.completions.create({
+  model: "gpt-4o-mini",
+  messages: [{ role: "user", content: "Say hello" }],
+});
+console.log(response.choices[0].message.content);"#;
+
+const CURL_SNIPPET: &str = r#"curl "{base_url}/v1/chat/completions" \
+  -H "Authorization: Bearer $OPENAI_API_KEY" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}'"#;
+
 impl Provider for OpenAi {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Openai
@@ -28,6 +52,10 @@ impl Provider for OpenAi {
             setting: "base_url",
             path: "/v1",
         }
+    }
+
+    fn snippets(&self, base_url: &str) -> super::Snippets {
+        super::Snippets::fill(PYTHON_SNIPPET, TYPESCRIPT_SNIPPET, CURL_SNIPPET, base_url)
     }
 
     fn upstream_url(

@@ -78,6 +78,37 @@ fn default_base(path: &str) -> String {
     }
 }
 
+/// What a user pastes to call a proxy of this provider. The SDKs use Application Default
+/// Credentials (`GOOGLE_APPLICATION_CREDENTIALS`); curl takes a token from gcloud, as Google's own
+/// REST examples do.
+const PYTHON_SNIPPET: &str = r#"from google import genai
+from google.genai import types
+
+client = genai.Client(
+    vertexai=True,
+    project="my-project",
+    location="us-central1",
+    http_options=types.HttpOptions(base_url="{base_url}"),
+)
+response = client.models.generate_content(model="gemini-2.0-flash", contents="Say hello")
+print(response.text)"#;
+
+const TYPESCRIPT_SNIPPET: &str = r#"import { GoogleGenAI } from "@google/genai";
+
+const ai = new GoogleGenAI({
+  vertexai: true,
+  project: "my-project",
+  location: "us-central1",
+  httpOptions: { baseUrl: "{base_url}" },
+});
+const response = await ai.models.generateContent({ model: "gemini-2.0-flash", contents: "Say hello" });
+console.log(response.text);"#;
+
+const CURL_SNIPPET: &str = r#"curl "{base_url}/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent" \
+  -H "Authorization: Bearer $(gcloud auth print-access-token)" \
+  -H "Content-Type: application/json" \
+  -d '{"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]}'"#;
+
 impl Provider for VertexAi {
     fn kind(&self) -> ProviderKind {
         ProviderKind::VertexAi
@@ -97,6 +128,10 @@ impl Provider for VertexAi {
             setting: "base_url",
             path: "",
         }
+    }
+
+    fn snippets(&self, base_url: &str) -> super::Snippets {
+        super::Snippets::fill(PYTHON_SNIPPET, TYPESCRIPT_SNIPPET, CURL_SNIPPET, base_url)
     }
 
     fn upstream_url(

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use super::views::{ProxyHost, ProxyJson};
+use super::views::{ProxyHost, ProxyJson, proxy_snippets};
 use crate::auth::Caller;
 use crate::db;
 use crate::faults::FailureConfig;
@@ -136,6 +136,18 @@ pub async fn get_proxy(
 ) -> ApiResult {
     let snapshot = state.registry.get_for(ProxyId(*id), caller.access())?;
     Ok(HttpResponse::Ok().json(proxy_json(&req, &state, &snapshot)))
+}
+
+/// The programs the proxy's card shows, for the address this request reached the server by.
+pub async fn snippets(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> ApiResult {
+    let snapshot = state.registry.get_for(ProxyId(*id), caller.access())?;
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
+    Ok(HttpResponse::Ok().json(proxy_snippets(&snapshot, &host)))
 }
 
 pub async fn update_proxy(

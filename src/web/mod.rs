@@ -91,6 +91,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/proxies/{id:\\d+}", web::get().to(api::get_proxy))
                 .route("/proxies/{id:\\d+}", web::patch().to(api::update_proxy))
                 .route("/proxies/{id:\\d+}", web::delete().to(api::delete_proxy))
+                .route("/proxies/{id:\\d+}/snippets", web::get().to(api::snippets))
                 .route("/proxies/{id:\\d+}/start", web::post().to(api::start_proxy))
                 .route("/proxies/{id:\\d+}/stop", web::post().to(api::stop_proxy))
                 .route(

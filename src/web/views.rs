@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::HttpRequest;
 use askama::Template;
@@ -13,7 +14,7 @@ use super::failures::FailureForm;
 use crate::cache::{CacheCounts, CacheInfo};
 use crate::emulator::{self, EmulatorSettings};
 use crate::gateway::Traffic;
-use crate::providers::ProviderKind;
+use crate::providers::{ProviderKind, Snippets};
 use crate::registry::input::{
     CacheInput, EmulatorInput, FieldError, PortInput, ProxyInput, TagsInput,
 };
@@ -39,6 +40,20 @@ impl ProxyHost {
     pub fn url(&self, port: u16) -> String {
         format!("http://{}:{port}", self.0)
     }
+
+    /// Where a proxy answers now: its listening port until a port change is applied.
+    pub fn proxy_url(&self, snapshot: &ProxySnapshot) -> String {
+        self.url(snapshot.listening_port.unwrap_or(snapshot.spec.port))
+    }
+}
+
+/// The programs that call this proxy with its provider's SDKs, at the address the viewer uses.
+pub fn proxy_snippets(snapshot: &ProxySnapshot, host: &ProxyHost) -> Snippets {
+    snapshot
+        .spec
+        .provider
+        .provider()
+        .snippets(&host.proxy_url(snapshot))
 }
 
 fn ip_for_url(ip: IpAddr) -> String {
@@ -110,7 +125,7 @@ impl ProxyJson {
             upstream_url: spec.upstream_url.clone(),
             status: snapshot.status,
             last_error: snapshot.last_error.clone(),
-            url: host.url(snapshot.listening_port.unwrap_or(spec.port)),
+            url: host.proxy_url(snapshot),
             created_at: spec
                 .created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -132,6 +147,9 @@ impl ProxyJson {
     }
 }
 
+/// Counts card renders, to name each render's radio group apart.
+static SNIPPET_RENDERS: AtomicU64 = AtomicU64::new(0);
+
 /// One proxy card on the Proxies page.
 pub struct ProxyCard {
     pub id: i32,
@@ -146,6 +164,14 @@ pub struct ProxyCard {
     pub last_error: Option<String>,
     pub sdk_setting: &'static str,
     pub sdk_url: String,
+    pub snippets: Snippets,
+    /// Changes with the address in the snippets, so the page keeps the viewer's chosen language
+    /// across live updates (htmx `hx-preserve`) but not across a port change.
+    pub snippets_id: String,
+    /// The name of the language radio group, new with every render: a re-rendered card's
+    /// checked Python button would otherwise uncheck the preserved box's choice (same name, same
+    /// document) before htmx puts the preserved box back.
+    pub snippets_group: String,
     pub in_flight: usize,
     pub traffic: Traffic,
     pub rpm: String,
@@ -166,6 +192,11 @@ impl ProxyCard {
     pub fn new(snapshot: &ProxySnapshot, host: &ProxyHost) -> Self {
         let spec = &snapshot.spec;
         let hint = spec.provider.provider().sdk_hint();
+        let snippets_id = format!(
+            "snippets-{}-{}",
+            spec.id.0,
+            snapshot.listening_port.unwrap_or(spec.port)
+        );
         ProxyCard {
             id: spec.id.0,
             name: spec.name.clone(),
@@ -180,10 +211,12 @@ impl ProxyCard {
             status: snapshot.status.as_str(),
             last_error: snapshot.last_error.clone(),
             sdk_setting: hint.setting,
-            sdk_url: format!(
-                "{}{}",
-                host.url(snapshot.listening_port.unwrap_or(spec.port)),
-                hint.path
+            sdk_url: format!("{}{}", host.proxy_url(snapshot), hint.path),
+            snippets: proxy_snippets(snapshot, host),
+            snippets_id: snippets_id.clone(),
+            snippets_group: format!(
+                "{snippets_id}-language-{}",
+                SNIPPET_RENDERS.fetch_add(1, Ordering::Relaxed)
             ),
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
@@ -205,6 +238,27 @@ impl ProxyCard {
         }
     }
 
+    /// The card's language switch, Python first (shown until the viewer picks another).
+    pub fn snippet_tabs(&self) -> [SnippetTab<'_>; 3] {
+        [
+            SnippetTab {
+                language: "python",
+                label: "Python",
+                code: &self.snippets.python,
+            },
+            SnippetTab {
+                language: "typescript",
+                label: "TypeScript",
+                code: &self.snippets.typescript,
+            },
+            SnippetTab {
+                language: "curl",
+                label: "curl",
+                code: &self.snippets.curl,
+            },
+        ]
+    }
+
     fn matches(&self, filters: &ProxyFilters) -> bool {
         let query = filters.q.trim().to_lowercase();
         let text_matches = query.is_empty()
@@ -222,6 +276,12 @@ impl ProxyCard {
         let provider_matches = filters.provider.is_empty() || filters.provider == self.provider_id;
         text_matches && status_matches && provider_matches
     }
+}
+
+pub struct SnippetTab<'a> {
+    pub language: &'static str,
+    pub label: &'static str,
+    pub code: &'a str,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

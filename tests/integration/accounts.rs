@@ -485,6 +485,7 @@ async fn members_see_and_touch_only_their_own_proxies_and_logs() {
         (get.clone(), format!("/api/proxies/{id}")),
         (get.clone(), format!("/api/proxies/{id}/cache")),
         (get.clone(), format!("/api/proxies/{id}/failure-config")),
+        (get.clone(), format!("/api/proxies/{id}/snippets")),
         (post.clone(), format!("/api/proxies/{id}/stop")),
         (post.clone(), format!("/api/proxies/{id}/restart")),
         (awc::http::Method::PATCH, format!("/api/proxies/{id}")),

@@ -322,3 +322,118 @@ async fn patch_edits_settings_and_keeps_the_rest() {
     );
     app.shutdown().await;
 }
+
+/// The snippets a proxy's card shows, for the address the caller reached the server by.
+async fn snippets_of(base: &str, id: i64, host: Option<&str>) -> (StatusCode, Value) {
+    let mut request = super::support::authorized(
+        awc::Client::new().get(format!("{base}/api/proxies/{id}/snippets")),
+    );
+    if let Some(host) = host {
+        request = request.insert_header(("Host", host));
+    }
+    let mut response = request.send().await.expect("sent");
+    let body = response.json().await.unwrap_or(Value::Null);
+    (response.status(), body)
+}
+
+#[actix_web::test]
+async fn snippets_are_the_providers_programs_for_the_proxy_url() {
+    let mut app = TestApp::start().await;
+    for kind in rubberduck::providers::ProviderKind::ALL {
+        let proxy = app
+            .create(json!({
+                "name": kind.id(), "provider": kind.id(), "start": false,
+                "upstream_url": "http://127.0.0.1:1",
+            }))
+            .await;
+        let (status, snippets) = snippets_of(&app.base, id_of(&proxy), None).await;
+        assert_eq!(status, StatusCode::OK, "{snippets}");
+        let url = proxy["url"].as_str().expect("a url");
+        let expected = kind.provider().snippets(url);
+        assert_eq!(
+            snippets,
+            json!({"python": expected.python, "typescript": expected.typescript, "curl": expected.curl}),
+            "{kind}"
+        );
+        for language in ["python", "typescript", "curl"] {
+            let code = snippets[language].as_str().unwrap_or_default();
+            assert!(code.contains(url), "{kind} {language}: {code}");
+        }
+    }
+
+    // A port change waits for a restart: until then the programs call the port in use.
+    let running = app
+        .create(json!({"name": "moving", "provider": "openai"}))
+        .await;
+    let id = id_of(&running);
+    let old_url = format!("{}/v1", running["url"].as_str().expect("a url"));
+    let new_port = app.ports.end();
+    let (status, _) = app
+        .patch(&format!("/api/proxies/{id}"), json!({"port": new_port}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, snippets) = snippets_of(&app.base, id, None).await;
+    let python = snippets["python"].as_str().unwrap_or_default();
+    assert!(python.contains(&old_url), "{python}");
+    app.post_empty(&format!("/api/proxies/{id}/restart")).await;
+    let (_, snippets) = snippets_of(&app.base, id, None).await;
+    let python = snippets["python"].as_str().unwrap_or_default();
+    assert!(
+        python.contains(&format!("http://127.0.0.1:{new_port}/v1")),
+        "{python}"
+    );
+    app.shutdown().await;
+}
+
+#[actix_web::test]
+async fn snippets_need_a_credential_and_an_existing_proxy() {
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "one", "provider": "anthropic", "start": false}))
+        .await;
+    let mut response = awc::Client::new()
+        .get(app.url(&format!("/api/proxies/{}/snippets", id_of(&proxy))))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body = response.body().await.expect("body");
+    assert!(!String::from_utf8_lossy(&body).contains("anthropic"));
+    let (status, error) = snippets_of(&app.base, id_of(&proxy) + 1000, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    assert!(error["error"]["message"].is_string(), "{error}");
+    app.shutdown().await;
+}
+
+#[actix_web::test]
+async fn snippets_use_the_host_the_caller_reached() {
+    let data = tempfile::tempdir().expect("tmp");
+    let args = rubberduck::config::ServeArgs {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data.path().to_owned(),
+        proxy_host: "0.0.0.0".parse().expect("ip"),
+        proxy_ports: super::support::port_block(),
+        stop_timeout: 5,
+        bootstrap_token: Some(rubberduck::config::Secret(
+            super::support::TEST_TOKEN.to_owned(),
+        )),
+        ..rubberduck::config::ServeArgs::default()
+    };
+    let running = rubberduck::app::start(&args).await.expect("starts");
+    let base = format!("http://{}", running.admin_addr);
+    let mut response =
+        super::support::authorized(awc::Client::new().post(format!("{base}/api/proxies")))
+            .send_json(&json!({"name": "Shared", "provider": "bedrock", "start": false}))
+            .await
+            .expect("sent");
+    let proxy: Value = response.json().await.expect("json");
+    let (status, snippets) = snippets_of(&base, id_of(&proxy), Some("devbox.corp:8000")).await;
+    assert_eq!(status, StatusCode::OK, "{snippets}");
+    let endpoint = format!("http://devbox.corp:{}", port_of(&proxy));
+    for language in ["python", "typescript", "curl"] {
+        let code = snippets[language].as_str().unwrap_or_default();
+        assert!(code.contains(&endpoint), "{language}: {code}");
+        assert!(!code.contains("0.0.0.0"), "{language}: {code}");
+    }
+    running.shutdown().await;
+}

@@ -767,3 +767,94 @@ async fn the_dashboard_counts_new_traffic_without_a_reload() {
     app.shutdown().await;
     mock.stop().await;
 }
+
+/// Whether the element `css` is shown (looked up afresh: live updates replace cards).
+async fn displayed(client: &Client, css: &str) -> bool {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .is_displayed()
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+}
+
+#[actix_web::test]
+async fn the_card_switches_snippet_languages_without_losing_the_pick_to_live_updates() {
+    let mock = super::upstream::MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Snippets", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+        .await;
+    let (id, port) = (id_of(&proxy), super::support::port_of(&proxy));
+    let (_, snippets) = app.get(&format!("/api/proxies/{id}/snippets")).await;
+    let code = |language: &str| snippets[language].as_str().unwrap_or_default().to_owned();
+
+    let (_driver, client, _profile) = browser().await;
+    sign_in_at(&client, &app, "/proxies").await;
+    wait_for(&client, "article.card .snippets", "the card's code box").await;
+    let python = "article.card .snippet-python";
+    let typescript = "article.card .snippet-typescript";
+    let curl = "article.card .snippet-curl";
+    assert!(displayed(&client, python).await, "Python is shown first");
+    assert!(!displayed(&client, typescript).await);
+    assert!(!displayed(&client, curl).await);
+    assert_eq!(text_of(&client, python).await, code("python"));
+    save_screenshot(&client, "proxies-snippet-python.png").await;
+
+    click(&client, "article.card .snippets label[for$='-typescript']").await;
+    assert!(
+        displayed(&client, typescript).await,
+        "TypeScript after its tab"
+    );
+    assert!(!displayed(&client, python).await, "Python hidden");
+    assert_eq!(text_of(&client, typescript).await, code("typescript"));
+    save_screenshot(&client, "proxies-snippet-typescript.png").await;
+
+    // The tabs are radio buttons: the keyboard moves between them as in any radio group.
+    let focused = client.active_element().await.expect("a focused element");
+    assert_eq!(
+        focused.attr("value").await.expect("attr"),
+        Some("typescript".to_owned()),
+        "the picked tab has the focus"
+    );
+    focused
+        .send_keys(fantoccini::key::Key::Right.to_string().as_str())
+        .await
+        .expect("arrow key");
+    assert!(displayed(&client, curl).await, "curl after the arrow key");
+    assert_eq!(text_of(&client, curl).await, code("curl"));
+    client
+        .active_element()
+        .await
+        .expect("a focused element")
+        .send_keys(fantoccini::key::Key::Left.to_string().as_str())
+        .await
+        .expect("arrow key");
+    assert!(displayed(&client, typescript).await, "back to TypeScript");
+
+    // Traffic re-renders the card live; the reader's pick stays.
+    mark_the_page(&client).await;
+    proxy_request(port, "/v1/chat/completions", "{\"model\":\"gpt-4o-mini\"}").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !text_of(&client, "article.card .card-facts")
+        .await
+        .contains("1 requests")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the card never showed the request"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        displayed(&client, typescript).await,
+        "still TypeScript after a live update"
+    );
+    assert!(!displayed(&client, python).await);
+    assert_not_reloaded(&client).await;
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+    mock.stop().await;
+}
