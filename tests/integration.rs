@@ -14,6 +14,7 @@ mod integration {
     mod emulator;
     mod faults;
     mod forwarding;
+    mod http2;
     mod lifecycle;
     mod loadtest;
     mod logs;
