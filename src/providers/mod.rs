@@ -5,6 +5,8 @@ mod anthropic;
 mod azure_openai;
 mod bedrock;
 mod deepseek;
+#[cfg(test)]
+mod error_tests;
 mod openai;
 mod vertex_ai;
 
