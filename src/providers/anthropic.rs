@@ -1,8 +1,8 @@
 use actix_web::HttpResponse;
 
 use super::{
-    Provider, ProviderKind, ProxyErrorKind, SdkHint, Usage, anthropic_usage, injected_message,
-    rate_limit_headers,
+    Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SdkHint, Usage, anthropic_usage,
+    injected_message, json_error,
 };
 
 pub struct Anthropic;
@@ -66,36 +66,49 @@ impl Provider for Anthropic {
         anthropic_usage(json)
     }
 
+    /// After the Claude API "Errors" page (400 `invalid_request_error`, also for 4xx it does not
+    /// list; 401 `authentication_error`; 403 `permission_error`; 404 `not_found_error`; 413
+    /// `request_too_large`; 429 `rate_limit_error`; 500 `api_error`; 504 `timeout_error`; 529
+    /// `overloaded_error`) and its "Rate limits" page (`retry-after`,
+    /// `anthropic-ratelimit-requests-*` with the reset as an RFC 3339 time). The anthropic SDK
+    /// picks its exception by status:
+    ///
+    /// | status | `error.type` | anthropic exception |
+    /// |---|---|---|
+    /// | 400 | `invalid_request_error` | `BadRequestError` |
+    /// | 401 | `authentication_error` | `AuthenticationError` |
+    /// | 403 | `permission_error` | `PermissionDeniedError` |
+    /// | 404 | `not_found_error` | `NotFoundError` |
+    /// | 408 | `invalid_request_error` | `RequestTimeoutError` |
+    /// | 429 | `rate_limit_error` | `RateLimitError` |
+    /// | 500, 502 | `api_error` | `InternalServerError` |
+    /// | 503 | `api_error` | `ServiceUnavailableError` |
+    /// | 504 | `timeout_error` | `GatewayTimeoutError` |
+    /// | 529 | `overloaded_error` | `OverloadedError` |
+    ///
+    /// Errors are `{"type":"error","error":{"type","message"},"request_id"}`, the id also in the
+    /// `request-id` header, which the SDK exposes as `request_id`.
     fn injected_error(
         &self,
         status: actix_web::http::StatusCode,
         retry_after_seconds: u64,
     ) -> HttpResponse {
         let error_type = match status.as_u16() {
-            400 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
-            408 => "timeout_error",
             429 => "rate_limit_error",
-            529 | 503 => "overloaded_error",
+            504 => "timeout_error",
+            529 => "overloaded_error",
+            400..=499 => "invalid_request_error",
             _ => "api_error",
         };
-        let mut response = HttpResponse::build(status);
-        rate_limit_headers(
-            &mut response,
+        error(
             status,
-            retry_after_seconds,
-            &[
-                "anthropic-ratelimit-requests-limit",
-                "anthropic-ratelimit-requests-remaining",
-                "anthropic-ratelimit-requests-reset",
-            ],
-        );
-        response.json(serde_json::json!({
-            "type": "error",
-            "error": {"type": error_type, "message": injected_message(status)}
-        }))
+            Some(retry_after_seconds),
+            error_type,
+            &injected_message(status),
+        )
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
@@ -107,9 +120,38 @@ impl Provider for Anthropic {
             ProxyErrorKind::PayloadTooLarge => "request_too_large",
             ProxyErrorKind::NotCached => "invalid_request_error",
         };
-        HttpResponse::build(kind.status()).json(serde_json::json!({
-            "type": "error",
-            "error": {"type": error_type, "message": message}
-        }))
+        error(kind.status(), None, error_type, message)
     }
+}
+
+/// Anthropic's error answer; `retry_after_seconds` is set for injected failures.
+fn error(
+    status: actix_web::http::StatusCode,
+    retry_after_seconds: Option<u64>,
+    error_type: &str,
+    message: &str,
+) -> HttpResponse {
+    let request_id = request_id();
+    json_error(
+        status,
+        retry_after_seconds,
+        RateLimitCounters::Anthropic,
+        &[("request-id", request_id.clone())],
+        &serde_json::json!({
+            "type": "error",
+            "error": {"type": error_type, "message": message},
+            "request_id": request_id,
+        }),
+    )
+}
+
+/// Anthropic's request ids: `req_` and 24 letters and digits (`req_018EeWyXxfu5pfWkrYcMdjWG`).
+fn request_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let tail: String = (0..24)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("req_{tail}")
 }

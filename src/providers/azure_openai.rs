@@ -1,8 +1,9 @@
 use actix_web::HttpResponse;
 
+use super::openai::openai_error;
 use super::{
-    Provider, ProviderKind, ProxyErrorKind, SdkHint, Usage, openai_style_error,
-    openai_style_injected, openai_usage,
+    Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SdkHint, Usage, injected_message,
+    json_error, openai_style_body, openai_style_proxy_error, openai_usage, random_uuid,
 };
 
 /// Azure OpenAI: the upstream is the user's own resource endpoint, so there is no default.
@@ -65,15 +66,85 @@ impl Provider for AzureOpenAi {
         openai_usage(json)
     }
 
+    /// Azure's own front end answers authentication, routing and quota failures in its short
+    /// shape, `{"error":{"code","message"}}` with the status as text in `code`; the model service
+    /// behind it answers the rest in OpenAI's shape (Azure's REST reference lets `error` carry
+    /// `code`, `message`, `param`, `type`). After Azure OpenAI's quota and rate-limit pages and
+    /// the bodies Azure sends; `AzureOpenAI` picks its exception by status, as `OpenAI` does:
+    ///
+    /// | status | body | headers |
+    /// |---|---|---|
+    /// | 401 | `code: "401"`, "Access denied due to invalid subscription key or wrong API endpoint" | |
+    /// | 404 | `code: "DeploymentNotFound"` | |
+    /// | 429 | `code: "429"`, "… Please retry after N seconds" | `retry-after`, `retry-after-ms`, `x-ratelimit-*-requests` |
+    /// | others | OpenAI's (see `OpenAi::injected_error`) | `retry-after(-ms)` on 503 and 529 |
+    ///
+    /// Every answer has `x-request-id` and `apim-request-id` (one UUID).
     fn injected_error(
         &self,
         status: actix_web::http::StatusCode,
         retry_after_seconds: u64,
     ) -> HttpResponse {
-        openai_style_injected(status, retry_after_seconds)
+        let note = "(failure injected by Rubberduck)";
+        let front_door = match status.as_u16() {
+            401 => Some((
+                "401".to_owned(),
+                format!(
+                    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource. {note}"
+                ),
+            )),
+            404 => Some((
+                "DeploymentNotFound".to_owned(),
+                format!(
+                    "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again. {note}"
+                ),
+            )),
+            429 => Some((
+                "429".to_owned(),
+                format!(
+                    "Requests to the ChatCompletions_Create Operation under Azure OpenAI API have exceeded call rate limit of your current pricing tier. Please retry after {retry_after_seconds} {}. {note}",
+                    if retry_after_seconds == 1 {
+                        "second"
+                    } else {
+                        "seconds"
+                    }
+                ),
+            )),
+            _ => None,
+        };
+        let body = match front_door {
+            Some((code, message)) => {
+                serde_json::json!({"error": {"code": code, "message": message}})
+            }
+            None => {
+                let (error_type, code) = openai_error(status.as_u16());
+                openai_style_body(&injected_message(status), error_type, code)
+            }
+        };
+        json_error(
+            status,
+            Some(retry_after_seconds),
+            RateLimitCounters::Azure,
+            &request_ids(),
+            &body,
+        )
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
-        openai_style_error(kind, message)
+        let (error_type, code) = openai_style_proxy_error(kind);
+        json_error(
+            kind.status(),
+            None,
+            RateLimitCounters::None,
+            &request_ids(),
+            &openai_style_body(message, error_type, Some(code)),
+        )
     }
+}
+
+/// Azure names a request twice, the same UUID in both headers; the openai SDK reads
+/// `x-request-id`.
+fn request_ids() -> [(&'static str, String); 2] {
+    let id = random_uuid();
+    [("x-request-id", id.clone()), ("apim-request-id", id)]
 }

@@ -11,8 +11,9 @@ use aws_sigv4::sign::v4::SigningParams;
 use futures_util::future::LocalBoxFuture;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, Usage,
-    anthropic_usage, count_at, injected_message, join_url, rate_limit_headers,
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters, SdkHint,
+    UpstreamRequest, Usage, anthropic_usage, count_at, injected_message, join_url, json_error,
+    random_uuid,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -337,27 +338,51 @@ impl Provider for Bedrock {
         usage
     }
 
+    /// The error shapes of the Bedrock Runtime API reference (its service model, as botocore
+    /// ships it: AccessDeniedException 403, ResourceNotFoundException 404, ThrottlingException
+    /// 429, ModelNotReadyException 429, ModelTimeoutException 408, ModelErrorException 424,
+    /// InternalServerException 500, ServiceUnavailableException 503, ValidationException and
+    /// ServiceQuotaExceededException 400) and the Bedrock "Troubleshooting API error codes" page.
+    /// boto3 and the AWS SDK for JavaScript take the error code from `x-amzn-ErrorType` (the
+    /// part before any `:`), whatever the status, and raise the modelled exception of that name:
+    ///
+    /// | status | `x-amzn-ErrorType` |
+    /// |---|---|
+    /// | 400 | `ValidationException` |
+    /// | 401 | `UnrecognizedClientException` (Bedrock sends no 401; this is its answer to an unknown key) |
+    /// | 403 | `AccessDeniedException` |
+    /// | 404 | `ResourceNotFoundException` |
+    /// | 408 | `ModelTimeoutException` |
+    /// | 429 | `ThrottlingException` |
+    /// | 500, 502 | `InternalServerException` |
+    /// | 503, 529 | `ServiceUnavailableException` |
+    /// | 504 | `ModelTimeoutException` (Bedrock's timeout; it sends no 504) |
+    ///
+    /// The body is `{"message"}`; every answer has an `x-amzn-RequestId`, which botocore reports
+    /// as `ResponseMetadata.RequestId`. `Retry-After` comes with 429, 503 and 529.
     fn injected_error(
         &self,
         status: actix_web::http::StatusCode,
         retry_after_seconds: u64,
     ) -> HttpResponse {
         let error_type = match status.as_u16() {
-            400 | 404 => "ValidationException",
-            401 | 403 => "AccessDeniedException",
+            400 => "ValidationException",
+            401 => "UnrecognizedClientException",
+            403 => "AccessDeniedException",
+            404 => "ResourceNotFoundException",
             408 | 504 => "ModelTimeoutException",
             429 => "ThrottlingException",
             503 | 529 => "ServiceUnavailableException",
             _ => "InternalServerException",
         };
-        let mut response = HttpResponse::build(status);
-        rate_limit_headers(&mut response, status, retry_after_seconds, &[]);
-        response
-            .insert_header(("x-amzn-ErrorType", error_type))
-            .json(serde_json::json!({ "message": injected_message(status) }))
+        error(
+            status,
+            Some(retry_after_seconds),
+            error_type,
+            &injected_message(status),
+        )
     }
 
-    /// botocore reads the error code from `x-amzn-ErrorType` and the text from `message`.
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let error_type = match kind {
             ProxyErrorKind::BadRequest => "ValidationException",
@@ -367,10 +392,27 @@ impl Provider for Bedrock {
             ProxyErrorKind::PayloadTooLarge => "ValidationException",
             ProxyErrorKind::NotCached => "ValidationException",
         };
-        HttpResponse::build(kind.status())
-            .insert_header(("x-amzn-ErrorType", error_type))
-            .json(serde_json::json!({ "message": message }))
+        error(kind.status(), None, error_type, message)
     }
+}
+
+/// Bedrock's error answer; `retry_after_seconds` is set for injected failures.
+fn error(
+    status: actix_web::http::StatusCode,
+    retry_after_seconds: Option<u64>,
+    error_type: &'static str,
+    message: &str,
+) -> HttpResponse {
+    json_error(
+        status,
+        retry_after_seconds,
+        RateLimitCounters::None,
+        &[
+            ("x-amzn-ErrorType", error_type.to_owned()),
+            ("x-amzn-RequestId", random_uuid()),
+        ],
+        &serde_json::json!({ "message": message }),
+    )
 }
 
 #[cfg(test)]

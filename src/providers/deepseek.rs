@@ -2,8 +2,9 @@ use actix_web::HttpResponse;
 use actix_web::http::header::HeaderMap;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, Usage, openai_style_cache_path,
-    openai_style_error, openai_style_injected, openai_style_url, openai_usage,
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters, SdkHint, Usage,
+    injected_message, json_error, openai_style_body, openai_style_cache_path,
+    openai_style_proxy_error, openai_style_url, openai_usage,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -81,15 +82,48 @@ impl Provider for DeepSeek {
         openai_usage(json)
     }
 
+    /// DeepSeek's "Error Codes" page lists 400 Invalid Format, 401 Authentication Fails, 402
+    /// Insufficient Balance, 422 Invalid Parameters, 429 Rate Limit Reached, 500 Server Error and
+    /// 503 Server Overloaded. Its bodies are OpenAI-shaped with `error.code` set to
+    /// `invalid_request_error` for client errors; the openai SDK picks its exception by status:
+    ///
+    /// | status | `error.type` | `error.code` |
+    /// |---|---|---|
+    /// | 400 (also 403, 404, 408, not on DeepSeek's list) | `invalid_request_error` | `invalid_request_error` |
+    /// | 401 | `authentication_error` | `invalid_request_error` |
+    /// | 429 | `requests` | `rate_limit_exceeded` (the page gives no body: OpenAI's) |
+    /// | 500, 502, 503, 504, 529 | `server_error` | null |
+    ///
+    /// `Retry-After` comes with 429, 503 and 529, and a 429 carries OpenAI's
+    /// `x-ratelimit-*-requests` counters, which OpenAI-compatible clients read.
     fn injected_error(
         &self,
         status: actix_web::http::StatusCode,
         retry_after_seconds: u64,
     ) -> HttpResponse {
-        openai_style_injected(status, retry_after_seconds)
+        let (error_type, code) = match status.as_u16() {
+            401 => ("authentication_error", Some("invalid_request_error")),
+            429 => ("requests", Some("rate_limit_exceeded")),
+            400..=499 => ("invalid_request_error", Some("invalid_request_error")),
+            _ => ("server_error", None),
+        };
+        json_error(
+            status,
+            Some(retry_after_seconds),
+            RateLimitCounters::OpenAi,
+            &[],
+            &openai_style_body(&injected_message(status), error_type, code),
+        )
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
-        openai_style_error(kind, message)
+        let (error_type, code) = openai_style_proxy_error(kind);
+        json_error(
+            kind.status(),
+            None,
+            RateLimitCounters::None,
+            &[],
+            &openai_style_body(message, error_type, Some(code)),
+        )
     }
 }

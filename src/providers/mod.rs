@@ -5,6 +5,8 @@ mod anthropic;
 mod azure_openai;
 mod bedrock;
 mod deepseek;
+#[cfg(test)]
+mod error_tests;
 mod openai;
 mod snippets;
 mod vertex_ai;
@@ -330,28 +332,139 @@ pub(crate) fn injected_message(status: StatusCode) -> String {
     format!("{what} (failure injected by Rubberduck)")
 }
 
-/// A 429's headers: when to retry, and rate-limit counters showing the limit used up.
+/// The rate-limit counters a provider sends beside `Retry-After` when a limit is used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RateLimitCounters {
+    /// Only `Retry-After` (Bedrock and Google send no counters).
+    None,
+    /// `x-ratelimit-{limit,remaining,reset}-requests`, the reset as a duration (`6m0s`).
+    OpenAi,
+    /// OpenAI's counters plus `retry-after-ms`, which the openai SDK reads before
+    /// `retry-after`.
+    Azure,
+    /// `anthropic-ratelimit-requests-{limit,remaining,reset}`, the reset as an RFC 3339 time.
+    Anthropic,
+}
+
+/// The limit the counters of an injected 429 report; the remaining count is always 0.
+const REPORTED_REQUEST_LIMIT: &str = "60";
+
+/// Retry hints of an injected failure: `Retry-After` on 429, 503 and 529 (what SDK retry logic
+/// honours), and on a 429 the provider's counters showing the limit used up.
 pub(crate) fn rate_limit_headers(
     response: &mut actix_web::HttpResponseBuilder,
     status: StatusCode,
     retry_after_seconds: u64,
-    counters: &[&'static str],
+    counters: RateLimitCounters,
 ) {
     if matches!(status.as_u16(), 429 | 503 | 529) {
         response.insert_header(("retry-after", retry_after_seconds.to_string()));
-    }
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        for name in counters {
-            let value =
-                if name.ends_with("remaining-requests") || name.ends_with("requests-remaining") {
-                    "0".to_owned()
-                } else if name.ends_with("limit-requests") || name.ends_with("requests-limit") {
-                    "60".to_owned()
-                } else {
-                    format!("{retry_after_seconds}s")
-                };
-            response.insert_header((*name, value));
+        if counters == RateLimitCounters::Azure {
+            response.insert_header((
+                "retry-after-ms",
+                retry_after_seconds.saturating_mul(1000).to_string(),
+            ));
         }
+    }
+    if status != StatusCode::TOO_MANY_REQUESTS {
+        return;
+    }
+    match counters {
+        RateLimitCounters::None => {}
+        RateLimitCounters::OpenAi | RateLimitCounters::Azure => {
+            response
+                .insert_header(("x-ratelimit-limit-requests", REPORTED_REQUEST_LIMIT))
+                .insert_header(("x-ratelimit-remaining-requests", "0"))
+                .insert_header((
+                    "x-ratelimit-reset-requests",
+                    go_duration(retry_after_seconds),
+                ));
+        }
+        RateLimitCounters::Anthropic => {
+            let reset = chrono::Utc::now()
+                + chrono::Duration::seconds(i64::try_from(retry_after_seconds).unwrap_or(i64::MAX));
+            response
+                .insert_header(("anthropic-ratelimit-requests-limit", REPORTED_REQUEST_LIMIT))
+                .insert_header(("anthropic-ratelimit-requests-remaining", "0"))
+                .insert_header((
+                    "anthropic-ratelimit-requests-reset",
+                    reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ));
+        }
+    }
+}
+
+/// OpenAI writes its reset times as Go durations: `1s`, `6m0s`, `1h2m3s`.
+fn go_duration(seconds: u64) -> String {
+    let (hours, minutes, seconds) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, _) => format!("{minutes}m{seconds}s"),
+        _ => format!("{hours}h{minutes}m{seconds}s"),
+    }
+}
+
+/// `bytes` random bytes as lowercase hex.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut random = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut random);
+    hex::encode(random)
+}
+
+/// A random UUID-shaped id, as AWS and Azure send request ids.
+pub(crate) fn random_uuid() -> String {
+    let hex = random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// An error answer with a JSON body, extra headers (request ids, error types) and, for injected
+/// failures (`retry_after_seconds` set), the provider's retry hints.
+pub(crate) fn json_error(
+    status: StatusCode,
+    retry_after_seconds: Option<u64>,
+    counters: RateLimitCounters,
+    headers: &[(&'static str, String)],
+    body: &serde_json::Value,
+) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    if let Some(seconds) = retry_after_seconds {
+        rate_limit_headers(&mut response, status, seconds, counters);
+    }
+    for (name, value) in headers {
+        response.insert_header((*name, value.as_str()));
+    }
+    response.json(body)
+}
+
+/// The OpenAI error object, shared by every OpenAI-compatible provider:
+/// `{"error":{"message","type","param","code"}}`.
+pub(crate) fn openai_style_body(
+    message: &str,
+    error_type: &str,
+    code: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "error": {"message": message, "type": error_type, "param": null, "code": code}
+    })
+}
+
+/// `error.type` and `error.code` of the OpenAI-shaped errors the proxy makes itself.
+pub(crate) fn openai_style_proxy_error(kind: ProxyErrorKind) -> (&'static str, &'static str) {
+    match kind {
+        ProxyErrorKind::BadRequest => ("invalid_request_error", "invalid_request"),
+        ProxyErrorKind::Unauthorized => ("invalid_request_error", "invalid_api_key"),
+        ProxyErrorKind::BadGateway => ("server_error", "bad_gateway"),
+        ProxyErrorKind::GatewayTimeout => ("server_error", "timeout"),
+        ProxyErrorKind::PayloadTooLarge => ("invalid_request_error", "request_too_large"),
+        ProxyErrorKind::NotCached => ("invalid_request_error", "not_cached"),
     }
 }
 
@@ -396,51 +509,6 @@ pub(crate) fn openai_style_cache_path(path: &str) -> Cow<'_, str> {
         Some(rest) if rest.starts_with('/') => Cow::Borrowed(rest),
         _ => Cow::Borrowed(path),
     }
-}
-
-/// An injected failure in the OpenAI shape, with OpenAI's rate-limit headers.
-pub(crate) fn openai_style_injected(status: StatusCode, retry_after_seconds: u64) -> HttpResponse {
-    let (error_type, code) = match status.as_u16() {
-        400 => ("invalid_request_error", "invalid_request"),
-        401 => ("invalid_request_error", "invalid_api_key"),
-        403 => (
-            "invalid_request_error",
-            "unsupported_country_region_territory",
-        ),
-        404 => ("invalid_request_error", "model_not_found"),
-        408 => ("server_error", "timeout"),
-        429 => ("requests", "rate_limit_exceeded"),
-        _ => ("server_error", "server_error"),
-    };
-    let mut response = HttpResponse::build(status);
-    rate_limit_headers(
-        &mut response,
-        status,
-        retry_after_seconds,
-        &[
-            "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
-        ],
-    );
-    response.json(serde_json::json!({
-        "error": {"message": injected_message(status), "type": error_type, "param": null, "code": code}
-    }))
-}
-
-/// The OpenAI error shape, shared by every OpenAI-compatible provider.
-pub(crate) fn openai_style_error(kind: ProxyErrorKind, message: &str) -> HttpResponse {
-    let (error_type, code) = match kind {
-        ProxyErrorKind::BadRequest => ("invalid_request_error", "invalid_request"),
-        ProxyErrorKind::Unauthorized => ("invalid_request_error", "invalid_api_key"),
-        ProxyErrorKind::BadGateway => ("server_error", "bad_gateway"),
-        ProxyErrorKind::GatewayTimeout => ("server_error", "timeout"),
-        ProxyErrorKind::PayloadTooLarge => ("invalid_request_error", "request_too_large"),
-        ProxyErrorKind::NotCached => ("invalid_request_error", "not_cached"),
-    };
-    HttpResponse::build(kind.status()).json(serde_json::json!({
-        "error": {"message": message, "type": error_type, "param": null, "code": code}
-    }))
 }
 
 #[cfg(test)]

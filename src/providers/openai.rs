@@ -2,8 +2,9 @@ use actix_web::HttpResponse;
 use actix_web::http::header::HeaderMap;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, Usage, openai_style_cache_path,
-    openai_style_error, openai_style_injected, openai_style_url, openai_usage,
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters, SdkHint, Usage,
+    injected_message, json_error, openai_style_body, openai_style_cache_path,
+    openai_style_proxy_error, openai_style_url, openai_usage, random_hex,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -77,15 +78,69 @@ impl Provider for OpenAi {
         openai_usage(json)
     }
 
+    /// OpenAI's answer to each injectable status, after OpenAI's "Error codes" guide (401 Invalid
+    /// Authentication / Incorrect API key, 403 Country, region, or territory not supported, 429
+    /// Rate limit reached for requests, 500 The server had an error, 503 server_is_overloaded)
+    /// and the bodies the API really sends. The openai SDK picks its exception by status alone:
+    ///
+    /// | status | `error.type` | `error.code` | openai exception |
+    /// |---|---|---|---|
+    /// | 400 | `invalid_request_error` | null | `BadRequestError` |
+    /// | 401 | `invalid_request_error` | `invalid_api_key` | `AuthenticationError` |
+    /// | 403 | `request_forbidden` | `unsupported_country_region_territory` | `PermissionDeniedError` |
+    /// | 404 | `invalid_request_error` | `model_not_found` | `NotFoundError` |
+    /// | 408 | `server_error` | `timeout` (not in OpenAI's list) | `APIStatusError`, retried |
+    /// | 429 | `requests` | `rate_limit_exceeded` + `x-ratelimit-*-requests` | `RateLimitError` |
+    /// | 503 | `service_unavailable_error` | `server_is_overloaded` | `InternalServerError` |
+    /// | 500, 502, 504, 529 | `server_error` | null | `InternalServerError` |
+    ///
+    /// `Retry-After` comes with 429, 503 and 529; every answer has an `x-request-id` (`req_…`),
+    /// which the SDK exposes as `request_id`.
     fn injected_error(
         &self,
         status: actix_web::http::StatusCode,
         retry_after_seconds: u64,
     ) -> HttpResponse {
-        openai_style_injected(status, retry_after_seconds)
+        let (error_type, code) = openai_error(status.as_u16());
+        json_error(
+            status,
+            Some(retry_after_seconds),
+            RateLimitCounters::OpenAi,
+            &[request_id()],
+            &openai_style_body(&injected_message(status), error_type, code),
+        )
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
-        openai_style_error(kind, message)
+        let (error_type, code) = openai_style_proxy_error(kind);
+        json_error(
+            kind.status(),
+            None,
+            RateLimitCounters::None,
+            &[request_id()],
+            &openai_style_body(message, error_type, Some(code)),
+        )
     }
+}
+
+/// `error.type` and `error.code` OpenAI sends with `status` (the table on `injected_error`).
+pub(crate) fn openai_error(status: u16) -> (&'static str, Option<&'static str>) {
+    match status {
+        400 => ("invalid_request_error", None),
+        401 => ("invalid_request_error", Some("invalid_api_key")),
+        403 => (
+            "request_forbidden",
+            Some("unsupported_country_region_territory"),
+        ),
+        404 => ("invalid_request_error", Some("model_not_found")),
+        408 => ("server_error", Some("timeout")),
+        429 => ("requests", Some("rate_limit_exceeded")),
+        503 => ("service_unavailable_error", Some("server_is_overloaded")),
+        _ => ("server_error", None),
+    }
+}
+
+/// OpenAI's request id header: `req_` and 32 hex digits.
+fn request_id() -> (&'static str, String) {
+    ("x-request-id", format!("req_{}", random_hex(16)))
 }

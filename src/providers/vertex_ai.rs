@@ -9,8 +9,8 @@ use futures_util::future::LocalBoxFuture;
 use yup_oauth2::authenticator::DefaultAuthenticator;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, SdkHint, UpstreamRequest, Usage,
-    anthropic_usage, count_at, injected_message, join_url, rate_limit_headers,
+    Provider, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters, SdkHint,
+    UpstreamRequest, Usage, anthropic_usage, count_at, injected_message, join_url, json_error,
 };
 use crate::gateway::GatewayError;
 use crate::registry::spec::ProxySpec;
@@ -193,6 +193,27 @@ impl Provider for VertexAi {
         usage
     }
 
+    /// Google's error model (Cloud API design guide "Errors": `{"error":{"code","message",
+    /// "status","details"}}` with the `google.rpc.Code` HTTP mapping), as the Gemini API
+    /// "API errors" page lists it for generateContent (400 INVALID_ARGUMENT, 403
+    /// PERMISSION_DENIED, 404 NOT_FOUND, 429 RESOURCE_EXHAUSTED, 499 CANCELLED, 500 INTERNAL, 503
+    /// UNAVAILABLE, 504 DEADLINE_EXCEEDED) and Vertex AI answers a bad token (401
+    /// UNAUTHENTICATED). google-genai raises `errors.ClientError` for 4xx and `errors.ServerError`
+    /// for 5xx, with `code` the HTTP status and `status` the name below:
+    ///
+    /// | status | `error.status` |
+    /// |---|---|
+    /// | 400 | `INVALID_ARGUMENT` |
+    /// | 401 | `UNAUTHENTICATED` |
+    /// | 403 | `PERMISSION_DENIED` |
+    /// | 404 | `NOT_FOUND` |
+    /// | 408, 504 | `DEADLINE_EXCEEDED` (Google maps it to 504 and sends no 408) |
+    /// | 429 | `RESOURCE_EXHAUSTED`, with a `google.rpc.RetryInfo` detail |
+    /// | 500 | `INTERNAL` |
+    /// | 502, 503, 529 | `UNAVAILABLE` (the transient-failure code; Google maps it to 503) |
+    ///
+    /// Google names the wait in `RetryInfo.retryDelay`, not in headers; `Retry-After` comes too
+    /// (429, 503, 529), for clients that read only that.
     fn injected_error(
         &self,
         status: actix_web::http::StatusCode,
@@ -205,14 +226,25 @@ impl Provider for VertexAi {
             404 => "NOT_FOUND",
             408 | 504 => "DEADLINE_EXCEEDED",
             429 => "RESOURCE_EXHAUSTED",
-            503 | 529 => "UNAVAILABLE",
+            502 | 503 | 529 => "UNAVAILABLE",
             _ => "INTERNAL",
         };
-        let mut response = HttpResponse::build(status);
-        rate_limit_headers(&mut response, status, retry_after_seconds, &[]);
-        response.json(serde_json::json!({
-            "error": {"code": status.as_u16(), "message": injected_message(status), "status": status_name}
-        }))
+        let mut error = serde_json::json!({
+            "code": status.as_u16(), "message": injected_message(status), "status": status_name
+        });
+        if status == actix_web::http::StatusCode::TOO_MANY_REQUESTS {
+            error["details"] = serde_json::json!([{
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": format!("{retry_after_seconds}s"),
+            }]);
+        }
+        json_error(
+            status,
+            Some(retry_after_seconds),
+            RateLimitCounters::None,
+            &[],
+            &serde_json::json!({ "error": error }),
+        )
     }
 
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
@@ -224,9 +256,15 @@ impl Provider for VertexAi {
             ProxyErrorKind::PayloadTooLarge => "INVALID_ARGUMENT",
             ProxyErrorKind::NotCached => "FAILED_PRECONDITION",
         };
-        HttpResponse::build(kind.status()).json(serde_json::json!({
-            "error": {"code": kind.status().as_u16(), "message": message, "status": status_name}
-        }))
+        json_error(
+            kind.status(),
+            None,
+            RateLimitCounters::None,
+            &[],
+            &serde_json::json!({
+                "error": {"code": kind.status().as_u16(), "message": message, "status": status_name}
+            }),
+        )
     }
 }
 

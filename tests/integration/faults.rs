@@ -775,12 +775,29 @@ async fn injected_errors_have_each_providers_real_shape() {
         let what = format!("{provider} 429");
         reply.assert_injected(429, "error_injection", &what);
         assert_json_content(&reply, &what);
-        let body = assert_openai_shape(&reply, &what);
-        assert_eq!(body["error"]["type"], "requests", "{what}: {body}");
-        assert_eq!(
-            body["error"]["code"], "rate_limit_exceeded",
-            "{what}: {body}"
-        );
+        if provider == "azure_openai" {
+            // Azure's rate limiter answers in its own short shape, not OpenAI's, and names the
+            // wait in milliseconds too.
+            let body = reply.json();
+            assert_eq!(body["error"]["code"], "429", "{what}: {body}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&format!("retry after {retry} seconds")),
+                "{what}: {body}"
+            );
+            assert_eq!(
+                reply.header("retry-after-ms"),
+                Some(format!("{}", retry * 1000).as_str()),
+                "{what}"
+            );
+        } else {
+            let body = assert_openai_shape(&reply, &what);
+            assert_eq!(body["error"]["type"], "requests", "{what}: {body}");
+            assert_eq!(
+                body["error"]["code"], "rate_limit_exceeded",
+                "{what}: {body}"
+            );
+        }
         assert_eq!(reply.retry_after(), retry, "{what}");
         assert!(
             reply.header("x-ratelimit-limit-requests").is_some(),
@@ -901,6 +918,271 @@ async fn injected_errors_have_each_providers_real_shape() {
         mock.requests().is_empty(),
         "no injected error reached the upstream"
     );
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+/// What each provider answers for each injectable status, after its own documentation (the
+/// table on each provider's `injected_error` in `src/providers/`): the field or header that
+/// names the error, per status in [`INJECTABLE`] order.
+const ERROR_TABLE: [(&str, [&str; 11]); 6] = [
+    (
+        "openai",
+        [
+            "invalid_request_error",
+            "invalid_request_error",
+            "request_forbidden",
+            "invalid_request_error",
+            "server_error",
+            "requests",
+            "server_error",
+            "server_error",
+            "service_unavailable_error",
+            "server_error",
+            "server_error",
+        ],
+    ),
+    (
+        "azure_openai",
+        [
+            "invalid_request_error",
+            "401",
+            "request_forbidden",
+            "DeploymentNotFound",
+            "server_error",
+            "429",
+            "server_error",
+            "server_error",
+            "service_unavailable_error",
+            "server_error",
+            "server_error",
+        ],
+    ),
+    (
+        "deepseek",
+        [
+            "invalid_request_error",
+            "authentication_error",
+            "invalid_request_error",
+            "invalid_request_error",
+            "invalid_request_error",
+            "requests",
+            "server_error",
+            "server_error",
+            "server_error",
+            "server_error",
+            "server_error",
+        ],
+    ),
+    (
+        "anthropic",
+        [
+            "invalid_request_error",
+            "authentication_error",
+            "permission_error",
+            "not_found_error",
+            "invalid_request_error",
+            "rate_limit_error",
+            "api_error",
+            "api_error",
+            "api_error",
+            "timeout_error",
+            "overloaded_error",
+        ],
+    ),
+    (
+        "bedrock",
+        [
+            "ValidationException",
+            "UnrecognizedClientException",
+            "AccessDeniedException",
+            "ResourceNotFoundException",
+            "ModelTimeoutException",
+            "ThrottlingException",
+            "InternalServerException",
+            "InternalServerException",
+            "ServiceUnavailableException",
+            "ModelTimeoutException",
+            "ServiceUnavailableException",
+        ],
+    ),
+    (
+        "vertex_ai",
+        [
+            "INVALID_ARGUMENT",
+            "UNAUTHENTICATED",
+            "PERMISSION_DENIED",
+            "NOT_FOUND",
+            "DEADLINE_EXCEEDED",
+            "RESOURCE_EXHAUSTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "UNAVAILABLE",
+            "DEADLINE_EXCEEDED",
+            "UNAVAILABLE",
+        ],
+    ),
+];
+
+/// The name the provider gives the error: the header or body field its SDK reads.
+fn error_name(provider: &str, reply: &Answer) -> String {
+    let body = reply.json();
+    let name = match provider {
+        // botocore and the AWS JS SDK read the code from the header, before any `:`.
+        "bedrock" => reply
+            .header("x-amzn-errortype")
+            .map(|t| t.split(':').next().unwrap_or(t).to_owned()),
+        "anthropic" => body["error"]["type"].as_str().map(str::to_owned),
+        "vertex_ai" => body["error"]["status"].as_str().map(str::to_owned),
+        // Azure's own front end sets only `code`; errors in OpenAI's shape have a `type`.
+        "azure_openai" if body["error"].get("type").is_none() => {
+            body["error"]["code"].as_str().map(str::to_owned)
+        }
+        _ => body["error"]["type"].as_str().map(str::to_owned),
+    };
+    name.unwrap_or_else(|| panic!("{provider}: no error name in {body} / {:?}", reply.headers))
+}
+
+#[actix_web::test]
+async fn every_injectable_status_is_named_as_the_provider_documents_it() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start_with_ports(port_block_of(6)).await;
+    let retry = 4;
+    for (provider, names) in ERROR_TABLE {
+        let proxy = proxy(&app, provider, &mock, false).await;
+        let call = Call::chat(provider);
+        for (status, expected) in INJECTABLE.into_iter().zip(names) {
+            put_config(
+                &app,
+                &proxy,
+                &config(json!({"errors": {
+                    "enabled": true, "rates": { status.to_string(): 1.0 }, "retry_after_seconds": retry
+                }})),
+            )
+            .await;
+            let reply = send(&proxy, &call).await;
+            let what = format!("{provider} {status}");
+            reply.assert_injected(status, "error_injection", &what);
+            assert_json_content(&reply, &what);
+            assert_eq!(
+                error_name(provider, &reply),
+                expected,
+                "{what}: {}",
+                reply.text()
+            );
+            let retryable = matches!(status, 429 | 503 | 529);
+            assert_eq!(
+                reply.header("retry-after").is_some(),
+                retryable,
+                "{what}: retry-after only where a retry is due ({:?})",
+                reply.headers
+            );
+            let request_id = match provider {
+                "openai" | "azure_openai" => reply.header("x-request-id"),
+                "anthropic" => reply.header("request-id"),
+                "bedrock" => reply.header("x-amzn-requestid"),
+                _ => Some("none sent"),
+            };
+            assert!(
+                request_id.is_some_and(|id| !id.is_empty()),
+                "{what}: the SDK's request id ({:?})",
+                reply.headers
+            );
+        }
+    }
+    assert!(
+        mock.requests().is_empty(),
+        "no injected error reached the upstream"
+    );
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn injected_errors_carry_the_details_sdks_read() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start_with_ports(port_block_of(4)).await;
+    let retry = 5;
+    let with = |status: u16| {
+        config(json!({"errors": {
+            "enabled": true, "rates": { status.to_string(): 1.0 }, "retry_after_seconds": retry
+        }}))
+    };
+
+    // OpenAI: the code beside the type, and the SDK's request id.
+    let openai = proxy(&app, "openai", &mock, false).await;
+    for (status, code) in [
+        (401, json!("invalid_api_key")),
+        (403, json!("unsupported_country_region_territory")),
+        (404, json!("model_not_found")),
+        (503, json!("server_is_overloaded")),
+        (500, Value::Null),
+    ] {
+        put_config(&app, &openai, &with(status)).await;
+        let reply = send(&openai, &Call::chat("openai")).await;
+        let body = assert_openai_shape(&reply, &format!("openai {status}"));
+        assert_eq!(body["error"]["code"], code, "openai {status}: {body}");
+    }
+    let id = send(&openai, &Call::chat("openai")).await;
+    let id = id.header("x-request-id").unwrap_or_default();
+    assert!(
+        id.starts_with("req_") && id.len() == 36,
+        "OpenAI request ids are req_ and 32 hex digits: {id:?}"
+    );
+
+    // Anthropic: one request id in header and body; the reset as a time.
+    let anthropic = proxy(&app, "anthropic", &mock, false).await;
+    put_config(&app, &anthropic, &with(429)).await;
+    let before = chrono::Utc::now();
+    let reply = send(&anthropic, &Call::chat("anthropic")).await;
+    let body = reply.json();
+    let id = reply.header("request-id").unwrap_or_default();
+    assert!(id.starts_with("req_"), "anthropic request-id {id:?}");
+    assert_eq!(body["request_id"], id, "{body}");
+    assert_eq!(
+        reply.header("anthropic-ratelimit-requests-remaining"),
+        Some("0")
+    );
+    let reset = reply
+        .header("anthropic-ratelimit-requests-reset")
+        .unwrap_or_default();
+    let reset = chrono::DateTime::parse_from_rfc3339(reset)
+        .unwrap_or_else(|e| panic!("anthropic reset {reset:?} is not RFC 3339: {e}"));
+    let away = reset.signed_duration_since(before).num_seconds();
+    assert!(
+        (retry as i64 - 1..=retry as i64 + 2).contains(&away),
+        "reset {reset} is {away} s away, not {retry}"
+    );
+
+    // Bedrock: the 404 of the issue, with the request id botocore reports.
+    let bedrock = proxy(&app, "bedrock", &mock, false).await;
+    put_config(&app, &bedrock, &with(404)).await;
+    let reply = send(&bedrock, &Call::chat("bedrock")).await;
+    assert_eq!(
+        reply.header("x-amzn-errortype"),
+        Some("ResourceNotFoundException"),
+        "{:?}",
+        reply.headers
+    );
+    let id = reply.header("x-amzn-requestid").unwrap_or_default();
+    assert_eq!(id.len(), 36, "a UUID: {id:?}");
+    assert!(reply.json()["message"].is_string(), "{}", reply.text());
+
+    // Google: the wait in RetryInfo, the way Google says it.
+    let vertex = proxy(&app, "vertex_ai", &mock, false).await;
+    put_config(&app, &vertex, &with(429)).await;
+    let reply = send(&vertex, &Call::chat("vertex_ai")).await;
+    let body = reply.json();
+    assert_eq!(
+        body["error"]["details"][0]["@type"], "type.googleapis.com/google.rpc.RetryInfo",
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"][0]["retryDelay"],
+        format!("{retry}s"),
+        "{body}"
+    );
+    assert!(mock.requests().is_empty());
     app.shutdown().await;
     mock.stop().await;
 }

@@ -408,3 +408,224 @@ def test_genai_retry_options_retry_injected_errors(vertex_proxy, rubberduck):
         client.models.generate_content(model="gemini-2.0-flash", contents="Say hello")
     http_client.close()
     assert attempts.statuses == [503, 503, 503]
+
+
+# --- Every injectable status, as each provider documents it -------------------------------------
+# The tables of src/providers/*.rs (each provider's `injected_error`), written out again here so a
+# change there that the SDKs would notice fails here. Each SDK must raise the exception it raises
+# for the real provider's answer, not just "an error".
+
+INJECTABLE = [400, 401, 403, 404, 408, 429, 500, 502, 503, 504, 529]
+RETRY_AFTER = 3
+
+OPENAI_EXCEPTIONS = {
+    400: openai.BadRequestError,
+    401: openai.AuthenticationError,
+    403: openai.PermissionDeniedError,
+    404: openai.NotFoundError,
+    408: openai.APIStatusError,  # no class of its own; the SDK retries it
+    429: openai.RateLimitError,
+    **{status: openai.InternalServerError for status in (500, 502, 503, 504, 529)},
+}
+
+# (error.type, error.code) per status; unlisted statuses are OpenAI's server_error.
+OPENAI_ERRORS = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("request_forbidden", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    408: ("server_error", "timeout"),
+    429: ("requests", "rate_limit_exceeded"),
+    503: ("service_unavailable_error", "server_is_overloaded"),
+}
+
+DEEPSEEK_ERRORS = {
+    400: ("invalid_request_error", "invalid_request_error"),
+    401: ("authentication_error", "invalid_request_error"),
+    403: ("invalid_request_error", "invalid_request_error"),
+    404: ("invalid_request_error", "invalid_request_error"),
+    408: ("invalid_request_error", "invalid_request_error"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+# Azure's own front end: status -> error.code, with no error.type.
+AZURE_FRONT_DOOR = {401: "401", 404: "DeploymentNotFound", 429: "429"}
+
+ANTHROPIC_ERRORS = {
+    400: (anthropic.BadRequestError, "invalid_request_error"),
+    401: (anthropic.AuthenticationError, "authentication_error"),
+    403: (anthropic.PermissionDeniedError, "permission_error"),
+    404: (anthropic.NotFoundError, "not_found_error"),
+    408: (anthropic.RequestTimeoutError, "invalid_request_error"),
+    429: (anthropic.RateLimitError, "rate_limit_error"),
+    500: (anthropic.InternalServerError, "api_error"),
+    502: (anthropic.InternalServerError, "api_error"),
+    503: (anthropic.ServiceUnavailableError, "api_error"),
+    504: (anthropic.GatewayTimeoutError, "timeout_error"),
+    529: (anthropic.OverloadedError, "overloaded_error"),
+}
+
+BEDROCK_CODES = {
+    400: "ValidationException",
+    401: "UnrecognizedClientException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    502: "InternalServerException",
+    503: "ServiceUnavailableException",
+    504: "ModelTimeoutException",
+    529: "ServiceUnavailableException",
+}
+
+GOOGLE_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+    529: "UNAVAILABLE",
+}
+
+
+def retry_hints(headers, status: int) -> None:
+    if status in (429, 503, 529):
+        assert headers["retry-after"] == str(RETRY_AFTER), dict(headers)
+    else:
+        assert "retry-after" not in headers, dict(headers)
+
+
+@pytest.mark.parametrize("status", INJECTABLE)
+def test_openai_sdk_raises_openais_exception_for_every_status(openai_proxy, rubberduck, mock, status):
+    inject(rubberduck, openai_proxy, status, retry_after=RETRY_AFTER)
+    with openai_client(openai_proxy) as client, pytest.raises(openai.APIStatusError) as caught:
+        chat(client)
+
+    error = caught.value
+    assert type(error) is OPENAI_EXCEPTIONS[status], type(error)
+    assert error.status_code == status
+    assert (error.type, error.code) == OPENAI_ERRORS.get(status, ("server_error", None)), error.body
+    assert error.request_id and error.request_id.startswith("req_"), error.request_id
+    retry_hints(error.response.headers, status)
+    assert mock.received() == []
+
+
+@pytest.mark.parametrize("status", INJECTABLE)
+def test_deepseek_errors_are_deepseeks(deepseek_proxy, rubberduck, status):
+    inject(rubberduck, deepseek_proxy, status, retry_after=RETRY_AFTER)
+    client = openai.OpenAI(api_key="sk-ds", base_url=deepseek_proxy.url, max_retries=0, timeout=30)
+    with client, pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="deepseek-chat", messages=MESSAGES)
+
+    error = caught.value
+    assert type(error) is OPENAI_EXCEPTIONS[status], type(error)
+    assert (error.type, error.code) == DEEPSEEK_ERRORS.get(status, ("server_error", None)), error.body
+    retry_hints(error.response.headers, status)
+
+
+@pytest.mark.parametrize("status", INJECTABLE)
+def test_azure_errors_are_azures(azure_proxy, rubberduck, status):
+    inject(rubberduck, azure_proxy, status, retry_after=RETRY_AFTER)
+    client = openai.AzureOpenAI(
+        api_key="azure-key", azure_endpoint=azure_proxy.url, api_version="2024-10-21", max_retries=0, timeout=30,
+    )
+    with client, pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="gpt4o", messages=MESSAGES)
+
+    error = caught.value
+    assert type(error) is OPENAI_EXCEPTIONS[status], type(error)
+    if status in AZURE_FRONT_DOOR:
+        assert error.code == AZURE_FRONT_DOOR[status], error.body
+        assert error.type is None, error.body
+    else:
+        assert (error.type, error.code) == OPENAI_ERRORS.get(status, ("server_error", None)), error.body
+    headers = error.response.headers
+    retry_hints(headers, status)
+    if status in (429, 503, 529):
+        assert headers["retry-after-ms"] == str(RETRY_AFTER * 1000), dict(headers)
+    assert len(error.request_id or "") == 36, f"a UUID: {error.request_id!r}"
+    assert headers["apim-request-id"] == error.request_id
+
+
+@pytest.mark.parametrize("status", INJECTABLE)
+def test_anthropic_sdk_raises_anthropics_exception_for_every_status(anthropic_proxy, rubberduck, mock, status):
+    expected, error_type = ANTHROPIC_ERRORS[status]
+    inject(rubberduck, anthropic_proxy, status, retry_after=RETRY_AFTER)
+    with anthropic_client(anthropic_proxy) as client, pytest.raises(anthropic.APIStatusError) as caught:
+        anthropic_message(client)
+
+    error = caught.value
+    assert type(error) is expected, type(error)
+    assert error.status_code == status
+    assert error.type == error_type, error.body
+    assert error.body["type"] == "error", error.body
+    assert error.request_id and error.request_id.startswith("req_"), error.request_id
+    assert error.body["request_id"] == error.request_id, error.body
+    retry_hints(error.response.headers, status)
+    assert mock.received() == []
+
+
+@pytest.mark.parametrize("status", INJECTABLE)
+def test_boto3_raises_bedrocks_exception_for_every_status(bedrock_proxy, rubberduck, mock, status):
+    code = BEDROCK_CODES[status]
+    inject(rubberduck, bedrock_proxy, status, retry_after=RETRY_AFTER)
+    client = bedrock_client(bedrock_proxy)
+    # boto3 raises the modelled class when the code names one; UnrecognizedClientException is not
+    # modelled by bedrock-runtime, and botocore raises a plain ClientError for it, as with AWS.
+    modelled = getattr(client.exceptions, code, None)
+    try:
+        with pytest.raises(ClientError) as caught:
+            client.converse(modelId=BEDROCK_MODEL_ID, messages=CONVERSE_MESSAGES)
+    finally:
+        client.close()
+
+    error = caught.value
+    assert type(error) is (modelled or ClientError), type(error)
+    assert error.response["Error"]["Code"] == code, error.response
+    assert error.response["Error"]["Message"], error.response
+    metadata = error.response["ResponseMetadata"]
+    assert metadata["HTTPStatusCode"] == status
+    assert len(metadata.get("RequestId", "")) == 36, metadata
+    retry_hints(metadata["HTTPHeaders"], status)
+    assert mock.received() == []
+
+
+def test_boto3_invoke_model_404_is_resource_not_found(bedrock_proxy, rubberduck):
+    """The case of the report: an injected 404 on InvokeModel raised ValidationException."""
+    inject(rubberduck, bedrock_proxy, 404)
+    client = bedrock_client(bedrock_proxy)
+    try:
+        with pytest.raises(client.exceptions.ResourceNotFoundException) as caught:
+            client.invoke_model(
+                modelId=BEDROCK_MODEL_ID,
+                body=b'{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}',
+            )
+    finally:
+        client.close()
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert not isinstance(caught.value, client.exceptions.ValidationException)
+
+
+@pytest.mark.parametrize("status", INJECTABLE)
+def test_genai_raises_googles_error_for_every_status(vertex_proxy, rubberduck, mock, status):
+    inject(rubberduck, vertex_proxy, status, retry_after=RETRY_AFTER)
+    client = vertex_client(vertex_proxy)
+    expected = errors.ClientError if status < 500 else errors.ServerError
+    with pytest.raises(errors.APIError) as caught:
+        client.models.generate_content(model="gemini-2.0-flash", contents="Say hello")
+
+    error = caught.value
+    assert type(error) is expected, type(error)
+    assert error.code == status
+    assert error.status == GOOGLE_STATUSES[status], error.details
+    if status == 429:
+        assert error.details["error"]["details"] == [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{RETRY_AFTER}s"}
+        ], error.details
+    assert mock.received() == []
