@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
-use actix_http::header::{self, HeaderValue};
+use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_http::{HttpMessage, Payload, Request, Response};
 use actix_server::GracefulShutdownSignal;
 use actix_service::Service;
@@ -57,7 +57,7 @@ pub async fn starts_with_preface(io: &TcpStream) -> std::io::Result<bool> {
     reason = "lives for one match; boxing would allocate per stream"
 )]
 enum ConnectionEvent {
-    Stream(Result<(http02::Request<RecvStream>, SendResponse<Bytes>), h2::Error>),
+    Stream(Result<(http::Request<RecvStream>, SendResponse<Bytes>), h2::Error>),
     Closed,
     ShutdownStarted,
 }
@@ -117,7 +117,7 @@ pub async fn serve<S>(
 
 /// One stream: the request through the app, the answer back unless the client reset it.
 async fn answer<S>(
-    request: http02::Request<RecvStream>,
+    request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     app: Rc<S>,
     peer: Option<SocketAddr>,
@@ -125,13 +125,20 @@ async fn answer<S>(
     S: Service<Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
     let (parts, body) = request.into_parts();
+    let (Ok(method), Ok(uri)) = (
+        actix_http::Method::from_bytes(parts.method.as_str().as_bytes()),
+        parts.uri.to_string().parse::<actix_http::Uri>(),
+    ) else {
+        respond.send_reset(Reason::PROTOCOL_ERROR);
+        return;
+    };
     let payload: actix_http::BoxedPayloadStream = Box::pin(RequestBody(body));
     let mut request = Request::with_payload(Payload::from(payload));
     let head = request.head_mut();
-    head.uri = parts.uri;
-    head.method = parts.method;
-    head.version = parts.version;
-    head.headers = parts.headers.into();
+    head.uri = uri;
+    head.method = method;
+    head.version = actix_http::Version::HTTP_2;
+    head.headers = to_actix_headers(&parts.headers);
     head.peer_addr = peer;
     let head_only = head.method == actix_http::Method::HEAD;
     let reset = StreamReset::default();
@@ -227,10 +234,11 @@ async fn send_chunk(stream: &mut SendStream<Bytes>, mut chunk: Bytes) -> Result<
 
 /// The HTTP/2 response head: connection-specific headers left out (RFC 9113 §8.2.2), the body's
 /// length and a date added as HTTP/1.1 responses have them.
-fn response_head(response: &Response<()>, size: BodySize) -> http02::Response<()> {
-    let mut head = http02::Response::new(());
-    *head.status_mut() = response.status();
-    *head.version_mut() = http02::Version::HTTP_2;
+fn response_head(response: &Response<()>, size: BodySize) -> http::Response<()> {
+    let mut head = http::Response::new(());
+    *head.status_mut() = http::StatusCode::from_u16(response.status().as_u16())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *head.version_mut() = http::Version::HTTP_2;
     let headers = head.headers_mut();
     for (name, value) in response.headers() {
         let connection_specific = [
@@ -242,21 +250,43 @@ fn response_head(response: &Response<()>, size: BodySize) -> http02::Response<()
         .contains(name)
             || name.as_str() == "keep-alive"
             || name.as_str() == "proxy-connection";
-        if !connection_specific {
-            headers.append(name.clone(), value.clone());
+        if !connection_specific
+            && let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(value.as_bytes()),
+            )
+        {
+            headers.append(name, value);
         }
     }
     if let BodySize::Sized(length) = size
-        && response.status() != http02::StatusCode::NO_CONTENT
+        && response.status() != actix_http::StatusCode::NO_CONTENT
     {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(length),
+        );
     }
-    if !headers.contains_key(header::DATE)
-        && let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now()))
+    if !headers.contains_key(http::header::DATE)
+        && let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now()))
     {
-        headers.insert(header::DATE, date);
+        headers.insert(http::header::DATE, date);
     }
     head
+}
+
+/// h2 speaks `http` 1.x, actix-http 0.2: the same names and bytes, other types.
+fn to_actix_headers(headers: &http::HeaderMap) -> HeaderMap {
+    let mut converted = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            converted.append(name, value);
+        }
+    }
+    converted
 }
 
 /// The request body as actix's payload, handing flow-control credit back as it is read.
@@ -273,10 +303,14 @@ impl Stream for RequestBody {
                     .flow_control()
                     .release_capacity(chunk.len())
                     .map(|()| chunk)
-                    .map_err(PayloadError::from),
+                    .map_err(payload_error),
             )),
-            Some(Err(error)) => Poll::Ready(Some(Err(PayloadError::from(error)))),
+            Some(Err(error)) => Poll::Ready(Some(Err(payload_error(error)))),
             None => Poll::Ready(None),
         }
     }
+}
+
+fn payload_error(error: h2::Error) -> PayloadError {
+    PayloadError::Io(std::io::Error::other(error))
 }

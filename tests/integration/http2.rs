@@ -32,7 +32,7 @@ struct Pending {
 
 struct Answer {
     status: StatusCode,
-    headers: http02::HeaderMap,
+    headers: http::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -63,7 +63,7 @@ impl Connection {
     }
 
     async fn start(&mut self, path: &str, headers: &[(&str, &str)], body: &str) -> Pending {
-        let mut request = http02::Request::builder()
+        let mut request = http::Request::builder()
             .method("POST")
             .uri(format!("http://127.0.0.1:{}{path}", self.port))
             .header("content-type", "application/json")
@@ -94,7 +94,7 @@ impl Connection {
 }
 
 impl Pending {
-    async fn head(self) -> (http02::Response<RecvStream>, SendStream<Bytes>) {
+    async fn head(self) -> (http::Response<RecvStream>, SendStream<Bytes>) {
         let response = tokio::time::timeout(WAIT, self.response)
             .await
             .expect("an answer in time")
