@@ -3,6 +3,7 @@
 
 mod integration {
     pub mod proxied;
+    pub mod suite_runner;
     pub mod support;
     pub mod upstream;
 
@@ -15,6 +16,7 @@ mod integration {
     mod faults;
     mod forwarding;
     mod http2;
+    mod js_sdk;
     mod lifecycle;
     mod loadtest;
     mod logs;

@@ -7,6 +7,9 @@ method, raw path with query, headers in order, body bytes.
 
 Streams are sent with ``Transfer-Encoding: chunked``, one flushed chunk per event with a short
 pause between them, so a proxy that buffers instead of streaming is visible to the client.
+
+Run as a program (``python3 tests/sdk/mock_upstream.py``, as the JavaScript suite in tests/js
+does) it prints ``port <N>`` and also serves its recording as JSON at ``/__mock/requests``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import gzip
 import json
 import re
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -38,6 +42,8 @@ HTML_503_BODY = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body
 # Token the /token endpoint mints (service-account JWT bearer grant).
 MINTED_TOKEN = "ya29.test-token"
 CHUNK_PAUSE = 0.01
+# Where a mock started as a program (python3 mock_upstream.py) lists and clears its recording.
+CONTROL_PATH = "/__mock/requests"
 
 
 @dataclass
@@ -81,6 +87,8 @@ class MockUpstream:
     server: ThreadingHTTPServer = field(init=False)
     requests: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Serve CONTROL_PATH, for test suites in other languages that run this mock as a process.
+    control: bool = False
 
     def start(self) -> "MockUpstream":
         mock = self
@@ -154,6 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body, chunked = self._read_body()
+        if self.upstream.control and urlsplit(self.path).path == CONTROL_PATH:
+            return self._control()
         request = Recorded(
             method=self.command,
             raw_path=self.path,
@@ -169,6 +179,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_json(500, {"mock_error": repr(error)})
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def _control(self) -> None:
+        """GET: the recorded requests as JSON (body as text and base64); DELETE: forget them."""
+        self.current = Recorded(self.command, self.path, list(self.headers.items()), b"")
+        if self.command == "DELETE":
+            self.upstream.clear()
+            return self.send_json(200, {"cleared": True})
+        self.send_json(200, [
+            {
+                "method": r.method, "raw_path": r.raw_path, "headers": r.headers,
+                "body": r.body.decode(errors="replace"), "body_base64": base64.b64encode(r.body).decode(),
+            }
+            for r in self.upstream.received()
+        ])
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -574,8 +598,20 @@ def vertex(handler: _Handler, request: Recorded, publisher: str, model: str, met
     handler.send_json(404, {"error": {"code": 404, "message": f"mock: no method {method}", "status": "NOT_FOUND"}})
 
 
+def main() -> None:
+    """Serves until standard input closes (so the mock dies with the suite that started it);
+    prints `port <N>` once it listens."""
+    mock = MockUpstream(control=True).start()
+    print(f"port {mock.port}", flush=True)
+    sys.stdin.read()
+    mock.stop()
+
+
 __all__ = [
     "ANSWER", "ANSWER_CHUNKS", "INPUT_TOKENS", "OUTPUT_TOKENS", "EMBEDDING", "RATE_LIMITED_MODEL",
     "HTML_503_MODEL", "HTML_503_BODY",
     "MINTED_TOKEN", "MockUpstream", "Recorded", "decode_event_frames", "event_frame", "verify_sigv4",
 ]
+
+if __name__ == "__main__":
+    main()
