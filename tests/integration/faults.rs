@@ -14,7 +14,7 @@ use awc::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::proxied::{self, Answer, Call};
-use super::support::{TestApp, id_of, port_block_of, port_of};
+use super::support::{self, TestApp, id_of, port_block_of, port_of};
 use super::upstream::MockUpstream;
 
 const CHAT: &str =
@@ -168,26 +168,11 @@ fn assert_same(actual: &Value, expected: &Value, what: &str) {
 }
 
 async fn in_flight(app: &TestApp, proxy: &Proxy) -> u64 {
-    let (status, json) = app.get(&format!("/api/proxies/{}", proxy.id)).await;
-    assert_eq!(status, StatusCode::OK, "{json}");
-    json["in_flight"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no in_flight in {json}"))
+    support::in_flight(app, proxy.id).await
 }
 
 async fn wait_for_in_flight(app: &TestApp, proxy: &Proxy, wanted: u64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let now = in_flight(app, proxy).await;
-        if now == wanted {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "in_flight stayed {now}, not {wanted}, for {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_for_in_flight(app, proxy.id, wanted, within).await;
 }
 
 async fn cache_entries(app: &TestApp, proxy: &Proxy) -> u64 {

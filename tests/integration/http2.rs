@@ -10,7 +10,7 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream, SendStream};
 use serde_json::{Value, json};
 
-use super::support::{TestApp, id_of, port_block_of, port_of};
+use super::support::{self, TestApp, id_of, port_block_of, port_of};
 use super::upstream::MockUpstream;
 
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
@@ -147,23 +147,11 @@ async fn proxy(app: &TestApp, name: &str, provider: &str, upstream: &str, cache:
 }
 
 async fn in_flight(app: &TestApp, proxy: &Proxy) -> u64 {
-    let (_, json) = app.get(&format!("/api/proxies/{}", proxy.id)).await;
-    json["in_flight"].as_u64().expect("in_flight")
+    support::in_flight(app, proxy.id).await
 }
 
 async fn wait_for_in_flight(app: &TestApp, proxy: &Proxy, wanted: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let now = in_flight(app, proxy).await;
-        if now == wanted {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "in_flight stayed {now}, not {wanted}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    support::wait_for_in_flight(app, proxy.id, wanted, WAIT).await;
 }
 
 async fn put_failures(app: &TestApp, proxy: &Proxy, config: Value) {

@@ -278,3 +278,28 @@ impl Reply {
 pub fn no_redirects() -> awc::Client {
     awc::Client::builder().disable_redirects().finish()
 }
+
+/// A proxy's requests in flight, as the API reports them.
+pub async fn in_flight(app: &TestApp, proxy_id: i64) -> u64 {
+    let (status, json) = app.get(&format!("/api/proxies/{proxy_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    json["in_flight"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no in_flight in {json}"))
+}
+
+/// Waits until a proxy has `wanted` requests in flight; fails after `within`.
+pub async fn wait_for_in_flight(app: &TestApp, proxy_id: i64, wanted: u64, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let now = in_flight(app, proxy_id).await;
+        if now == wanted {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "in_flight stayed {now}, not {wanted}, for {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
