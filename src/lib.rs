@@ -9,11 +9,14 @@ pub mod db;
 pub mod emulator;
 pub mod faults;
 pub mod gateway;
+pub mod ids;
 pub mod loadtest;
 pub mod providers;
 pub mod registry;
 pub mod settings;
+pub mod spec;
 pub mod telemetry;
+pub mod validation;
 pub mod web;
 
 /// The running version, shown in pages and `/healthz`.

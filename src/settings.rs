@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{self, DbError, DbPool};
-use crate::registry::input::FieldError;
+use crate::validation::FieldError;
 
 const MAX_SESSION_HOURS: u32 = 24 * 365;
 const MAX_RETENTION_DAYS: u32 = 3650;

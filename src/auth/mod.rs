@@ -6,7 +6,6 @@ pub mod password;
 pub mod secret;
 mod throttle;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +14,9 @@ use serde::Serialize;
 
 use crate::db::models::{NewApiTokenRow, NewSessionRow, NewUserRow, UserRow};
 use crate::db::{self, DbError, DbPool};
-use crate::registry::input::FieldError;
+use crate::ids::UserId;
 use crate::settings::Settings;
+use crate::validation::FieldError;
 use throttle::LoginThrottle;
 
 /// How often a session's or token's "last seen" time is written; reads in between are free.
@@ -25,16 +25,6 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap (RUBBERDUCK_BOOTSTRAP_TOKEN)";
 const MAX_TOKEN_NAME_CHARS: usize = 60;
 const MAX_EMAIL_CHARS: usize = 254;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct UserId(pub i32);
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

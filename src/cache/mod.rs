@@ -18,8 +18,8 @@ pub use key::{CacheKey, KeyParts};
 use crate::db::models::CacheEntryRow;
 use crate::db::writer::{DbWriter, WriteOp};
 use crate::db::{self, DbConn, DbError, DbPool};
+use crate::ids::ProxyId;
 use crate::providers::Usage;
-use crate::registry::spec::ProxyId;
 
 /// Answers larger than this are passed through but not cached.
 pub const MAX_ENTRY_BYTES: usize = 32 << 20;

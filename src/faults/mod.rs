@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::registry::input::FieldError;
+use crate::validation::FieldError;
 use ip::IpRule;
 
 /// Status codes that can be injected: what LLM providers really answer.

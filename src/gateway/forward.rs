@@ -26,10 +26,11 @@ use crate::cache::{
 };
 use crate::emulator;
 use crate::faults::Decision;
+use crate::ids::ProxyId;
 use crate::providers::UpstreamRequest;
 use crate::providers::Usage;
-use crate::registry::spec::{CacheMode, ProxyId, ProxySpec};
 use crate::settings::Settings;
+use crate::spec::{CacheMode, ProxySpec};
 use crate::telemetry::{FailureKind, LogDraft, Telemetry, model_of};
 
 /// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed

@@ -26,8 +26,8 @@ use tokio::sync::Notify;
 use crate::cache::ResponseCache;
 use crate::faults::Faults;
 use crate::providers::{ProviderState, Usage};
-use crate::registry::spec::ProxySpec;
 use crate::settings::Settings;
+use crate::spec::ProxySpec;
 use crate::telemetry::{FailureKind, LogDraft, Telemetry};
 
 /// What a running proxy server reads on every request. The registry swaps `spec` whole when the

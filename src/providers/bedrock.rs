@@ -16,7 +16,7 @@ use super::{
     random_uuid,
 };
 use crate::gateway::GatewayError;
-use crate::registry::spec::ProxySpec;
+use crate::spec::ProxySpec;
 
 const SIGNING_NAME: &str = "bedrock";
 const ACCESS_KEY_HEADER: &str = "x-aws-access-key";

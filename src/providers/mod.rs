@@ -23,7 +23,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::GatewayError;
-use crate::registry::spec::ProxySpec;
+use crate::spec::ProxySpec;
 
 pub use snippets::Snippets;
 

@@ -7,7 +7,7 @@ use super::{
     openai_style_proxy_error, openai_style_url, openai_usage, random_hex,
 };
 use crate::gateway::GatewayError;
-use crate::registry::spec::ProxySpec;
+use crate::spec::ProxySpec;
 
 pub struct OpenAi;
 

@@ -13,7 +13,7 @@ use super::{
     UpstreamRequest, Usage, anthropic_usage, count_at, injected_message, join_url, json_error,
 };
 use crate::gateway::GatewayError;
-use crate::registry::spec::ProxySpec;
+use crate::spec::ProxySpec;
 
 const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const GEMINI_API_HOST: &str = "https://generativelanguage.googleapis.com";

@@ -1,47 +1,21 @@
 //! What a user submits to create or edit a proxy (from the API or a form), and its validation.
 //! Checks that need the registry's state (ports taken by other proxies) live in the registry.
 
-use std::borrow::Cow;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
 use actix_web::http::Uri;
-use serde::Serialize;
 use serde_json::Value;
 
-use super::spec::{CacheMode, CacheSettings, ProxySpec};
 use crate::emulator::{self, EmulatorSettings};
 use crate::providers::ProviderKind;
+use crate::spec::{CacheMode, CacheSettings, ProxySpec, ValidProxy};
+use crate::validation::FieldError;
 
 const MAX_NAME_CHARS: usize = 80;
 const MAX_DESCRIPTION_CHARS: usize = 500;
 const MAX_TAGS: usize = 10;
 const MAX_TAG_CHARS: usize = 32;
-
-/// One problem with one field, shown inline in forms and as `{"error":{"message","field"}}` in
-/// the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: Cow<'static, str>,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        FieldError {
-            field: Cow::Borrowed(field),
-            message: message.into(),
-        }
-    }
-
-    /// For fields whose name is built at run time (`errors.rates.429`).
-    pub fn owned(field: String, message: impl Into<String>) -> Self {
-        FieldError {
-            field: Cow::Owned(field),
-            message: message.into(),
-        }
-    }
-}
 
 /// A port as typed: forms send text, JSON clients send numbers.
 #[derive(Debug, Clone)]
@@ -328,23 +302,6 @@ fn json_text(field: &'static str, value: Value) -> Result<Option<String>, FieldE
         Value::String(text) => Ok(Some(text)),
         _ => Err(FieldError::new(field, format!("{field} must be a string."))),
     }
-}
-
-/// A proxy definition that passed every check that needs no registry state.
-#[derive(Debug, Clone)]
-pub struct ValidProxy {
-    pub name: String,
-    pub provider: ProviderKind,
-    /// `None` asks the registry to pick a free port.
-    pub port: Option<u16>,
-    pub description: String,
-    pub tags: Vec<String>,
-    pub upstream_url: Option<String>,
-    pub vertex_service_account_file: Option<String>,
-    pub aws_region: Option<String>,
-    pub cache: CacheSettings,
-    pub emulator: EmulatorSettings,
-    pub log_requests: bool,
 }
 
 /// Checks every field and reports every problem, so a form can show them all at once.

@@ -3,7 +3,6 @@
 
 pub mod input;
 mod ports;
-pub mod spec;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,17 +15,19 @@ use chrono::Utc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::auth::{Access, UserId};
+use crate::auth::Access;
 use crate::cache::{CacheCounts, ResponseCache};
 use crate::db::models::{DeletedProxyRow, NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
 use crate::faults::{FailureConfig, Faults};
 use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
+use crate::ids::{ProxyId, UserId};
 use crate::providers::ProviderState;
 use crate::settings::Settings;
+use crate::spec::{DeletedProxy, ProxySpec};
 use crate::telemetry::{RecentTraffic, Telemetry};
-use input::{FieldError, ProxyInput, ValidProxy, validate};
-use spec::{ProxyId, ProxySpec};
+use crate::validation::FieldError;
+use input::{ProxyInput, validate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -180,24 +181,6 @@ pub struct ProxyRegistry {
     port_assignment: tokio::sync::Mutex<()>,
     events: broadcast::Sender<RegistryEvent>,
     me: Weak<ProxyRegistry>,
-}
-
-/// A deleted proxy: only its id, owner and name remain, for reading its logs.
-#[derive(Debug, Clone)]
-pub struct DeletedProxy {
-    pub id: ProxyId,
-    pub owner: UserId,
-    pub name: String,
-}
-
-impl From<DeletedProxyRow> for DeletedProxy {
-    fn from(row: DeletedProxyRow) -> Self {
-        DeletedProxy {
-            id: ProxyId(row.id),
-            owner: UserId(row.owner_id),
-            name: row.name,
-        }
-    }
 }
 
 pub struct Created {
@@ -417,29 +400,7 @@ impl ProxyRegistry {
         let warning = (!ports::is_free_in_os(self.proxy_host(), port)).then(|| {
             format!("Port {port} is in use by another program right now; the proxy cannot start until it is free.")
         });
-        let now = Utc::now().naive_utc();
-        let row = NewProxyRow {
-            name: valid.name.clone(),
-            provider: valid.provider.id().to_owned(),
-            port: port.into(),
-            description: valid.description.clone(),
-            tags: tags_json(&valid.tags),
-            upstream_url: valid.upstream_url.clone(),
-            desired_state: "stopped".to_owned(),
-            failure_config: "{}".to_owned(),
-            cache_enabled: valid.cache.enabled,
-            cache_mode: valid.cache.mode.as_str().to_owned(),
-            cache_ttl_seconds: ttl_column(&valid),
-            vertex_service_account_file: valid.vertex_service_account_file.clone(),
-            aws_region: valid.aws_region.clone(),
-            created_at: now,
-            updated_at: now,
-            cache_partition_by_credential: valid.cache.partition_by_credential,
-            owner_id: Some(owner.0),
-            emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
-            emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
-            log_requests: valid.log_requests,
-        };
+        let row = NewProxyRow::of(&valid, port, owner);
         let row = db::run(&self.db, move |conn| db::proxies::insert(conn, &row)).await?;
         let spec = ProxySpec::try_from(row)?;
         let id = spec.id;
@@ -503,23 +464,7 @@ impl ProxyRegistry {
         if port != current.port {
             self.check_port_unclaimed(port, Some(id), access)?;
         }
-        let change = ProxySettingsChange {
-            name: valid.name.clone(),
-            port: port.into(),
-            description: valid.description.clone(),
-            tags: tags_json(&valid.tags),
-            upstream_url: valid.upstream_url.clone(),
-            cache_enabled: valid.cache.enabled,
-            cache_mode: valid.cache.mode.as_str().to_owned(),
-            cache_ttl_seconds: ttl_column(&valid),
-            vertex_service_account_file: valid.vertex_service_account_file.clone(),
-            aws_region: valid.aws_region.clone(),
-            updated_at: Utc::now().naive_utc(),
-            cache_partition_by_credential: valid.cache.partition_by_credential,
-            emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
-            emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
-            log_requests: valid.log_requests,
-        };
+        let change = ProxySettingsChange::of(&valid, port);
         db::run(&self.db, move |conn| {
             db::proxies::update_settings(conn, id.0, &change)
         })
@@ -580,12 +525,12 @@ impl ProxyRegistry {
             return Err(RegistryError::Running(proxy.live.spec.load().name.clone()));
         }
         let spec = proxy.live.spec.load_full();
-        let row = DeletedProxyRow {
-            id: id.0,
-            owner_id: spec.owner.0,
+        let deleted = DeletedProxy {
+            id,
+            owner: spec.owner,
             name: spec.name.clone(),
-            deleted_at: Utc::now().naive_utc(),
         };
+        let row = DeletedProxyRow::of(&deleted, Utc::now().naive_utc());
         db::run(&self.db, move |conn| db::proxies::delete(conn, &row)).await?;
         self.proxies
             .write()
@@ -594,11 +539,7 @@ impl ProxyRegistry {
         self.deleted
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(DeletedProxy {
-                id,
-                owner: spec.owner,
-                name: spec.name.clone(),
-            });
+            .push(deleted);
         self.cache.forget(id);
         log::info!("deleted proxy {id}");
         self.emit(RegistryEvent::Removed(id));
@@ -880,22 +821,6 @@ impl ProxyRegistry {
                 )])
             })
     }
-}
-
-/// Validation bounds the emulator settings far below `i32::MAX`.
-fn emulator_column(value: u32) -> i32 {
-    i32::try_from(value).unwrap_or(i32::MAX)
-}
-
-fn tags_json(tags: &[String]) -> String {
-    serde_json::Value::from(tags.to_vec()).to_string()
-}
-
-fn ttl_column(valid: &ValidProxy) -> Option<i64> {
-    valid
-        .cache
-        .ttl_seconds
-        .map(|ttl| i64::try_from(ttl).unwrap_or(i64::MAX))
 }
 
 fn copy_name(name: &str) -> String {

@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use crate::db::models::{NewLogRow, RollupRow};
 use crate::db::writer::{DbWriter, WriteOp};
 use crate::providers::Usage;
-use crate::registry::spec::ProxySpec;
+use crate::spec::ProxySpec;
 pub use metrics::{Metrics, RecentTraffic, Rollup, minute_of};
 pub use prices::PriceTable;
 

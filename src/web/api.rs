@@ -10,10 +10,11 @@ use super::views::{ProxyHost, ProxyJson, proxy_snippets};
 use crate::auth::Caller;
 use crate::db;
 use crate::faults::FailureConfig;
+use crate::ids::ProxyId;
 use crate::providers::ProviderKind;
 use crate::registry::ProxySnapshot;
-use crate::registry::input::{FieldError, ProxyInput};
-use crate::registry::spec::ProxyId;
+use crate::registry::input::ProxyInput;
+use crate::validation::FieldError;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 

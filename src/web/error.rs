@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::registry::RegistryError;
-use crate::registry::input::FieldError;
+use crate::validation::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

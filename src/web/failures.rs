@@ -7,7 +7,7 @@ use crate::faults::{
     ErrorsConfig, FailureConfig, INJECTABLE_STATUSES, IpFilterConfig, RateLimitConfig,
     ResponseDelayConfig, TimeoutConfig, TimeoutMode,
 };
-use crate::registry::input::FieldError;
+use crate::validation::FieldError;
 
 /// The form's fields by name, as typed.
 #[derive(Debug, Default)]

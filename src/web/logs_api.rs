@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::db::models::LogRow;
 use crate::db::request_logs::{self, LogFilter};
 use crate::db::{self, DbError};
-use crate::registry::input::FieldError;
+use crate::validation::FieldError;
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1000;

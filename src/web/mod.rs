@@ -25,8 +25,8 @@ use crate::auth::oidc::Oidc;
 use crate::auth::{Access, Accounts, Caller};
 use crate::db::DbPool;
 use crate::registry::ProxyRegistry;
-use crate::registry::input::FieldError;
 use crate::settings::Settings;
+use crate::validation::FieldError;
 
 pub use error::{ApiError, PageError};
 pub use guard::{authenticate, security_headers};

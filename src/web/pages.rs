@@ -20,8 +20,8 @@ use super::views::{
 };
 use crate::auth::{Access, Caller};
 use crate::faults::{FailureConfig, INJECTABLE_STATUSES};
+use crate::ids::ProxyId;
 use crate::registry::input::ProxyInput;
-use crate::registry::spec::ProxyId;
 use crate::registry::{ProxyRegistry, RegistryError};
 
 pub(super) type PageResult = Result<HttpResponse, PageError>;

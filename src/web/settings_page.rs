@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::AppState;
 use super::pages::{PageResult, format_bytes, html, see_other};
 use super::views::FormErrors;
-use crate::auth::{AuthError, Caller, TokenInfo, User, UserId};
+use crate::auth::{AuthError, Caller, TokenInfo, User};
+use crate::ids::UserId;
 use crate::settings::SettingsForm;
 
 /// A secret shown once: a new API token or a generated password.

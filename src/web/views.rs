@@ -15,11 +15,10 @@ use crate::cache::{CacheCounts, CacheInfo};
 use crate::emulator::{self, EmulatorSettings};
 use crate::gateway::Traffic;
 use crate::providers::{ProviderKind, Snippets};
-use crate::registry::input::{
-    CacheInput, EmulatorInput, FieldError, PortInput, ProxyInput, TagsInput,
-};
-use crate::registry::spec::ProxySpec;
+use crate::registry::input::{CacheInput, EmulatorInput, PortInput, ProxyInput, TagsInput};
 use crate::registry::{ProxySnapshot, ProxyStatus, Totals};
+use crate::spec::ProxySpec;
+use crate::validation::FieldError;
 
 /// The host name proxies are reachable at, as seen by whoever made this request: proxies bound
 /// to loopback are only reachable there, proxies bound beyond it are reached the way the browser

@@ -1,27 +1,14 @@
 //! A proxy's validated configuration as the running product holds it in memory.
 
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::UserId;
-use crate::db::DbError;
-use crate::db::models::ProxyRow;
 use crate::emulator::{self, EmulatorSettings};
 use crate::faults::FailureConfig;
+use crate::ids::{ProxyId, UserId};
 use crate::providers::ProviderKind;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ProxyId(pub i32);
-
-impl fmt::Display for ProxyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,49 +95,27 @@ impl ProxySpec {
     }
 }
 
-impl TryFrom<ProxyRow> for ProxySpec {
-    type Error = DbError;
+/// A proxy definition that passed every check that needs no registry state.
+#[derive(Debug, Clone)]
+pub struct ValidProxy {
+    pub name: String,
+    pub provider: ProviderKind,
+    /// `None` asks the registry to pick a free port.
+    pub port: Option<u16>,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub upstream_url: Option<String>,
+    pub vertex_service_account_file: Option<String>,
+    pub aws_region: Option<String>,
+    pub cache: CacheSettings,
+    pub emulator: EmulatorSettings,
+    pub log_requests: bool,
+}
 
-    fn try_from(row: ProxyRow) -> Result<Self, Self::Error> {
-        let corrupt = |what: &str| DbError::Corrupt(format!("proxy {}: {what}", row.id));
-        Ok(ProxySpec {
-            id: ProxyId(row.id),
-            provider: row
-                .provider
-                .parse()
-                .map_err(|e: crate::providers::UnknownProvider| corrupt(&e.to_string()))?,
-            port: u16::try_from(row.port).map_err(|_| corrupt("port out of range"))?,
-            tags: serde_json::from_str(&row.tags).map_err(|_| corrupt("tags are not a list"))?,
-            cache: CacheSettings {
-                enabled: row.cache_enabled,
-                mode: row.cache_mode.parse().map_err(|e: String| corrupt(&e))?,
-                ttl_seconds: row
-                    .cache_ttl_seconds
-                    .map(|ttl| u64::try_from(ttl).map_err(|_| corrupt("negative cache TTL")))
-                    .transpose()?,
-                partition_by_credential: row.cache_partition_by_credential,
-            },
-            failure_config: serde_json::from_str::<serde_json::Value>(&row.failure_config)
-                .ok()
-                .and_then(|json| FailureConfig::from_json(json).ok())
-                .filter(|config| config.validate().is_ok())
-                .ok_or_else(|| corrupt("failure config is not valid"))?,
-            owner: UserId(row.owner_id.ok_or_else(|| corrupt("no owner"))?),
-            emulator: EmulatorSettings {
-                ttft_ms: u32::try_from(row.emulator_ttft_ms)
-                    .map_err(|_| corrupt("negative emulator time to first token"))?,
-                tokens_per_second: u32::try_from(row.emulator_tokens_per_second)
-                    .ok()
-                    .filter(|tps| *tps > 0)
-                    .ok_or_else(|| corrupt("emulator tokens per second not positive"))?,
-            },
-            log_requests: row.log_requests,
-            name: row.name,
-            description: row.description,
-            upstream_url: row.upstream_url,
-            vertex_service_account_file: row.vertex_service_account_file,
-            aws_region: row.aws_region,
-            created_at: row.created_at.and_utc(),
-        })
-    }
+/// A deleted proxy: only its id, owner and name remain, for reading its logs.
+#[derive(Debug, Clone)]
+pub struct DeletedProxy {
+    pub id: ProxyId,
+    pub owner: UserId,
+    pub name: String,
 }
