@@ -40,6 +40,7 @@ pub enum StartError {
 pub struct Running {
     pub admin_addr: SocketAddr,
     pub registry: Arc<ProxyRegistry>,
+    telemetry: Arc<Telemetry>,
     admin: ServerHandle,
     writer: Arc<DbWriter>,
     flush_task: actix_web::rt::task::JoinHandle<()>,
@@ -120,8 +121,8 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         pool.clone(),
         Arc::clone(&system),
         settings,
-        cache,
-        telemetry,
+        Arc::clone(&cache),
+        Arc::clone(&telemetry),
     )
     .await?;
     let housekeeping_task = actix_web::rt::spawn(housekeeping(
@@ -140,6 +141,8 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         settings: system,
         data_dir: args.data_dir.clone(),
         registry: Arc::clone(&registry),
+        cache,
+        telemetry: Arc::clone(&telemetry),
         started_at,
         shutting_down,
     });
@@ -180,6 +183,7 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     Ok(Running {
         admin_addr,
         registry,
+        telemetry,
         admin,
         writer,
         flush_task,
@@ -205,7 +209,7 @@ impl Running {
         // process ends.
         self.flush_task.abort();
         self.housekeeping_task.abort();
-        self.registry.telemetry().flush();
+        self.telemetry.flush();
         self.writer.stop();
         let writer_thread = self.writer_thread;
         if web::block(move || writer_thread.join()).await.is_err() {

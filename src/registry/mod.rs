@@ -3,6 +3,7 @@
 
 pub mod input;
 mod ports;
+mod server;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,13 +17,12 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::auth::Access;
-use crate::cache::{CacheCounts, ResponseCache};
+use crate::cache::{CacheCounts, CacheInfo, ResponseCache};
 use crate::db::models::{DeletedProxyRow, NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
 use crate::faults::{FailureConfig, Faults};
-use crate::gateway::{self, LiveProxy, ProxyServerState, Traffic, UpstreamSettings};
+use crate::gateway::{LiveProxy, Traffic, UpstreamSettings};
 use crate::ids::{ProxyId, UserId};
-use crate::providers::ProviderState;
 use crate::settings::Settings;
 use crate::spec::{DeletedProxy, ProxySpec};
 use crate::telemetry::{RecentTraffic, Telemetry};
@@ -255,12 +255,20 @@ impl ProxyRegistry {
         self.system.get().proxy_host
     }
 
-    pub fn cache(&self) -> &Arc<ResponseCache> {
-        &self.cache
+    /// The cache of a proxy `access` may see.
+    pub async fn cache_info(
+        &self,
+        id: ProxyId,
+        access: Access,
+    ) -> Result<CacheInfo, RegistryError> {
+        self.entry_for(id, access)?;
+        Ok(self.cache.info(id).await?)
     }
 
-    pub fn telemetry(&self) -> &Arc<Telemetry> {
-        &self.telemetry
+    /// Empties the cache of a proxy `access` may change; returns how many entries went.
+    pub async fn clear_cache(&self, id: ProxyId, access: Access) -> Result<usize, RegistryError> {
+        self.entry_for(id, access)?;
+        Ok(self.cache.clear(id).await?)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
@@ -588,92 +596,6 @@ impl ProxyRegistry {
         futures_util::future::join_all(stops).await;
     }
 
-    async fn start_locked(
-        &self,
-        id: ProxyId,
-        proxy: &Arc<ManagedProxy>,
-    ) -> Result<ProxySnapshot, RegistryError> {
-        if lock(&proxy.runtime).status == ProxyStatus::Running {
-            return Ok(self.snapshot(proxy));
-        }
-        self.set_status(id, proxy, ProxyStatus::Starting, None);
-        let spec = proxy.live.spec.load_full();
-        let port = spec.port;
-        let outcome = ports::bind(self.proxy_host(), port).and_then(|listener| {
-            let server_state = Arc::new(ProxyServerState {
-                live: Arc::clone(&proxy.live),
-                settings: Arc::clone(&self.system),
-                cache: Arc::clone(&self.cache),
-                telemetry: Arc::clone(&self.telemetry),
-                provider_state: ProviderState::load(spec.provider),
-                upstream: self.settings.upstream.clone(),
-            });
-            gateway::serve(
-                listener,
-                server_state,
-                &gateway::ServerOptions {
-                    workers: self.settings.workers_per_proxy,
-                    graceful_stop_timeout: self.settings.graceful_stop_timeout,
-                },
-            )
-            .map_err(|e| format!("cannot serve on port {port}: {e}"))
-        });
-        let last_error = match outcome {
-            Ok(server) => {
-                let generation = {
-                    let mut runtime = lock(&proxy.runtime);
-                    runtime.generation += 1;
-                    runtime.server = Some(server.handle());
-                    runtime.listening_port = Some(port);
-                    runtime.generation
-                };
-                let registry = self.me.clone();
-                actix_web::rt::spawn(async move {
-                    let outcome = server.await;
-                    if let Some(registry) = registry.upgrade() {
-                        registry.on_server_exit(id, generation, outcome);
-                    }
-                });
-                self.set_status(id, proxy, ProxyStatus::Running, None);
-                log::info!("proxy {id} listening on {}:{port}", self.proxy_host());
-                None
-            }
-            Err(message) => {
-                log::warn!("proxy {id} cannot start: {message}");
-                self.set_status(id, proxy, ProxyStatus::Error, Some(message.clone()));
-                Some(message)
-            }
-        };
-        let last_error_for_db = last_error.clone();
-        db::run(&self.db, move |conn| {
-            db::proxies::set_runtime_state(conn, id.0, "running", last_error_for_db.as_deref())
-        })
-        .await?;
-        lock(&proxy.runtime).desired_running = true;
-        Ok(self.snapshot(proxy))
-    }
-
-    async fn stop_server(&self, id: ProxyId, proxy: &Arc<ManagedProxy>, graceful: bool) {
-        let server = lock(&proxy.runtime).server.take();
-        if let Some(server) = server {
-            // Hung requests end now instead of holding the stop for its whole timeout.
-            proxy.live.stopping.notify_waiters();
-            server.stop(graceful).await;
-            log::info!(
-                "proxy {id} stopped{}",
-                if graceful { "" } else { " (forced)" }
-            );
-        }
-        let mut runtime = lock(&proxy.runtime);
-        runtime.listening_port = None;
-        if runtime.status != ProxyStatus::Stopped {
-            runtime.status = ProxyStatus::Stopped;
-            runtime.last_error = None;
-            drop(runtime);
-            self.emit(RegistryEvent::Changed(id));
-        }
-    }
-
     async fn persist_desired(
         &self,
         id: ProxyId,
@@ -702,124 +624,6 @@ impl ProxyRegistry {
             runtime.last_error = last_error;
         }
         self.emit(RegistryEvent::Changed(id));
-    }
-
-    /// A server the registry did not stop has died: show it as an error rather than "running".
-    fn on_server_exit(&self, id: ProxyId, generation: u64, outcome: std::io::Result<()>) {
-        let Ok(proxy) = self.entry(id) else { return };
-        let mut runtime = lock(&proxy.runtime);
-        if runtime.generation != generation || runtime.server.is_none() {
-            return;
-        }
-        let message = match outcome {
-            Ok(()) => "the proxy server stopped unexpectedly".to_owned(),
-            Err(e) => format!("the proxy server failed: {e}"),
-        };
-        log::error!("proxy {id}: {message}");
-        runtime.server = None;
-        runtime.listening_port = None;
-        runtime.status = ProxyStatus::Error;
-        runtime.last_error = Some(message);
-        drop(runtime);
-        self.emit(RegistryEvent::Changed(id));
-    }
-
-    /// A port is claimed when another proxy is configured for it or still listens on it.
-    /// Another user's proxy is not named: its name is theirs.
-    fn check_port_unclaimed(
-        &self,
-        port: u16,
-        except: Option<ProxyId>,
-        access: Access,
-    ) -> Result<(), RegistryError> {
-        if self.settings.reserved_ports.contains(&port) {
-            return Err(RegistryError::Invalid(vec![FieldError::new(
-                "port",
-                format!("Port {port} is the dashboard's own port."),
-            )]));
-        }
-        let claimed_by = self.list().into_iter().find(|p| {
-            Some(p.spec.id) != except && (p.spec.port == port || p.listening_port == Some(port))
-        });
-        let user = match claimed_by {
-            None => return Ok(()),
-            Some(other) if access.allows(other.spec.owner) => {
-                format!("proxy “{}”", other.spec.name)
-            }
-            Some(_) => "another user's proxy".to_owned(),
-        };
-        Err(RegistryError::Invalid(vec![FieldError::new(
-            "port",
-            format!(
-                "Port {port} is already used by {user}. Leave the port empty to auto-assign a free one."
-            ),
-        )]))
-    }
-
-    /// Feedback on a port as the user types it: `Err` when it cannot be used, `Ok(Some(_))` when
-    /// it can be saved but is busy in the OS right now.
-    pub fn check_port(
-        &self,
-        text: &str,
-        proxy: Option<ProxyId>,
-        access: Access,
-    ) -> Result<Option<String>, String> {
-        if text.is_empty() {
-            return Ok(None);
-        }
-        let input = ProxyInput {
-            port: Some(input::PortInput::Text(text.to_owned())),
-            ..ProxyInput::default()
-        };
-        let port = match validate(&input, &self.settings.port_range) {
-            Err(errors) => match errors.into_iter().find(|e| e.field == "port") {
-                Some(error) => return Err(error.message),
-                None => text.parse::<u16>().map_err(|e| e.to_string())?,
-            },
-            Ok(valid) => valid.port.unwrap_or_default(),
-        };
-        let own_port = proxy
-            .and_then(|id| self.get_for(id, access).ok())
-            .and_then(|p| p.listening_port);
-        if own_port == Some(port) {
-            return Ok(None);
-        }
-        self.check_port_unclaimed(port, proxy, access)
-            .map_err(|e| e.to_string())?;
-        if ports::is_free_in_os(self.proxy_host(), port) {
-            Ok(None)
-        } else {
-            Ok(Some(format!(
-                "Port {port} is in use by another program right now; the proxy cannot start until it is free."
-            )))
-        }
-    }
-
-    fn free_port(&self) -> Result<u16, RegistryError> {
-        let claimed: Vec<u16> = self
-            .list()
-            .iter()
-            .flat_map(|p| [Some(p.spec.port), p.listening_port])
-            .flatten()
-            .collect();
-        self.settings
-            .port_range
-            .clone()
-            .find(|port| {
-                !claimed.contains(port)
-                    && !self.settings.reserved_ports.contains(port)
-                    && ports::is_free_in_os(self.proxy_host(), *port)
-            })
-            .ok_or_else(|| {
-                RegistryError::Invalid(vec![FieldError::new(
-                    "port",
-                    format!(
-                        "No free port left between {} and {}.",
-                        self.settings.port_range.start(),
-                        self.settings.port_range.end()
-                    ),
-                )])
-            })
     }
 }
 

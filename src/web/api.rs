@@ -224,8 +224,7 @@ pub async fn cache_info(
     id: web::Path<i32>,
 ) -> ApiResult {
     let id = ProxyId(*id);
-    state.registry.get_for(id, caller.access())?;
-    let info = state.registry.cache().info(id).await?;
+    let info = state.registry.cache_info(id, caller.access()).await?;
     Ok(HttpResponse::Ok().json(info))
 }
 
@@ -235,8 +234,7 @@ pub async fn clear_cache(
     id: web::Path<i32>,
 ) -> ApiResult {
     let id = ProxyId(*id);
-    state.registry.get_for(id, caller.access())?;
-    let removed = state.registry.cache().clear(id).await?;
+    let removed = state.registry.clear_cache(id, caller.access()).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "entries_removed": removed })))
 }
 

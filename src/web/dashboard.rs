@@ -82,7 +82,7 @@ pub async fn build(
 ) -> Result<Dashboard, DbError> {
     let summary = summary(state, caller).await?;
     let only = super::visible_proxy_ids(state, caller);
-    let metrics = &state.registry.telemetry().metrics;
+    let metrics = &&state.telemetry.metrics;
     let now = Utc::now();
 
     let chart_from = minute_of(now - Duration::minutes(CHART_MINUTES - 1));

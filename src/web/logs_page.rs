@@ -684,7 +684,7 @@ pub async fn log_events(
 ) -> PageResult {
     let mut filter = params.filter().map_err(PageError::BadRequest)?;
     filter.visible_proxies = super::visible_proxy_ids(&state, &caller);
-    let receiver = state.registry.telemetry().subscribe();
+    let receiver = state.telemetry.subscribe();
     let shutting_down = state.shutting_down.clone();
     // A comment first, so clients see the stream open at once.
     let hello = futures_util::stream::once(async {

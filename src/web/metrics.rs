@@ -75,7 +75,7 @@ pub async fn summary(state: &AppState, caller: &Caller) -> Result<Summary, DbErr
     let only = super::visible_proxy_ids(state, caller);
     let only_in_db = only.clone();
     let now = Utc::now();
-    let telemetry = state.registry.telemetry();
+    let telemetry = &state.telemetry;
     let day_ago = minute_of(now - Duration::hours(24));
     let memory_from = crate::telemetry::Metrics::memory_window_start(now);
     let (today, month) = (start_of_day(now), start_of_month(now));
@@ -156,7 +156,7 @@ pub async fn api_metrics(
 
 /// A member's scrape shows their own proxies only.
 pub async fn prometheus(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
-    let telemetry = state.registry.telemetry();
+    let telemetry = &state.telemetry;
     let in_flight = state
         .registry
         .list_for(caller.access())

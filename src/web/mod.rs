@@ -23,9 +23,11 @@ use tokio::sync::watch;
 
 use crate::auth::oidc::Oidc;
 use crate::auth::{Access, Accounts, Caller};
+use crate::cache::ResponseCache;
 use crate::db::DbPool;
 use crate::registry::ProxyRegistry;
 use crate::settings::Settings;
+use crate::telemetry::Telemetry;
 use crate::validation::FieldError;
 
 pub use error::{ApiError, PageError};
@@ -39,6 +41,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub data_dir: PathBuf,
     pub registry: Arc<ProxyRegistry>,
+    /// Read-only here: the cache's numbers; changes that need authorization go through the
+    /// registry.
+    pub cache: Arc<ResponseCache>,
+    pub telemetry: Arc<Telemetry>,
     pub started_at: Instant,
     /// Flips to true when the process shuts down, so endless streams (SSE) end and never hold up
     /// a graceful stop.

@@ -429,7 +429,7 @@ async fn cache_modal(
     notice: Option<String>,
 ) -> Result<CacheModal, PageError> {
     let card = card(req, &state.registry, id)?;
-    let info = state.registry.cache().info(id).await?;
+    let info = state.registry.cache_info(id, access(req)?).await?;
     Ok(CacheModal {
         size: format_bytes(info.counts.bytes),
         card,
@@ -453,8 +453,7 @@ pub async fn clear_cache(
     id: web::Path<i32>,
 ) -> PageResult {
     let id = ProxyId(*id);
-    state.registry.get_for(id, access(&req)?)?;
-    let removed = state.registry.cache().clear(id).await?;
+    let removed = state.registry.clear_cache(id, access(&req)?).await?;
     if !is_htmx(&req) {
         return Ok(see_other("/proxies"));
     }

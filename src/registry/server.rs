@@ -1,0 +1,118 @@
+//! Building, starting and stopping the actix server of one proxy, and noticing when one dies.
+
+use std::sync::Arc;
+
+use super::ProxySnapshot;
+use super::{ManagedProxy, ProxyRegistry, ProxyStatus, RegistryError, RegistryEvent, lock, ports};
+use crate::db;
+use crate::gateway::{self, ProxyServerState};
+use crate::ids::ProxyId;
+use crate::providers::ProviderState;
+
+impl ProxyRegistry {
+    pub(super) async fn start_locked(
+        &self,
+        id: ProxyId,
+        proxy: &Arc<ManagedProxy>,
+    ) -> Result<ProxySnapshot, RegistryError> {
+        if lock(&proxy.runtime).status == ProxyStatus::Running {
+            return Ok(self.snapshot(proxy));
+        }
+        self.set_status(id, proxy, ProxyStatus::Starting, None);
+        let spec = proxy.live.spec.load_full();
+        let port = spec.port;
+        let outcome = ports::bind(self.proxy_host(), port).and_then(|listener| {
+            let server_state = Arc::new(ProxyServerState {
+                live: Arc::clone(&proxy.live),
+                settings: Arc::clone(&self.system),
+                cache: Arc::clone(&self.cache),
+                telemetry: Arc::clone(&self.telemetry),
+                provider_state: ProviderState::load(spec.provider),
+                upstream: self.settings.upstream.clone(),
+            });
+            gateway::serve(
+                listener,
+                server_state,
+                &gateway::ServerOptions {
+                    workers: self.settings.workers_per_proxy,
+                    graceful_stop_timeout: self.settings.graceful_stop_timeout,
+                },
+            )
+            .map_err(|e| format!("cannot serve on port {port}: {e}"))
+        });
+        let last_error = match outcome {
+            Ok(server) => {
+                let generation = {
+                    let mut runtime = lock(&proxy.runtime);
+                    runtime.generation += 1;
+                    runtime.server = Some(server.handle());
+                    runtime.listening_port = Some(port);
+                    runtime.generation
+                };
+                let registry = self.me.clone();
+                actix_web::rt::spawn(async move {
+                    let outcome = server.await;
+                    if let Some(registry) = registry.upgrade() {
+                        registry.on_server_exit(id, generation, outcome);
+                    }
+                });
+                self.set_status(id, proxy, ProxyStatus::Running, None);
+                log::info!("proxy {id} listening on {}:{port}", self.proxy_host());
+                None
+            }
+            Err(message) => {
+                log::warn!("proxy {id} cannot start: {message}");
+                self.set_status(id, proxy, ProxyStatus::Error, Some(message.clone()));
+                Some(message)
+            }
+        };
+        let last_error_for_db = last_error.clone();
+        db::run(&self.db, move |conn| {
+            db::proxies::set_runtime_state(conn, id.0, "running", last_error_for_db.as_deref())
+        })
+        .await?;
+        lock(&proxy.runtime).desired_running = true;
+        Ok(self.snapshot(proxy))
+    }
+
+    pub(super) async fn stop_server(&self, id: ProxyId, proxy: &Arc<ManagedProxy>, graceful: bool) {
+        let server = lock(&proxy.runtime).server.take();
+        if let Some(server) = server {
+            // Hung requests end now instead of holding the stop for its whole timeout.
+            proxy.live.stopping.notify_waiters();
+            server.stop(graceful).await;
+            log::info!(
+                "proxy {id} stopped{}",
+                if graceful { "" } else { " (forced)" }
+            );
+        }
+        let mut runtime = lock(&proxy.runtime);
+        runtime.listening_port = None;
+        if runtime.status != ProxyStatus::Stopped {
+            runtime.status = ProxyStatus::Stopped;
+            runtime.last_error = None;
+            drop(runtime);
+            self.emit(RegistryEvent::Changed(id));
+        }
+    }
+
+    /// A server the registry did not stop has died: show it as an error rather than "running".
+    fn on_server_exit(&self, id: ProxyId, generation: u64, outcome: std::io::Result<()>) {
+        let Ok(proxy) = self.entry(id) else { return };
+        let mut runtime = lock(&proxy.runtime);
+        if runtime.generation != generation || runtime.server.is_none() {
+            return;
+        }
+        let message = match outcome {
+            Ok(()) => "the proxy server stopped unexpectedly".to_owned(),
+            Err(e) => format!("the proxy server failed: {e}"),
+        };
+        log::error!("proxy {id}: {message}");
+        runtime.server = None;
+        runtime.listening_port = None;
+        runtime.status = ProxyStatus::Error;
+        runtime.last_error = Some(message);
+        drop(runtime);
+        self.emit(RegistryEvent::Changed(id));
+    }
+}
