@@ -271,11 +271,16 @@ class Proxy {
     return [first, second];
   }
 
-  /** The proxy's request log, newest first. */
-  async logs() {
-    const { status, body } = await this.suite.api('GET', `/api/logs?proxy_id=${this.id}&limit=100`);
-    assert.equal(status, 200, `GET logs: ${status} ${JSON.stringify(body)}`);
-    return body.logs;
+  /** The proxy's request log, newest first. The log is written in the background: with
+   * `atLeast`, waits (up to TIMEOUT_MS) until it holds that many entries. */
+  async logs({ atLeast = 0 } = {}) {
+    const deadline = Date.now() + TIMEOUT_MS;
+    for (;;) {
+      const { status, body } = await this.suite.api('GET', `/api/logs?proxy_id=${this.id}&limit=100`);
+      assert.equal(status, 200, `GET logs: ${status} ${JSON.stringify(body)}`);
+      if (body.logs.length >= atLeast || Date.now() > deadline) return body.logs;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 }
 
@@ -444,6 +449,13 @@ export function useSuite(testFileUrl) {
   after(() => suite.stop());
   beforeEach(() => suite.mock.clear());
   return suite;
+}
+
+/** Awaits a call of a Stainless-generated SDK (openai, @anthropic-ai/sdk) with its response:
+ * `{ cache, data }`, `cache` being the `x-cache` header (the shape `proxy.repeatIsHit` takes). */
+export async function withCacheHeader(apiPromise) {
+  const { data, response } = await apiPromise.withResponse();
+  return { cache: response.headers.get('x-cache'), data };
 }
 
 /** Resolves `promise`, or rejects after `ms` naming `what` (for awaits without their own timeout). */

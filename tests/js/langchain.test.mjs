@@ -71,7 +71,7 @@ test('the repeat of invoke is a cache HIT, and so is the repeat of stream', opti
   assert.deepEqual(replayed.text, ANSWER_CHUNKS);
 
   // The proxy's log says which of them the cache served.
-  const logged = await waitForLogs(proxy, 4);
+  const logged = await proxy.logs({ atLeast: 4 });
   assert.deepEqual(
     logged.map((entry) => [entry.cache, entry.stream]).reverse(),
     [['miss', false], ['hit', false], ['miss', true], ['hit', true]],
@@ -89,13 +89,3 @@ test('an injected 429 raises the openai RateLimitError, with LangChain MODEL_RAT
   assert.ok(error.headers.get('retry-after'), 'a Retry-After header');
   assert.equal((await suite.mock.requests()).length, 0, 'the failure was injected, not the upstream');
 });
-
-/** The proxy's log once it holds `count` entries (the log is written in the background). */
-async function waitForLogs(proxy, count) {
-  const deadline = Date.now() + TIMEOUT_MS;
-  for (;;) {
-    const logs = await proxy.logs();
-    if (logs.length >= count || Date.now() > deadline) return logs;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
