@@ -429,23 +429,13 @@ function portSlice(testFile) {
   return [first + index * size, first + (index + 1) * size - 1];
 }
 
-/** Starts the mock upstream and rubberduck for one test file (pass its `import.meta.url`). */
-export async function startSuite(testFileUrl) {
-  const suite = new Suite();
-  try {
-    return await suite.start(testFileUrl);
-  } catch (error) {
-    await suite.stop();
-    throw error;
-  }
-}
-
 /** The suite of one test file (pass its `import.meta.url`), run by the file's hooks: started
  * before its first test, stopped after its last, and the mock's recording cleared before each
  * test. The object is returned at once and filled in when the `before` hook has run. */
 export function useSuite(testFileUrl) {
   const suite = new Suite();
   before(() => suite.start(testFileUrl));
+  // Also runs when `before` failed; stop() copes with a half-started suite.
   after(() => suite.stop());
   beforeEach(() => suite.mock.clear());
   return suite;
