@@ -2,23 +2,18 @@
 // baseURL changed to the proxy (no /v1, as DeepSeek documents): chat, streams, the cache, a 429.
 
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 
 import OpenAI from 'openai';
 
-import { ANSWER, ANSWER_CHUNKS, TEST_TIMEOUT_MS, TIMEOUT_MS, collect, rejection, startSuite } from './harness.mjs';
+import { ANSWER, ANSWER_CHUNKS, TEST_TIMEOUT_MS, TIMEOUT_MS, collect, rejection, useSuite, withCacheHeader } from './harness.mjs';
 
 const API_KEY = 'sk-deepseek-test';
 const MODEL = 'deepseek-chat';
 const options = { timeout: TEST_TIMEOUT_MS };
 const messages = [{ role: 'user', content: 'Say hello' }];
 
-let suite;
-before(async () => {
-  suite = await startSuite(import.meta.url);
-});
-after(() => suite?.stop());
-beforeEach(() => suite.mock.clear());
+const suite = useSuite(import.meta.url);
 
 function client(proxy) {
   return new OpenAI({ apiKey: API_KEY, baseURL: proxy.url, maxRetries: 0, timeout: TIMEOUT_MS });
@@ -47,13 +42,10 @@ test('a stream arrives chunk by chunk', options, async () => {
 test('the repeat of a completion is a cache HIT', options, async () => {
   const proxy = await suite.createProxy('deepseek');
   const deepseek = client(proxy);
-  const first = await deepseek.chat.completions.create({ model: MODEL, messages }).withResponse();
-  const second = await deepseek.chat.completions.create({ model: MODEL, messages }).withResponse();
+  const [first, second] = await proxy.repeatIsHit(() => withCacheHeader(deepseek.chat.completions.create({ model: MODEL, messages })));
 
-  assert.equal(first.response.headers.get('x-cache'), 'MISS');
-  assert.equal(second.response.headers.get('x-cache'), 'HIT');
-  assert.equal((await suite.mock.requests()).length, 1);
-  assert.equal((await proxy.cache()).hits, 1);
+  assert.equal(second.data.choices[0].message.content, ANSWER);
+  assert.deepEqual(second.data, first.data);
 });
 
 test('an injected 429 raises the SDK RateLimitError', options, async () => {

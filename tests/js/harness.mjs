@@ -6,15 +6,19 @@
 //   RUBBERDUCK_BIN   the binary to start (default <repo>/target/debug/rubberduck)
 //   JS_PROXY_PORTS   FIRST-LAST proxy ports for the whole run; every test file takes its own slice
 //
-// Every test file is its own process (node --test), so each starts its own mock and rubberduck.
+// Every test file is its own process (node --test), so each starts its own mock and rubberduck:
+//   const suite = useSuite(import.meta.url);   // started before the file's tests, stopped after
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import dns from 'node:dns';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before, beforeEach } from 'node:test';
 import { fileURLToPath } from 'node:url';
+
+// Any host name other than localhost fails loudly instead of being looked up.
+import { OFFLINE_MODULE } from './offline.mjs';
 
 export const JS_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(JS_DIR, '..', '..');
@@ -25,6 +29,12 @@ export const ANSWER_CHUNKS = ['Hello', ' from', ' the', ' mock', ' upstream.'];
 export const INPUT_TOKENS = 11;
 export const OUTPUT_TOKENS = 7;
 export const EMBEDDING = [0.25, -0.5, 0.125];
+/** The access token the mock's /token endpoint mints (for any grant it is sent). */
+export const MINTED_TOKEN = 'ya29.test-token';
+// What the external_account credentials of `suite.googleCredentialsFile()` exchange at /token.
+export const GOOGLE_AUDIENCE = 'mock-audience';
+export const GOOGLE_SUBJECT_TOKEN = 'js-suite-subject-token';
+export const GOOGLE_SUBJECT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 
 // Credentials of the rubberduck process itself (Bedrock re-signing falls back to them).
 export const PROXY_AWS_ACCESS_KEY = 'AKIDTEST';
@@ -65,15 +75,9 @@ for (const name of Object.keys(process.env)) {
 }
 Object.assign(process.env, ISOLATED_ENV);
 
-// Any host name other than localhost fails loudly instead of being looked up (the SDKs' own
-// defaults would reach api.openai.com, oauth2.googleapis.com, metadata.google.internal …).
-const lookup = dns.lookup;
-dns.lookup = function guardedLookup(hostname, ...rest) {
-  if (hostname === 'localhost') return lookup.call(this, hostname, ...rest);
-  const callback = rest.at(-1);
-  process.nextTick(callback, new Error(`the JS suite tried to reach ${hostname}: only 127.0.0.1 is allowed`));
-  return undefined;
-};
+/** Preload (`node --import <this> program.mjs`) that keeps a program the suite runs on 127.0.0.1. */
+export { OFFLINE_MODULE };
+
 
 // --- child processes ----------------------------------------------------------------------------
 
@@ -229,23 +233,67 @@ class Proxy {
     return body;
   }
 
-  /** The proxy's request log, newest first. */
-  async logs() {
-    const { status, body } = await this.suite.api('GET', `/api/logs?proxy_id=${this.id}&limit=100`);
-    assert.equal(status, 200, `GET logs: ${status} ${JSON.stringify(body)}`);
-    return body.logs;
+  /**
+   * Makes the same call twice and asserts the cache's contract for it: the first answer is a MISS
+   * that reached the upstream, the repeat a HIT that did not. The mock records exactly one new
+   * request (counting only paths containing `upstreamPath`, when given: a client's own calls to
+   * the mock, like a token exchange, are not the proxy's), and the proxy's cache counts one miss
+   * for the first call and one hit for the second.
+   *
+   * `call()` resolves with `{ cache, ... }`, `cache` being the `x-cache` header as the SDK exposes
+   * it; an SDK that exposes no response headers passes `{ headers: false }` and leaves `cache`
+   * out (the counters still tell a HIT from a MISS). Resolves with both answers.
+   */
+  async repeatIsHit(call, { upstreamPath, headers = true } = {}) {
+    const counts = async () => {
+      const { hits, misses } = await this.cache();
+      return { requests: (await this.suite.mock.requests(upstreamPath)).length, hits, misses };
+    };
+    const before = await counts();
+    const first = await call();
+    const afterFirst = await counts();
+    const second = await call();
+    const afterSecond = await counts();
+
+    const delta = (later, earlier) => ({
+      requests: later.requests - earlier.requests,
+      hits: later.hits - earlier.hits,
+      misses: later.misses - earlier.misses,
+    });
+    assert.deepEqual(delta(afterFirst, before), { requests: 1, hits: 0, misses: 1 }, 'the first call is a MISS that reaches the upstream');
+    assert.deepEqual(delta(afterSecond, afterFirst), { requests: 0, hits: 1, misses: 0 }, 'the repeat is a HIT that does not');
+    if (headers) {
+      assert.equal(first.cache, 'MISS', 'x-cache of the first answer');
+      assert.equal(second.cache, 'HIT', 'x-cache of the repeat');
+    } else {
+      assert.equal(first.cache, undefined, 'an SDK without headers passes no x-cache');
+    }
+    return [first, second];
+  }
+
+  /** The proxy's request log, newest first. The log is written in the background: with
+   * `atLeast`, waits (up to TIMEOUT_MS) until it holds that many entries. */
+  async logs({ atLeast = 0 } = {}) {
+    const deadline = Date.now() + TIMEOUT_MS;
+    for (;;) {
+      const { status, body } = await this.suite.api('GET', `/api/logs?proxy_id=${this.id}&limit=100`);
+      assert.equal(status, 200, `GET logs: ${status} ${JSON.stringify(body)}`);
+      if (body.logs.length >= atLeast || Date.now() > deadline) return body.logs;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 }
 
 let proxyNames = 0;
 
 class Suite {
-  constructor({ mock, rubberduck, dashboard, log, dataDir }) {
-    this.mock = mock;
-    this.rubberduck = rubberduck;
-    this.dashboard = dashboard;
-    this.log = log;
-    this.dataDir = dataDir;
+  /** Empty until `start` (so `useSuite` can hand it out before the file's `before` hook runs). */
+  constructor() {
+    this.mock = null;
+    this.rubberduck = null;
+    this.dashboard = null;
+    this.log = [];
+    this.tempDirs = [];
   }
 
   api(method, apiPath, body) {
@@ -272,16 +320,91 @@ class Suite {
     return new Proxy(this, proxy);
   }
 
+  /** A fresh directory removed when the suite stops. `parent` defaults to the system's. */
+  tempDir(prefix = 'rubberduck-js-', parent = os.tmpdir()) {
+    const dir = fs.mkdtempSync(path.join(parent, prefix));
+    this.tempDirs.push(dir);
+    return dir;
+  }
+
+  /** Google Application Default Credentials of type `external_account` (workload identity
+   * federation, no service-account impersonation): the subject token is read from a file and
+   * exchanged at the mock's /token (an RFC 8693 token exchange), which answers MINTED_TOKEN.
+   * google-auth-library for Node honours `token_url` (it ignores a service-account key's
+   * `token_uri`, so that kind of file cannot be pointed at the mock). Returns the file's path;
+   * written once per suite. */
+  googleCredentialsFile() {
+    if (!this.googleCredentials) {
+      const dir = this.tempDir('rubberduck-js-google-');
+      const subjectTokenFile = path.join(dir, 'subject-token');
+      fs.writeFileSync(subjectTokenFile, GOOGLE_SUBJECT_TOKEN);
+      const file = path.join(dir, 'external-account.json');
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          type: 'external_account',
+          audience: GOOGLE_AUDIENCE,
+          subject_token_type: GOOGLE_SUBJECT_TOKEN_TYPE,
+          token_url: `${this.mock.url}/token`,
+          credential_source: { file: subjectTokenFile },
+        }),
+      );
+      this.googleCredentials = file;
+    }
+    return this.googleCredentials;
+  }
+
   /** The last lines rubberduck logged, for failure messages. */
   tail(lines = 30) {
     return this.log.slice(-lines).join('\n');
   }
 
+  /** Starts the mock upstream and rubberduck for the test file at `testFileUrl`. */
+  async start(testFileUrl) {
+    const [first, last] = portSlice(fileURLToPath(testFileUrl));
+    const binary = BINARY_FROM_ENV || path.join(REPO, 'target', 'debug', 'rubberduck');
+    assert.ok(fs.existsSync(binary), `no rubberduck binary at ${binary} (cargo build, or set RUBBERDUCK_BIN)`);
+
+    const mockLog = [];
+    const mockChild = spawn('python3', [path.join(REPO, 'tests', 'sdk', 'mock_upstream.py')], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    children.add(mockChild);
+    mockChild.stderr.setEncoding('utf8').on('data', (data) => mockLog.push(data));
+    const mockPort = await waitForLine(mockChild, mockChild.stdout, /^port (\d+)$/, mockLog, 'the mock upstream');
+    this.mock = new Mock(mockChild, `http://127.0.0.1:${mockPort}`);
+
+    const dataDir = this.tempDir('rubberduck-js-data-');
+    this.rubberduck = spawn(
+      binary,
+      ['serve', '--bind', '127.0.0.1:0', '--data-dir', dataDir, '--proxy-ports', `${first}-${last}`],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: {
+          ...process.env,
+          RUST_LOG: 'info',
+          AWS_ACCESS_KEY_ID: PROXY_AWS_ACCESS_KEY,
+          AWS_SECRET_ACCESS_KEY: PROXY_AWS_SECRET_KEY,
+          AWS_REGION: 'us-east-1',
+          RUBBERDUCK_BOOTSTRAP_TOKEN: BOOTSTRAP_TOKEN,
+          RUBBERDUCK_ADMIN_PASSWORD: 'js-suite-password',
+        },
+      },
+    );
+    children.add(this.rubberduck);
+    const dashboard = await waitForLine(this.rubberduck, this.rubberduck.stderr, /dashboard on (\S+)/, this.log, 'rubberduck');
+    this.dashboard = dashboard.replace(/\/$/, '');
+    return this;
+  }
+
   async stop() {
     // The mock exits when its standard input closes.
-    this.mock.child.stdin.end();
-    await Promise.all([stopChild(this.rubberduck, 'SIGTERM', 30_000), stopChild(this.mock.child, 'SIGTERM', 5_000)]);
-    fs.rmSync(this.dataDir, { recursive: true, force: true });
+    this.mock?.child.stdin.end();
+    await Promise.all([
+      this.rubberduck && stopChild(this.rubberduck, 'SIGTERM', 30_000),
+      this.mock && stopChild(this.mock.child, 'SIGTERM', 5_000),
+    ]);
+    for (const dir of this.tempDirs) fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -306,48 +429,23 @@ function portSlice(testFile) {
   return [first + index * size, first + (index + 1) * size - 1];
 }
 
-/** Starts the mock upstream and rubberduck for one test file (pass its `import.meta.url`). */
-export async function startSuite(testFileUrl) {
-  const [first, last] = portSlice(fileURLToPath(testFileUrl));
-  const binary = BINARY_FROM_ENV || path.join(REPO, 'target', 'debug', 'rubberduck');
-  assert.ok(fs.existsSync(binary), `no rubberduck binary at ${binary} (cargo build, or set RUBBERDUCK_BIN)`);
+/** The suite of one test file (pass its `import.meta.url`), run by the file's hooks: started
+ * before its first test, stopped after its last, and the mock's recording cleared before each
+ * test. The object is returned at once and filled in when the `before` hook has run. */
+export function useSuite(testFileUrl) {
+  const suite = new Suite();
+  before(() => suite.start(testFileUrl));
+  // Also runs when `before` failed; stop() copes with a half-started suite.
+  after(() => suite.stop());
+  beforeEach(() => suite.mock.clear());
+  return suite;
+}
 
-  const mockLog = [];
-  const mockChild = spawn('python3', [path.join(REPO, 'tests', 'sdk', 'mock_upstream.py')], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  children.add(mockChild);
-  mockChild.stderr.setEncoding('utf8').on('data', (data) => mockLog.push(data));
-  const mockPort = await waitForLine(mockChild, mockChild.stdout, /^port (\d+)$/, mockLog, 'the mock upstream');
-  const mock = new Mock(mockChild, `http://127.0.0.1:${mockPort}`);
-
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rubberduck-js-data-'));
-  const log = [];
-  const rubberduck = spawn(
-    binary,
-    ['serve', '--bind', '127.0.0.1:0', '--data-dir', dataDir, '--proxy-ports', `${first}-${last}`],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: {
-        ...process.env,
-        RUST_LOG: 'info',
-        AWS_ACCESS_KEY_ID: PROXY_AWS_ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY: PROXY_AWS_SECRET_KEY,
-        AWS_REGION: 'us-east-1',
-        RUBBERDUCK_BOOTSTRAP_TOKEN: BOOTSTRAP_TOKEN,
-        RUBBERDUCK_ADMIN_PASSWORD: 'js-suite-password',
-      },
-    },
-  );
-  children.add(rubberduck);
-  let dashboard;
-  try {
-    dashboard = await waitForLine(rubberduck, rubberduck.stderr, /dashboard on (\S+)/, log, 'rubberduck');
-  } catch (error) {
-    mockChild.stdin.end();
-    throw error;
-  }
-  return new Suite({ mock, rubberduck, dashboard: dashboard.replace(/\/$/, ''), log, dataDir });
+/** Awaits a call of a Stainless-generated SDK (openai, @anthropic-ai/sdk) with its response:
+ * `{ cache, data }`, `cache` being the `x-cache` header (the shape `proxy.repeatIsHit` takes). */
+export async function withCacheHeader(apiPromise) {
+  const { data, response } = await apiPromise.withResponse();
+  return { cache: response.headers.get('x-cache'), data };
 }
 
 /** Resolves `promise`, or rejects after `ms` naming `what` (for awaits without their own timeout). */
