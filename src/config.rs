@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::validation::parse_port_range;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rubberduck",
@@ -212,24 +214,6 @@ impl Default for ServeArgs {
             oidc: OidcArgs::default(),
         }
     }
-}
-
-pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
-    let (first, last) = text
-        .split_once('-')
-        .ok_or_else(|| format!("“{text}” is not a port range such as 8001-9999"))?;
-    let parse = |port: &str| {
-        port.trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("“{port}” is not a port number"))
-    };
-    let (first, last) = (parse(first)?, parse(last)?);
-    if first > last {
-        return Err(format!("the range {first}-{last} is empty"));
-    }
-    Ok(first..=last)
 }
 
 #[cfg(test)]

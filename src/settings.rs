@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{self, DbError, DbPool};
+use crate::forwarded::{self, TrustedProxies};
 use crate::validation::FieldError;
 
 const MAX_SESSION_HOURS: u32 = 24 * 365;
@@ -57,15 +58,7 @@ impl SystemSettings {
     /// The client's address: the socket peer, or behind a trusted reverse proxy the nearest
     /// untrusted address in `X-Forwarded-For`.
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-        if !self.trusts(peer) {
-            return peer;
-        }
-        forwarded_for
-            .into_iter()
-            .flat_map(|list| list.rsplit(','))
-            .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-            .find(|ip| !self.trusts(*ip))
-            .unwrap_or(peer)
+        forwarded::client_ip(peer, forwarded_for, |ip| self.trusts(ip))
     }
 }
 
@@ -204,6 +197,8 @@ impl SettingsForm {
 pub struct Settings {
     db: DbPool,
     current: ArcSwap<SystemSettings>,
+    /// `current.trusted_proxies` as the proxy servers read it, swapped with every save.
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl Settings {
@@ -224,12 +219,18 @@ impl Settings {
         });
         Ok(Settings {
             db,
+            trusted_proxies: Arc::new(TrustedProxies::new(current.trusted_proxies.clone())),
             current: ArcSwap::from_pointee(current),
         })
     }
 
     pub fn get(&self) -> Arc<SystemSettings> {
         self.current.load_full()
+    }
+
+    /// The reverse proxies trusted everywhere, kept current by [`Settings::save`].
+    pub fn trusted_proxies(&self) -> Arc<TrustedProxies> {
+        Arc::clone(&self.trusted_proxies)
     }
 
     pub async fn save(&self, settings: SystemSettings) -> Result<(), DbError> {
@@ -241,6 +242,8 @@ impl Settings {
             _ => return Err(DbError::Corrupt("settings are not an object".into())),
         };
         db::run(&self.db, move |conn| db::settings::save(conn, &values)).await?;
+        self.trusted_proxies
+            .replace(settings.trusted_proxies.clone());
         self.current.store(Arc::new(settings));
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! validates input.
 
 use std::borrow::Cow;
+use std::ops::RangeInclusive;
 
 use serde::Serialize;
 
@@ -28,4 +29,22 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| format!("“{text}” is not a port range such as 8001-9999"))?;
+    let parse = |port: &str| {
+        port.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("“{port}” is not a port number"))
+    };
+    let (first, last) = (parse(first)?, parse(last)?);
+    if first > last {
+        return Err(format!("the range {first}-{last} is empty"));
+    }
+    Ok(first..=last)
 }

@@ -92,7 +92,7 @@ pub struct BenchArgs {
 
     /// Ports the server under test may give its proxies, as FIRST-LAST (at least 10; default:
     /// a free block between 20000 and 30000).
-    #[arg(long, value_parser = crate::config::parse_port_range)]
+    #[arg(long, value_parser = crate::validation::parse_port_range)]
     pub proxy_ports: Option<RangeInclusive<u16>>,
 }
 

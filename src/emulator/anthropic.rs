@@ -11,7 +11,7 @@ use super::{
     prompt_texts, reply, sse_event,
 };
 
-pub(super) fn answer(request: &Request<'_>) -> Reply {
+pub fn answer(request: &Request<'_>) -> Reply {
     let path = match request.path.strip_prefix("/v1") {
         Some(rest) if rest.starts_with('/') => rest,
         _ => request.path,

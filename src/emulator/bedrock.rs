@@ -48,7 +48,7 @@ fn family(model: &str, json: &Value) -> Family {
     }
 }
 
-pub(super) fn answer(request: &Request<'_>) -> Reply {
+pub fn answer(request: &Request<'_>) -> Reply {
     let Some((model, action)) = request
         .path
         .strip_prefix("/model/")

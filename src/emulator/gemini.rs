@@ -12,7 +12,7 @@ use super::{
     number_at, prompt_texts, reply,
 };
 
-pub(super) fn answer(request: &Request<'_>) -> Reply {
+pub fn answer(request: &Request<'_>) -> Reply {
     // `/v1beta1/projects/p/locations/l/publishers/google/models/m:generateContent` or
     // `/v1beta/models/m:generateContent`.
     let Some((model, method)) = request

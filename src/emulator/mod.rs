@@ -27,8 +27,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::{Instant, Sleep};
 
-use crate::providers::ProviderKind;
-
 /// The `upstream_url` that selects the emulator.
 pub const UPSTREAM: &str = "emulator";
 
@@ -67,13 +65,13 @@ pub struct Reply {
 }
 
 /// Where an answer comes from, and what it says.
-struct Request<'a> {
-    method: &'a Method,
+pub struct Request<'a> {
+    pub method: &'a Method,
     /// The path as the client sent it.
-    path: &'a str,
-    query: Option<&'a str>,
-    body: &'a [u8],
-    settings: &'a EmulatorSettings,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    pub settings: &'a EmulatorSettings,
 }
 
 impl Request<'_> {
@@ -95,31 +93,10 @@ impl Request<'_> {
     }
 }
 
-/// Answers one request the way `provider`'s API would.
-pub fn answer(
-    provider: ProviderKind,
-    settings: &EmulatorSettings,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-    body: &[u8],
-) -> Reply {
-    let request = Request {
-        method,
-        path,
-        query,
-        body,
-        settings,
-    };
-    match provider {
-        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::Deepseek => {
-            openai::answer(provider, &request)
-        }
-        ProviderKind::Anthropic => anthropic::answer(&request),
-        ProviderKind::Bedrock => bedrock::answer(&request),
-        ProviderKind::VertexAi => gemini::answer(&request),
-    }
-}
+pub use anthropic::answer as anthropic;
+pub use bedrock::answer as bedrock;
+pub use gemini::answer as gemini;
+pub use openai::{Catalogue, answer as openai};
 
 /// Why a generated answer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

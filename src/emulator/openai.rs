@@ -10,18 +10,36 @@ use super::{
     Extra, Finish, Generated, Reply, Request, header, json_reply, last_user_text, message_text,
     number_at, prompt_texts, reply, splitmix, sse_event,
 };
-use crate::providers::ProviderKind;
 
 /// `created` of every answer: fixed, so that the same request gets the same bytes.
 const CREATED: u64 = 1_735_689_600;
 const FINGERPRINT: &str = "fp_rubberduck";
 
-pub(super) fn answer(provider: ProviderKind, request: &Request<'_>) -> Reply {
+/// The models an OpenAI-style API lists; the first answers requests that name none.
+pub struct Catalogue {
+    pub models: &'static [&'static str],
+    pub owned_by: &'static str,
+}
+
+impl Catalogue {
+    pub const OPENAI: Catalogue = Catalogue {
+        models: &["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"],
+        owned_by: "openai",
+    };
+
+    fn default_model(&self) -> &'static str {
+        self.models.first().copied().unwrap_or("model")
+    }
+
+    fn model_json(&self, id: &str) -> Value {
+        json!({"id": id, "object": "model", "created": CREATED, "owned_by": self.owned_by})
+    }
+}
+
+/// Answers the way an OpenAI-style API with `catalogue`'s models would.
+pub fn answer(request: &Request<'_>, catalogue: &Catalogue) -> Reply {
     let (deployment, path) = route(request.path);
-    let default_model = deployment.unwrap_or(match provider {
-        ProviderKind::Deepseek => "deepseek-chat",
-        _ => "gpt-4o-mini",
-    });
+    let default_model = deployment.unwrap_or(catalogue.default_model());
     match (request.method, path) {
         (&Method::POST, "/chat/completions" | "/responses" | "/embeddings") => {
             let json = match request.json() {
@@ -39,11 +57,11 @@ pub(super) fn answer(provider: ProviderKind, request: &Request<'_>) -> Reply {
             }
         }
         (&Method::GET, "/models") => {
-            let ids: &[&str] = match provider {
-                ProviderKind::Deepseek => &["deepseek-chat", "deepseek-reasoner"],
-                _ => &["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"],
-            };
-            let data: Vec<Value> = ids.iter().map(|id| model_json(provider, id)).collect();
+            let data: Vec<Value> = catalogue
+                .models
+                .iter()
+                .map(|id| catalogue.model_json(id))
+                .collect();
             json_reply(
                 StatusCode::OK,
                 &json!({"object": "list", "data": data}),
@@ -53,7 +71,7 @@ pub(super) fn answer(provider: ProviderKind, request: &Request<'_>) -> Reply {
         }
         (&Method::GET, _) if path.starts_with("/models/") => json_reply(
             StatusCode::OK,
-            &model_json(provider, &path["/models/".len()..]),
+            &catalogue.model_json(&path["/models/".len()..]),
             [],
             request.pacer().offset(0),
         ),
@@ -80,14 +98,6 @@ fn route(path: &str) -> (Option<&str>, &str) {
         _ => rest,
     };
     (deployment, rest)
-}
-
-fn model_json(provider: ProviderKind, id: &str) -> Value {
-    let owner = match provider {
-        ProviderKind::Deepseek => "deepseek",
-        _ => "openai",
-    };
-    json!({"id": id, "object": "model", "created": CREATED, "owned_by": owner})
 }
 
 /// OpenAI's error shape; `code` names the error where OpenAI does.

@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::forwarded;
 use crate::validation::FieldError;
 use ip::IpRule;
 
@@ -268,11 +269,14 @@ impl Injection {
     }
 }
 
+/// The dice of one request that passed the IP filter and the rate limit: whether it times out,
+/// fails, or waits before its answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Decision {
-    /// A `delay` timeout to wait before carrying on; failures come from `injection`.
+    /// A `delay` timeout waits and carries on; the other modes are failures.
+    pub timeout: Option<Injection>,
     pub stall: Option<Duration>,
-    pub injection: Option<Injection>,
+    pub error: Option<Injection>,
     pub response_delay: Option<Duration>,
     pub delay_hits_only: bool,
 }
@@ -339,40 +343,36 @@ impl Faults {
         forwarded_for: Option<&str>,
         also_trusted: impl Fn(IpAddr) -> bool,
     ) -> IpAddr {
-        let trusted = |ip: IpAddr| also_trusted(ip) || self.trusted.iter().any(|r| r.matches(ip));
-        if !trusted(peer) {
-            return peer;
-        }
-        forwarded_for
-            .into_iter()
-            .flat_map(|list| list.rsplit(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .find(|ip| !trusted(*ip))
-            .unwrap_or(peer)
+        forwarded::client_ip(peer, forwarded_for, |ip| {
+            also_trusted(ip) || self.trusted.iter().any(|r| r.matches(ip))
+        })
     }
 
-    pub fn decide(&self, client: IpAddr, now: Instant) -> Decision {
+    /// `IpBlocked` when the IP filter is on and `client` is blocked or not allowed.
+    pub fn filter_ip(&self, client: IpAddr) -> Option<Injection> {
+        if !self.config.ip_filter.enabled {
+            return None;
+        }
+        let blocked = self.block.iter().any(|r| r.matches(client));
+        let allowed = self.allow.is_empty() || self.allow.iter().any(|r| r.matches(client));
+        (blocked || !allowed).then_some(Injection::IpBlocked)
+    }
+
+    /// `RateLimited` when the rate limit is on and the window is full; otherwise the request
+    /// is counted in it.
+    pub fn limit_rate(&self, now: Instant) -> Option<Injection> {
+        if !self.config.rate_limit.enabled {
+            return None;
+        }
+        let retry_after_seconds = self.over_rate_limit(now)?;
+        Some(Injection::RateLimited {
+            retry_after_seconds,
+        })
+    }
+
+    /// Rolls the dice for a timeout, an injected error and the response delay.
+    pub fn roll(&self) -> Decision {
         let config = &self.config;
-        if config.ip_filter.enabled {
-            let blocked = self.block.iter().any(|r| r.matches(client));
-            let allowed = self.allow.is_empty() || self.allow.iter().any(|r| r.matches(client));
-            if blocked || !allowed {
-                return Decision {
-                    injection: Some(Injection::IpBlocked),
-                    ..Decision::default()
-                };
-            }
-        }
-        if config.rate_limit.enabled
-            && let Some(retry_after_seconds) = self.over_rate_limit(now)
-        {
-            return Decision {
-                injection: Some(Injection::RateLimited {
-                    retry_after_seconds,
-                }),
-                ..Decision::default()
-            };
-        }
         // Every request takes the same draws, so a seeded sequence does not depend on which
         // kinds are switched on.
         let (timeout_roll, error_roll, delay_roll) = {
@@ -397,7 +397,7 @@ impl Faults {
             match config.timeout.mode {
                 TimeoutMode::Delay => decision.stall = Some(wait),
                 mode => {
-                    decision.injection = Some(Injection::Timeout { mode, wait });
+                    decision.timeout = Some(Injection::Timeout { mode, wait });
                     return decision;
                 }
             }
@@ -405,7 +405,7 @@ impl Faults {
         if config.errors.enabled
             && let Some((_, status)) = self.error_table.iter().find(|(edge, _)| error_roll < *edge)
         {
-            decision.injection = Some(Injection::Error {
+            decision.error = Some(Injection::Error {
                 status: *status,
                 retry_after_seconds: config.errors.retry_after_seconds,
             });
@@ -499,33 +499,21 @@ mod tests {
             serde_json::json!({"rate_limit": {"enabled": true, "requests_per_minute": 2}}),
         ));
         let start = Instant::now();
-        assert_eq!(faults.decide(LOCAL, start).injection, None);
+        assert_eq!(faults.limit_rate(start), None);
+        assert_eq!(faults.limit_rate(start + Duration::from_secs(30)), None);
         assert_eq!(
-            faults
-                .decide(LOCAL, start + Duration::from_secs(30))
-                .injection,
-            None
-        );
-        assert_eq!(
-            faults
-                .decide(LOCAL, start + Duration::from_secs(59))
-                .injection,
+            faults.limit_rate(start + Duration::from_secs(59)),
             Some(Injection::RateLimited {
                 retry_after_seconds: 1
             })
         );
         assert_eq!(
-            faults
-                .decide(LOCAL, start + Duration::from_secs(60))
-                .injection,
+            faults.limit_rate(start + Duration::from_secs(60)),
             None,
             "the first slot freed"
         );
         assert!(
-            faults
-                .decide(LOCAL, start + Duration::from_secs(61))
-                .injection
-                .is_some(),
+            faults.limit_rate(start + Duration::from_secs(61)).is_some(),
             "no burst at the boundary"
         );
     }
@@ -535,9 +523,7 @@ mod tests {
         let json = serde_json::json!({"errors": {"enabled": true, "rates": {"429": 0.3, "500": 0.2}}, "seed": 7});
         let run = || {
             let faults = Faults::new(config(json.clone()));
-            (0..50)
-                .map(|_| faults.decide(LOCAL, Instant::now()).injection)
-                .collect::<Vec<_>>()
+            (0..50).map(|_| faults.roll().error).collect::<Vec<_>>()
         };
         let first = run();
         assert_eq!(first, run());

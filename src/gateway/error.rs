@@ -2,7 +2,7 @@
 
 use actix_web::HttpResponse;
 
-use crate::providers::{Provider, ProxyErrorKind};
+use crate::providers::{Provider, ProviderError, ProxyErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -12,8 +12,8 @@ pub enum GatewayError {
     BodyRead(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    Credentials(String),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     #[error("cannot reach the upstream {upstream}: {reason}")]
     Unreachable { upstream: String, reason: String },
     #[error("the upstream {upstream} did not answer within {seconds} s")]
@@ -29,7 +29,7 @@ impl GatewayError {
         match self {
             GatewayError::BodyTooLarge { .. } => ProxyErrorKind::PayloadTooLarge,
             GatewayError::BodyRead(_) | GatewayError::BadRequest(_) => ProxyErrorKind::BadRequest,
-            GatewayError::Credentials(_) => ProxyErrorKind::Unauthorized,
+            GatewayError::Provider(error) => error.kind(),
             GatewayError::Unreachable { .. } => ProxyErrorKind::BadGateway,
             GatewayError::Timeout { .. } => ProxyErrorKind::GatewayTimeout,
             GatewayError::NotCached => ProxyErrorKind::NotCached,

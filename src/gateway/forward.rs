@@ -1,37 +1,28 @@
 //! Forwarding: the client's bytes go upstream unchanged (bar hop-by-hop headers and provider
 //! credentials), and the upstream's answer streams back without buffering.
 
-use actix_web::body::SizedStream;
-use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::task::{Context, Poll};
 
+use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web::{Bytes, BytesMut};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use chrono::Utc;
 use futures_util::{Stream, StreamExt};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use super::error::GatewayError;
-use super::faults;
 use super::headers::{connection_tokens, forwardable, returnable};
 use super::usage::UsageMeter;
-use super::{InFlight, LiveProxy, ProxyServerState, UpstreamSettings};
-use crate::cache::{
-    CacheKey, CachedResponse, KeyParts, MAX_ENTRY_BYTES, ResponseCache, is_content_header,
-};
+use super::{InFlight, UpstreamSettings};
+use crate::cache::{CacheKey, CachedResponse, MAX_ENTRY_BYTES, ResponseCache, is_content_header};
 use crate::emulator;
-use crate::faults::Decision;
 use crate::ids::ProxyId;
-use crate::providers::UpstreamRequest;
-use crate::providers::Usage;
-use crate::settings::Settings;
-use crate::spec::{CacheMode, ProxySpec};
-use crate::telemetry::{FailureKind, LogDraft, Telemetry, model_of};
+use crate::providers::{Provider, UpstreamRequest, Usage};
+use crate::telemetry::{LogDraft, Telemetry};
 
 /// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed
 /// answer counts until its last byte, and reads usage as chunks pass. Dropping it (the client
@@ -45,7 +36,7 @@ struct MeteredBody<S> {
 }
 
 /// The log entry of a forwarded request, finished with the body.
-struct PendingLog {
+pub(super) struct PendingLog {
     draft: LogDraft,
     telemetry: Arc<Telemetry>,
     status: u16,
@@ -68,7 +59,7 @@ impl<S> MeteredBody<S> {
 
 /// Copies a successful answer as it streams through (chunks are reference-counted, not
 /// copied) and stores it once the upstream has sent all of it; an answer cut short is dropped.
-struct Recorder {
+pub(super) struct Recorder {
     cache: Arc<ResponseCache>,
     proxy: ProxyId,
     key: CacheKey,
@@ -148,7 +139,7 @@ const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const X_CACHE_KEY: HeaderName = HeaderName::from_static("x-cache-key");
 
 /// `X-Cache: MISS` with the key, or `BYPASS` when the proxy does not cache.
-fn cache_headers(key: Option<&CacheKey>) -> Vec<(HeaderName, HeaderValue)> {
+pub(super) fn cache_headers(key: Option<&CacheKey>) -> Vec<(HeaderName, HeaderValue)> {
     match key.and_then(|k| HeaderValue::from_str(&k.to_string()).ok()) {
         Some(key) => vec![
             (X_CACHE, HeaderValue::from_static("MISS")),
@@ -158,7 +149,7 @@ fn cache_headers(key: Option<&CacheKey>) -> Vec<(HeaderName, HeaderValue)> {
     }
 }
 
-fn replay(hit: &CachedResponse, key: &CacheKey) -> HttpResponse {
+pub(super) fn replay(hit: &CachedResponse, key: &CacheKey) -> HttpResponse {
     let mut reply = hit.replay();
     reply.insert_header((X_CACHE, "HIT"));
     reply.insert_header((X_CACHE_KEY, key.to_string()));
@@ -170,44 +161,8 @@ fn replay(hit: &CachedResponse, key: &CacheKey) -> HttpResponse {
     }
 }
 
-fn is_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.starts_with("text/event-stream")
-                || t.starts_with("application/vnd.amazon.eventstream")
-        })
-}
-
-/// The failure decisions for this request, and the client address the filter saw; nothing at
-/// all when no kind is switched on.
-fn decide_faults(
-    req: &HttpRequest,
-    live: &LiveProxy,
-    settings: &Settings,
-) -> (Decision, Option<IpAddr>) {
-    let faults = live.faults.load();
-    let everywhere = settings.get();
-    if !faults.is_active() && everywhere.trusted_proxies.is_empty() {
-        return (Decision::default(), None);
-    }
-    let peer = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
-    let forwarded_for = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client = faults.client_ip(peer, forwarded_for, |ip| everywhere.trusts(ip));
-    if !faults.is_active() {
-        return (Decision::default(), Some(client));
-    }
-    (faults.decide(client, Instant::now()), Some(client))
-}
-
 /// Nobody reads this: the client hung up while the proxy waited on purpose.
-fn client_left() -> HttpResponse {
+pub(super) fn client_left() -> HttpResponse {
     HttpResponse::RequestTimeout().finish()
 }
 
@@ -225,7 +180,10 @@ pub fn upstream_client(settings: &UpstreamSettings) -> awc::Client {
         .finish()
 }
 
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, GatewayError> {
+pub(super) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| GatewayError::BodyRead(e.to_string()))?;
@@ -265,141 +223,12 @@ fn send_error(error: SendRequestError, url: &str, settings: &UpstreamSettings) -
     }
 }
 
-/// Runs the pipeline for one request. The log draft comes back unless a streamed answer took
-/// it, to be finished when its last byte is sent.
-pub async fn forward(
-    req: &HttpRequest,
-    payload: web::Payload,
-    spec: &ProxySpec,
-    state: &ProxyServerState,
+/// Sends a request upstream as the provider prepared it; the answer's head is back.
+pub(super) async fn send(
     client: &awc::Client,
-    in_flight: InFlight,
-    draft: LogDraft,
-) -> (Result<HttpResponse, GatewayError>, Option<LogDraft>) {
-    let mut draft = Some(draft);
-    let outcome = pipeline(req, payload, spec, state, client, in_flight, &mut draft).await;
-    (outcome, draft)
-}
-
-/// Notes on the draft while it is still here.
-fn note(draft: &mut Option<LogDraft>, annotate: impl FnOnce(&mut LogDraft)) {
-    if let Some(draft) = draft.as_mut() {
-        annotate(draft);
-    }
-}
-
-async fn pipeline(
-    req: &HttpRequest,
-    payload: web::Payload,
-    spec: &ProxySpec,
-    state: &ProxyServerState,
-    client: &awc::Client,
-    in_flight: InFlight,
-    draft: &mut Option<LogDraft>,
-) -> Result<HttpResponse, GatewayError> {
-    let provider = spec.provider.provider();
-    // The body is read first so that even a failed request's log names its model.
-    let body = read_body(payload, state.upstream.max_request_bytes).await?;
-    let query = Some(req.query_string()).filter(|q| !q.is_empty());
-    note(draft, |d| d.request(&body, model_of(req.path(), &body)));
-    let (decision, client_ip) = decide_faults(req, &state.live, &state.settings);
-    if let Some(ip) = client_ip {
-        note(draft, |d| d.client_ip(ip));
-    }
-    if let Some(stall) = decision.stall
-        && !faults::wait(req, stall).await
-    {
-        return Ok(client_left());
-    }
-    if let Some(injection) = decision.injection {
-        note(draft, |d| {
-            d.failure(FailureKind::Injected(injection.kind()), None)
-        });
-        return Ok(faults::inject(req, &state.live, provider, injection).await);
-    }
-
-    let key = spec.cache.enabled.then(|| {
-        CacheKey::of(
-            provider,
-            &KeyParts {
-                method: req.method(),
-                path: req.path(),
-                query,
-                headers: req.headers(),
-                body: &body,
-                partition_by_credential: spec.cache.partition_by_credential,
-                emulated: spec.emulated(),
-            },
-        )
-    });
-    if let Some(key) = &key {
-        if let Some(hit) = state
-            .cache
-            .lookup(spec.id, key, spec.cache.ttl_seconds)
-            .await
-        {
-            if let Some(delay) = decision.response_delay
-                && !faults::wait(req, delay).await
-            {
-                return Ok(client_left());
-            }
-            note(draft, |d| {
-                d.cache("hit", Some(key.to_string()));
-                d.stream(hit.chunks.is_some());
-                d.usage = *hit.usage.get_or_init(|| stored_usage(provider, &hit));
-            });
-            return Ok(replay(&hit, key));
-        }
-        note(draft, |d| d.cache("miss", Some(key.to_string())));
-        if spec.cache.mode == CacheMode::ReplayOnly {
-            let mut refusal = GatewayError::NotCached.to_response(provider);
-            for (name, value) in cache_headers(Some(key)) {
-                refusal.headers_mut().insert(name, value);
-            }
-            note(draft, |d| {
-                d.failure(
-                    FailureKind::ProxyError,
-                    Some(GatewayError::NotCached.to_string()),
-                );
-            });
-            return Ok(refusal);
-        }
-    }
-
-    if let Some(delay) = decision
-        .response_delay
-        .filter(|_| !decision.delay_hits_only)
-        && !faults::wait(req, delay).await
-    {
-        return Ok(client_left());
-    }
-
-    if spec.emulated() {
-        return Ok(emulate(req, spec, state, in_flight, draft, key, &body).await);
-    }
-
-    let url = provider.upstream_url(
-        spec,
-        &state.provider_state,
-        req.path(),
-        query,
-        req.headers(),
-    )?;
-
-    let mut headers = HeaderMap::new();
-    for (name, value) in forwardable(req.headers()) {
-        headers.append(name.clone(), value.clone());
-    }
-    let mut upstream = UpstreamRequest {
-        method: req.method().clone(),
-        url,
-        headers,
-        body,
-    };
-    provider
-        .authorize(spec, &state.provider_state, &mut upstream)
-        .await?;
-
+    upstream: UpstreamRequest,
+    settings: &UpstreamSettings,
+) -> Result<awc::ClientResponse, GatewayError> {
     // Without no_decompress awc would add `Accept-Encoding: identity` to requests that had none.
     let mut request = client
         .request(upstream.method.clone(), upstream.url.as_str())
@@ -407,158 +236,150 @@ async fn pipeline(
     for (name, value) in upstream.headers.iter() {
         request = request.append_header((name.clone(), value.clone()));
     }
-    note(draft, |d| d.upstream_started = Some(Instant::now()));
-    let response = request
+    request
         .send_body(upstream.body)
         .await
-        .map_err(|e| send_error(e, &upstream.url, &state.upstream))?;
-    note(draft, |d| {
-        d.upstream_answered = Some(Instant::now());
-        d.stream(is_stream(response.headers()));
-    });
+        .map_err(|e| send_error(e, &upstream.url, settings))
+}
 
-    let length = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let outgoing = Outgoing::prepare(
-        response.status(),
-        response.headers(),
-        length,
-        spec,
-        state,
-        key,
-    );
-    Ok(outgoing.send(response, state, in_flight, draft))
+/// The client's headers that go upstream (hop-by-hop ones stay here).
+pub(super) fn forwarded_headers(incoming: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in forwardable(incoming) {
+        headers.append(name.clone(), value.clone());
+    }
+    headers
+}
+
+/// The body of an answer on its way to the client: the upstream's, or the emulator's.
+pub(super) enum AnswerBody {
+    Upstream(awc::ClientResponse),
+    Emulated(emulator::Body),
+}
+
+impl Stream for AnswerBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            AnswerBody::Upstream(response) => Pin::new(response).poll_next(cx),
+            AnswerBody::Emulated(body) => Pin::new(body).poll_next(cx),
+        }
+    }
 }
 
 /// An answer (the upstream's or the emulator's) on its way to the client: its head is ready,
 /// its body is read as it arrives for usage and the cache, and the request is logged once the
 /// body is done.
-struct Outgoing {
-    reply: actix_web::HttpResponseBuilder,
-    meter: UsageMeter,
-    recorder: Option<Recorder>,
-    status: u16,
+pub(super) struct Outgoing {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
     /// `Content-Length`, kept when the body's length is known.
-    length: Option<u64>,
+    pub length: Option<u64>,
+    pub body: AnswerBody,
+    /// Whether the answer is a stream (replayed chunk by chunk from the cache).
+    pub streamed: bool,
+    pub recorder: Option<Recorder>,
 }
 
 impl Outgoing {
-    fn prepare(
-        status: StatusCode,
-        headers: &HeaderMap,
-        length: Option<u64>,
-        spec: &ProxySpec,
-        state: &ProxyServerState,
-        key: Option<CacheKey>,
-    ) -> Self {
-        let mut reply = HttpResponse::build(status);
-        let tokens = connection_tokens(headers);
-        for (name, value) in headers.iter() {
-            if returnable(name, &tokens) {
-                reply.append_header((name.clone(), value.clone()));
-            }
+    pub fn from_upstream(provider: &dyn Provider, response: awc::ClientResponse) -> Self {
+        // The head moves out of the response (which streams only its body from here on)
+        // instead of being copied.
+        let mut headers = HeaderMap::new();
+        let response = response.map_body(|head, payload| {
+            headers = std::mem::take(&mut head.headers);
+            payload
+        });
+        let length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        Outgoing {
+            status: response.status(),
+            streamed: provider.is_stream(&headers),
+            headers,
+            length,
+            body: AnswerBody::Upstream(response),
+            recorder: None,
         }
-        let meter = UsageMeter::for_response(spec.provider.provider(), headers);
-        let recorder = key.filter(|_| status.is_success()).map(|key| Recorder {
-            cache: Arc::clone(&state.cache),
-            proxy: spec.id,
+    }
+
+    pub fn from_emulator(provider: &dyn Provider, reply: emulator::Reply) -> Self {
+        Outgoing {
+            status: reply.status,
+            streamed: provider.is_stream(&reply.headers),
+            length: reply.body.length(),
+            headers: reply.headers,
+            body: AnswerBody::Emulated(reply.body),
+            recorder: None,
+        }
+    }
+
+    /// Keeps a copy of a successful answer for the cache as it streams through.
+    pub fn record(&mut self, cache: &Arc<ResponseCache>, proxy: ProxyId, key: CacheKey) {
+        if !self.status.is_success() {
+            return;
+        }
+        self.recorder = Some(Recorder {
+            cache: Arc::clone(cache),
+            proxy,
             key,
-            status: status.as_u16(),
-            headers: headers
+            status: self.status.as_u16(),
+            headers: self
+                .headers
                 .iter()
                 .filter(|(name, _)| is_content_header(name.as_str()))
                 .filter_map(|(name, value)| {
                     Some((name.to_string(), value.to_str().ok()?.to_owned()))
                 })
                 .collect(),
-            streamed: is_stream(headers),
+            streamed: self.streamed,
             chunks: Vec::new(),
             size: 0,
         });
-        for header in cache_headers(key.as_ref()) {
-            reply.insert_header(header);
-        }
-        Outgoing {
-            reply,
-            meter,
-            recorder,
-            status: status.as_u16(),
-            length,
-        }
     }
 
-    fn send<S>(
-        mut self,
-        body: S,
-        state: &ProxyServerState,
+    /// The response the client gets: the upstream's head (bar hop-by-hop headers) with the
+    /// cache status, and a body that meters usage, feeds the recorder and finishes the log.
+    pub fn send(
+        self,
+        provider: &'static dyn Provider,
+        key: Option<&CacheKey>,
         in_flight: InFlight,
-        draft: &mut Option<LogDraft>,
-    ) -> HttpResponse
-    where
-        S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
-    {
+        log: Option<(LogDraft, Arc<Telemetry>)>,
+    ) -> HttpResponse {
+        let mut reply = HttpResponse::build(self.status);
+        let tokens = connection_tokens(&self.headers);
+        for (name, value) in self.headers.iter() {
+            if returnable(name, &tokens) {
+                reply.append_header((name.clone(), value.clone()));
+            }
+        }
+        for header in cache_headers(key) {
+            reply.insert_header(header);
+        }
         let body = MeteredBody {
-            upstream: body,
-            meter: Some(self.meter),
+            upstream: self.body,
+            meter: Some(UsageMeter::for_response(provider, &self.headers)),
             recorder: self.recorder,
-            log: draft.take().map(|draft| PendingLog {
+            log: log.map(|(draft, telemetry)| PendingLog {
                 draft,
-                telemetry: Arc::clone(&state.telemetry),
-                status: self.status,
+                telemetry,
+                status: self.status.as_u16(),
                 bytes: 0,
             }),
             in_flight,
         };
         match self.length {
-            Some(length) => self.reply.body(SizedStream::new(length, body)),
-            None => self.reply.streaming(body),
+            Some(length) => reply.body(SizedStream::new(length, body)),
+            None => reply.streaming(body),
         }
     }
 }
 
-/// The emulator answers in the upstream's place: no URL, no credentials, the same metering,
-/// caching and logging. A whole answer waits its generation time first, as a model would.
-async fn emulate(
-    req: &HttpRequest,
-    spec: &ProxySpec,
-    state: &ProxyServerState,
-    in_flight: InFlight,
-    draft: &mut Option<LogDraft>,
-    key: Option<CacheKey>,
-    body: &[u8],
-) -> HttpResponse {
-    note(draft, |d| d.upstream_started = Some(Instant::now()));
-    let reply = emulator::answer(
-        spec.provider,
-        &spec.emulator,
-        req.method(),
-        req.path(),
-        Some(req.query_string()).filter(|q| !q.is_empty()),
-        body,
-    );
-    if !reply.delay.is_zero() && !faults::wait(req, reply.delay).await {
-        return client_left();
-    }
-    note(draft, |d| {
-        d.upstream_answered = Some(Instant::now());
-        d.stream(is_stream(&reply.headers));
-    });
-    let outgoing = Outgoing::prepare(
-        reply.status,
-        &reply.headers,
-        reply.body.length(),
-        spec,
-        state,
-        key,
-    );
-    outgoing.send(reply.body, state, in_flight, draft)
-}
-
 /// The usage a cached answer reports: what each of its hits saved.
-fn stored_usage(provider: &'static dyn crate::providers::Provider, hit: &CachedResponse) -> Usage {
+pub(super) fn stored_usage(provider: &'static dyn Provider, hit: &CachedResponse) -> Usage {
     let headers: HeaderMap = hit
         .headers
         .iter()

@@ -1,5 +1,6 @@
-//! The request pipeline each proxy port runs. Every proxy is its own actix server; this module
-//! builds its app from the live configuration the registry shares with it.
+//! The request pipeline each proxy port runs (read it in `pipeline.rs`). Every proxy is its own
+//! actix server; this module builds its app from the live configuration the registry shares
+//! with it.
 
 mod connection;
 mod error;
@@ -7,6 +8,7 @@ mod faults;
 mod forward;
 mod headers;
 mod http2;
+mod pipeline;
 mod server;
 mod usage;
 
@@ -14,7 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
 use actix_web::{HttpRequest, HttpResponse, web};
 use arc_swap::ArcSwap;
 
@@ -25,10 +26,10 @@ use tokio::sync::Notify;
 
 use crate::cache::ResponseCache;
 use crate::faults::Faults;
+use crate::forwarded::TrustedProxies;
 use crate::providers::{ProviderState, Usage};
-use crate::settings::Settings;
 use crate::spec::ProxySpec;
-use crate::telemetry::{FailureKind, LogDraft, Telemetry};
+use crate::telemetry::Telemetry;
 
 /// What a running proxy server reads on every request. The registry swaps `spec` whole when the
 /// user saves, so the request path never reads the database and never sees half an edit.
@@ -75,6 +76,10 @@ impl LiveProxy {
             input_tokens: self.input_tokens.load(Ordering::Relaxed),
             output_tokens: self.output_tokens.load(Ordering::Relaxed),
         }
+    }
+
+    fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     fn record_usage(&self, usage: Usage) {
@@ -134,8 +139,9 @@ impl UpstreamSettings {
 /// Everything one proxy server shares between its workers.
 pub struct ProxyServerState {
     pub live: Arc<LiveProxy>,
-    /// For the reverse proxies trusted everywhere (the client IP behind them).
-    pub settings: Arc<Settings>,
+    /// The reverse proxies trusted everywhere (the client IP behind them), as the admin last
+    /// saved them.
+    pub trusted_proxies: Arc<TrustedProxies>,
     pub cache: Arc<ResponseCache>,
     pub telemetry: Arc<Telemetry>,
     pub provider_state: ProviderState,
@@ -157,38 +163,5 @@ async fn handle(
     state: web::Data<ProxyServerState>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    let in_flight = InFlight::enter(&state.live);
-    state.live.requests.fetch_add(1, Ordering::Relaxed);
-    let spec = state.live.spec.load_full();
-    let provider = spec.provider.provider();
-    let draft = LogDraft::start(&req, &spec);
-    let (outcome, draft) =
-        forward::forward(&req, payload, &spec, &state, &client, in_flight, draft).await;
-    let response = match outcome {
-        Ok(response) => response,
-        Err(error) => {
-            log::debug!("proxy {}: {error}", spec.id);
-            let response = error.to_response(provider);
-            if let Some(draft) = draft {
-                let mut draft = draft;
-                draft.failure(FailureKind::ProxyError, Some(error.to_string()));
-                finish_now(&state.telemetry, draft, &response);
-            }
-            return response;
-        }
-    };
-    // Answers made here (hits, injected failures) are complete; forwarded ones are logged
-    // when their body has been sent.
-    if let Some(draft) = draft {
-        finish_now(&state.telemetry, draft, &response);
-    }
-    response
-}
-
-fn finish_now(telemetry: &Telemetry, draft: LogDraft, response: &HttpResponse) {
-    let size = match response.body().size() {
-        actix_web::body::BodySize::Sized(n) => n,
-        _ => 0,
-    };
-    telemetry.finish(draft, response.status().as_u16(), size);
+    pipeline::run(&req, payload, &state, &client).await
 }

@@ -1,5 +1,7 @@
 use actix_web::HttpResponse;
 
+use crate::emulator;
+
 use super::{
     Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SdkHint, Usage, anthropic_usage,
     injected_message, json_error,
@@ -60,6 +62,10 @@ impl Provider for Anthropic {
 
     fn snippets(&self, base_url: &str) -> super::Snippets {
         super::Snippets::fill(PYTHON_SNIPPET, TYPESCRIPT_SNIPPET, CURL_SNIPPET, base_url)
+    }
+
+    fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
+        emulator::anthropic(request)
     }
 
     fn usage_in(&self, json: &serde_json::Value) -> Usage {

@@ -1,10 +1,12 @@
 use actix_web::HttpResponse;
 
 use super::openai::openai_error;
+use super::path_segment_after;
 use super::{
     Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SdkHint, Usage, injected_message,
     json_error, openai_style_body, openai_style_proxy_error, openai_usage, random_uuid,
 };
+use crate::emulator;
 
 /// Azure OpenAI: the upstream is the user's own resource endpoint, so there is no default.
 pub struct AzureOpenAi;
@@ -56,6 +58,23 @@ impl Provider for AzureOpenAi {
 
     fn snippets(&self, base_url: &str) -> super::Snippets {
         super::Snippets::fill(PYTHON_SNIPPET, TYPESCRIPT_SNIPPET, CURL_SNIPPET, base_url)
+    }
+
+    fn upstream_url_required(&self) -> Option<&'static str> {
+        Some(
+            "Azure OpenAI needs your resource endpoint as upstream URL, e.g. https://my-resource.openai.azure.com (or the built-in emulator).",
+        )
+    }
+
+    /// `/openai/deployments/{deployment}/…` names the model by its deployment.
+    fn model_in_path(&self, path: &str) -> Option<String> {
+        path_segment_after(path, "/models/")
+            .or_else(|| path_segment_after(path, "/deployments/"))
+            .map(str::to_owned)
+    }
+
+    fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
+        emulator::openai(request, &emulator::Catalogue::OPENAI)
     }
 
     fn cache_query_params(&self) -> &'static [&'static str] {

@@ -11,12 +11,11 @@ use aws_sigv4::sign::v4::SigningParams;
 use futures_util::future::LocalBoxFuture;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters, SdkHint,
-    UpstreamRequest, Usage, anthropic_usage, count_at, injected_message, join_url, json_error,
-    random_uuid,
+    Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters,
+    SdkHint, UpstreamRequest, UpstreamTarget, Usage, anthropic_usage, count_at, injected_message,
+    join_url, json_error, random_uuid,
 };
-use crate::gateway::GatewayError;
-use crate::spec::ProxySpec;
+use crate::emulator;
 
 const SIGNING_NAME: &str = "bedrock";
 const ACCESS_KEY_HEADER: &str = "x-aws-access-key";
@@ -102,23 +101,23 @@ fn region_from_client_signature(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn region(
-    spec: &ProxySpec,
+    target: &UpstreamTarget<'_>,
     state: &ProviderState,
     headers: &HeaderMap,
-) -> Result<String, GatewayError> {
+) -> Result<String, ProviderError> {
     region_from_client_signature(headers)
         .or_else(|| header(headers, REGION_HEADER))
-        .or(spec.aws_region.as_deref())
+        .or(target.region)
         .or(state.aws.region.as_deref())
         .map(str::to_owned)
         .ok_or_else(|| {
-            GatewayError::BadRequest(
+            ProviderError::BadRequest(
                 "no AWS region: sign the request (boto3 does), send X-AWS-Region, or set the proxy's AWS region".into(),
             )
         })
 }
 
-fn credentials(headers: &HeaderMap, state: &ProviderState) -> Result<Credentials, GatewayError> {
+fn credentials(headers: &HeaderMap, state: &ProviderState) -> Result<Credentials, ProviderError> {
     match (header(headers, ACCESS_KEY_HEADER), header(headers, SECRET_KEY_HEADER)) {
         (Some(key), Some(secret)) => Ok(Credentials::new(
             key,
@@ -127,11 +126,11 @@ fn credentials(headers: &HeaderMap, state: &ProviderState) -> Result<Credentials
             None,
             "request headers",
         )),
-        (Some(_), None) | (None, Some(_)) => Err(GatewayError::Credentials(
+        (Some(_), None) | (None, Some(_)) => Err(ProviderError::Credentials(
             "send both X-AWS-Access-Key and X-AWS-Secret-Key".into(),
         )),
         (None, None) => state.aws.credentials.clone().ok_or_else(|| {
-            GatewayError::Credentials(
+            ProviderError::Credentials(
                 "no AWS credentials: send X-AWS-Access-Key and X-AWS-Secret-Key, or give the Rubberduck process AWS credentials (environment or ~/.aws/credentials)".into(),
             )
         }),
@@ -147,9 +146,9 @@ fn sign_request(
     request: &mut UpstreamRequest,
     credentials: &Credentials,
     region: &str,
-) -> Result<(), GatewayError> {
+) -> Result<(), ProviderError> {
     let signing_error = |e: &dyn std::fmt::Display| {
-        GatewayError::BadRequest(format!("cannot sign the request for AWS: {e}"))
+        ProviderError::BadRequest(format!("cannot sign the request for AWS: {e}"))
     };
     let host = url_authority(&request.url)
         .ok_or_else(|| signing_error(&"the upstream URL has no host"))?
@@ -255,16 +254,16 @@ impl Provider for Bedrock {
 
     fn upstream_url(
         &self,
-        spec: &ProxySpec,
+        target: &UpstreamTarget<'_>,
         state: &ProviderState,
         path: &str,
         query: Option<&str>,
         headers: &HeaderMap,
-    ) -> Result<String, GatewayError> {
-        if let Some(base) = &spec.upstream_url {
+    ) -> Result<String, ProviderError> {
+        if let Some(base) = target.base_url {
             return Ok(join_url(base, path, query));
         }
-        let region = region(spec, state, headers)?;
+        let region = region(target, state, headers)?;
         Ok(join_url(
             &format!("https://bedrock-runtime.{region}.amazonaws.com"),
             path,
@@ -274,12 +273,12 @@ impl Provider for Bedrock {
 
     fn authorize<'a>(
         &'a self,
-        spec: &'a ProxySpec,
+        target: &'a UpstreamTarget<'a>,
         state: &'a ProviderState,
         request: &'a mut UpstreamRequest,
-    ) -> LocalBoxFuture<'a, Result<(), GatewayError>> {
+    ) -> LocalBoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
-            let region = region(spec, state, &request.headers)?;
+            let region = region(target, state, &request.headers)?;
             let credentials = credentials(&request.headers, state)?;
             for name in CLIENT_SIGNING_HEADERS {
                 request.headers.remove(name);
@@ -304,6 +303,25 @@ impl Provider for Bedrock {
     /// Converse (`usage.inputTokens`, stream `metadata`), invoke's per-model bodies (Anthropic's
     /// shape, Llama's `prompt_token_count`, Titan's `inputTextTokenCount` and `results`), and
     /// the invocation metrics Bedrock appends to a stream's last chunk.
+    /// `/model/{model id}/invoke`, the id percent-encoded (`…-v1%3A0`).
+    fn model_in_path(&self, path: &str) -> Option<String> {
+        let id = path.strip_prefix("/model/")?.split('/').next()?;
+        Some(
+            percent_encoding::percent_decode_str(id)
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    }
+
+    /// `InvokeModelWithResponseStream` and `ConverseStream` answer in AWS event streams.
+    fn stream_content_types(&self) -> &'static [&'static str] {
+        &["text/event-stream", "application/vnd.amazon.eventstream"]
+    }
+
+    fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
+        emulator::bedrock(request)
+    }
+
     fn usage_in(&self, json: &serde_json::Value) -> Usage {
         let metrics = "amazon-bedrock-invocationMetrics";
         let mut usage = anthropic_usage(json);

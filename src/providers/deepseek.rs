@@ -2,15 +2,20 @@ use actix_web::HttpResponse;
 use actix_web::http::header::HeaderMap;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters, SdkHint, Usage,
-    injected_message, json_error, openai_style_body, openai_style_cache_path,
-    openai_style_proxy_error, openai_style_url, openai_usage,
+    Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters,
+    SdkHint, UpstreamTarget, Usage, injected_message, json_error, openai_style_body,
+    openai_style_cache_path, openai_style_proxy_error, openai_style_url, openai_usage,
 };
-use crate::gateway::GatewayError;
-use crate::spec::ProxySpec;
+use crate::emulator;
 
 /// DeepSeek speaks the OpenAI API, errors included.
 pub struct DeepSeek;
+
+/// DeepSeek's models, as its model list names them.
+const CATALOGUE: emulator::Catalogue = emulator::Catalogue {
+    models: &["deepseek-chat", "deepseek-reasoner"],
+    owned_by: "deepseek",
+};
 
 /// What a user pastes to call a proxy of this provider. DeepSeek is called through the `openai`
 /// SDKs, which read `OPENAI_API_KEY` by default, so the key is passed from `DEEPSEEK_API_KEY`.
@@ -65,13 +70,18 @@ impl Provider for DeepSeek {
 
     fn upstream_url(
         &self,
-        spec: &ProxySpec,
+        target: &UpstreamTarget<'_>,
         _state: &ProviderState,
         path: &str,
         query: Option<&str>,
         _headers: &HeaderMap,
-    ) -> Result<String, GatewayError> {
-        openai_style_url(spec, path, query)
+    ) -> Result<String, ProviderError> {
+        let base = target.base_or(self.default_upstream())?;
+        Ok(openai_style_url(base, path, query))
+    }
+
+    fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
+        emulator::openai(request, &CATALOGUE)
     }
 
     fn cache_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {

@@ -1,5 +1,7 @@
 //! Everything provider-specific sits behind [`Provider`]; the rest of the product never matches
-//! on provider names.
+//! on provider names. Providers are pure protocol knowledge: they know the wire formats, paths,
+//! credentials and error shapes of an API, and nothing of the gateway that calls them. Adding a
+//! provider is one file here plus its line in [`ProviderKind`].
 
 mod anthropic;
 mod azure_openai;
@@ -22,8 +24,7 @@ use actix_web::web::Bytes;
 use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::GatewayError;
-use crate::spec::ProxySpec;
+use crate::emulator;
 
 pub use snippets::Snippets;
 
@@ -96,6 +97,52 @@ impl FromStr for ProviderKind {
             .into_iter()
             .find(|kind| kind.id() == s)
             .ok_or_else(|| UnknownProvider(s.to_owned()))
+    }
+}
+
+/// Why a provider cannot prepare a request for its upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The request or the proxy's settings do not say enough (no region, no upstream URL).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No usable credentials for the upstream.
+    #[error("{0}")]
+    Credentials(String),
+}
+
+impl ProviderError {
+    pub fn kind(&self) -> ProxyErrorKind {
+        match self {
+            ProviderError::BadRequest(_) => ProxyErrorKind::BadRequest,
+            ProviderError::Credentials(_) => ProxyErrorKind::Unauthorized,
+        }
+    }
+}
+
+/// What a provider reads of a proxy's configuration to reach its upstream; the gateway builds
+/// it for each request.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTarget<'a> {
+    /// For messages that name the proxy.
+    pub proxy_name: &'a str,
+    /// The proxy's upstream URL, when it overrides the provider's default.
+    pub base_url: Option<&'a str>,
+    /// The AWS region the proxy is set to (Bedrock).
+    pub region: Option<&'a str>,
+    /// The service-account key file the proxy mints tokens with (Vertex AI).
+    pub key_file: Option<&'a str>,
+}
+
+impl<'a> UpstreamTarget<'a> {
+    /// The override, else the provider's `default`.
+    pub(crate) fn base_or(&self, default: Option<&'a str>) -> Result<&'a str, ProviderError> {
+        self.base_url.or(default).ok_or_else(|| {
+            ProviderError::BadRequest(format!(
+                "proxy “{}” has no upstream URL configured",
+                self.proxy_name
+            ))
+        })
     }
 }
 
@@ -254,36 +301,71 @@ pub trait Provider: Send + Sync {
     /// with this provider's official SDKs, changing only the base URL.
     fn snippets(&self, base_url: &str) -> Snippets;
 
+    /// Why a proxy of this provider cannot go without an upstream URL (the user's own
+    /// resource); `None` when the provider has a default upstream.
+    fn upstream_url_required(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether a proxy may name a service-account key file to mint upstream tokens with.
+    fn takes_key_file(&self) -> bool {
+        false
+    }
+
     /// The absolute upstream URL for an incoming path and raw query string.
     fn upstream_url(
         &self,
-        spec: &ProxySpec,
+        target: &UpstreamTarget<'_>,
         state: &ProviderState,
         path: &str,
         query: Option<&str>,
         headers: &HeaderMap,
-    ) -> Result<String, GatewayError> {
+    ) -> Result<String, ProviderError> {
         let _ = (state, headers);
-        let base = spec.effective_upstream().ok_or_else(|| {
-            GatewayError::BadRequest(format!(
-                "proxy “{}” has no upstream URL configured",
-                spec.name
-            ))
-        })?;
-        Ok(join_url(base, path, query))
+        Ok(join_url(
+            target.base_or(self.default_upstream())?,
+            path,
+            query,
+        ))
     }
 
     /// Sets the upstream credentials: passthrough by default; Bedrock re-signs, Vertex may mint
     /// a token.
     fn authorize<'a>(
         &'a self,
-        spec: &'a ProxySpec,
+        target: &'a UpstreamTarget<'a>,
         state: &'a ProviderState,
         request: &'a mut UpstreamRequest,
-    ) -> LocalBoxFuture<'a, Result<(), GatewayError>> {
-        let _ = (spec, state, request);
+    ) -> LocalBoxFuture<'a, Result<(), ProviderError>> {
+        let _ = (target, state, request);
         Box::pin(async { Ok(()) })
     }
+
+    /// The model a path names, for APIs that put it there (`/models/{model}:generateContent`);
+    /// otherwise the log reads the body's `model` field.
+    fn model_in_path(&self, path: &str) -> Option<String> {
+        path_segment_after(path, "/models/").map(str::to_owned)
+    }
+
+    /// Content types of streamed answers, which replay from the cache chunk by chunk.
+    fn stream_content_types(&self) -> &'static [&'static str] {
+        &["text/event-stream"]
+    }
+
+    /// Whether an answer with these headers is a stream.
+    fn is_stream(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                self.stream_content_types()
+                    .iter()
+                    .any(|stream| t.starts_with(stream))
+            })
+    }
+
+    /// The built-in emulator's answer, in this provider's wire format.
+    fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply;
 
     /// The path as it decides the answer: prefixes that only address the API are folded.
     fn cache_path<'a>(&self, path: &'a str) -> Cow<'a, str> {
@@ -483,24 +565,22 @@ pub(crate) fn join_url(base: &str, path: &str, query: Option<&str>) -> String {
     url
 }
 
+/// The path segment after `marker` (`/models/`), up to the next `/`, `:` or `?`.
+pub(crate) fn path_segment_after<'a>(path: &'a str, marker: &str) -> Option<&'a str> {
+    path.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':', '?']).next())
+        .filter(|s| !s.is_empty())
+}
+
 /// OpenAI-compatible bases include the API version (`https://api.openai.com/v1`), and SDKs send
 /// paths with or without `/v1`: both land on `{base}/chat/completions`.
-pub(crate) fn openai_style_url(
-    spec: &ProxySpec,
-    path: &str,
-    query: Option<&str>,
-) -> Result<String, GatewayError> {
-    let base = spec.effective_upstream().ok_or_else(|| {
-        GatewayError::BadRequest(format!(
-            "proxy “{}” has no upstream URL configured",
-            spec.name
-        ))
-    })?;
+pub(crate) fn openai_style_url(base: &str, path: &str, query: Option<&str>) -> String {
     let unversioned = match path.strip_prefix("/v1") {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
         _ => path,
     };
-    Ok(join_url(base, unversioned, query))
+    join_url(base, unversioned, query)
 }
 
 /// `/v1/chat/completions` and `/chat/completions` are the same request to an OpenAI-style API.

@@ -2,12 +2,11 @@ use actix_web::HttpResponse;
 use actix_web::http::header::HeaderMap;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters, SdkHint, Usage,
-    injected_message, json_error, openai_style_body, openai_style_cache_path,
-    openai_style_proxy_error, openai_style_url, openai_usage, random_hex,
+    Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters,
+    SdkHint, UpstreamTarget, Usage, injected_message, json_error, openai_style_body,
+    openai_style_cache_path, openai_style_proxy_error, openai_style_url, openai_usage, random_hex,
 };
-use crate::gateway::GatewayError;
-use crate::spec::ProxySpec;
+use crate::emulator;
 
 pub struct OpenAi;
 
@@ -61,13 +60,18 @@ impl Provider for OpenAi {
 
     fn upstream_url(
         &self,
-        spec: &ProxySpec,
+        target: &UpstreamTarget<'_>,
         _state: &ProviderState,
         path: &str,
         query: Option<&str>,
         _headers: &HeaderMap,
-    ) -> Result<String, GatewayError> {
-        openai_style_url(spec, path, query)
+    ) -> Result<String, ProviderError> {
+        let base = target.base_or(self.default_upstream())?;
+        Ok(openai_style_url(base, path, query))
+    }
+
+    fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
+        emulator::openai(request, &emulator::Catalogue::OPENAI)
     }
 
     fn cache_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {

@@ -9,11 +9,11 @@ use futures_util::future::LocalBoxFuture;
 use yup_oauth2::authenticator::DefaultAuthenticator;
 
 use super::{
-    Provider, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters, SdkHint,
-    UpstreamRequest, Usage, anthropic_usage, count_at, injected_message, join_url, json_error,
+    Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters,
+    SdkHint, UpstreamRequest, UpstreamTarget, Usage, anthropic_usage, count_at, injected_message,
+    join_url, json_error,
 };
-use crate::gateway::GatewayError;
-use crate::spec::ProxySpec;
+use crate::emulator;
 
 const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const GEMINI_API_HOST: &str = "https://generativelanguage.googleapis.com";
@@ -27,9 +27,9 @@ pub struct TokenSource {
 }
 
 impl TokenSource {
-    async fn token(&self, key_file: &str) -> Result<String, GatewayError> {
+    async fn token(&self, key_file: &str) -> Result<String, ProviderError> {
         let failed = |e: &dyn std::fmt::Display| {
-            GatewayError::Credentials(format!(
+            ProviderError::Credentials(format!(
                 "cannot get a Google access token with the service-account key {key_file}: {e}"
             ))
         };
@@ -136,29 +136,28 @@ impl Provider for VertexAi {
 
     fn upstream_url(
         &self,
-        spec: &ProxySpec,
+        target: &UpstreamTarget<'_>,
         _state: &ProviderState,
         path: &str,
         query: Option<&str>,
         _headers: &HeaderMap,
-    ) -> Result<String, GatewayError> {
-        let base = spec
-            .upstream_url
-            .clone()
-            .unwrap_or_else(|| default_base(path));
-        Ok(join_url(&base, path, query))
+    ) -> Result<String, ProviderError> {
+        Ok(match target.base_url {
+            Some(base) => join_url(base, path, query),
+            None => join_url(&default_base(path), path, query),
+        })
     }
 
     fn authorize<'a>(
         &'a self,
-        spec: &'a ProxySpec,
+        target: &'a UpstreamTarget<'a>,
         state: &'a ProviderState,
         request: &'a mut UpstreamRequest,
-    ) -> LocalBoxFuture<'a, Result<(), GatewayError>> {
+    ) -> LocalBoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let has_credentials = request.headers.contains_key("authorization")
                 || request.headers.contains_key("x-goog-api-key");
-            let Some(key_file) = spec.vertex_service_account_file.as_deref() else {
+            let Some(key_file) = target.key_file else {
                 return Ok(());
             };
             if has_credentials {
@@ -166,7 +165,7 @@ impl Provider for VertexAi {
             }
             let token = state.vertex_tokens.token(key_file).await?;
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| GatewayError::Credentials(format!("unusable access token: {e}")))?;
+                .map_err(|e| ProviderError::Credentials(format!("unusable access token: {e}")))?;
             request
                 .headers
                 .insert(HeaderName::from_static("authorization"), value);
@@ -175,6 +174,14 @@ impl Provider for VertexAi {
     }
 
     /// `alt=sse` turns an answer into a stream.
+    fn takes_key_file(&self) -> bool {
+        true
+    }
+
+    fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
+        emulator::gemini(request)
+    }
+
     fn cache_query_params(&self) -> &'static [&'static str] {
         &["alt"]
     }

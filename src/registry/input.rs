@@ -371,17 +371,16 @@ pub fn validate(
             None
         }
     };
-    if provider == Some(ProviderKind::AzureOpenai) && upstream_url.is_none() {
-        errors.push(FieldError::new(
-            "upstream_url",
-            "Azure OpenAI needs your resource endpoint as upstream URL, e.g. https://my-resource.openai.azure.com (or the built-in emulator).",
-        ));
+    if let Some(why) = provider.and_then(|p| p.provider().upstream_url_required())
+        && upstream_url.is_none()
+    {
+        errors.push(FieldError::new("upstream_url", why));
     }
 
     let vertex_service_account_file =
         optional_text(input.vertex_service_account_file.as_deref()).map(str::to_owned);
     if let Some(path) = &vertex_service_account_file {
-        if provider.is_some_and(|p| p != ProviderKind::VertexAi) {
+        if provider.is_some_and(|p| !p.provider().takes_key_file()) {
             errors.push(FieldError::new(
                 "vertex_service_account_file",
                 "Only Google Vertex AI proxies use a service-account key file.",

@@ -24,7 +24,7 @@ impl ProxyRegistry {
         let outcome = ports::bind(self.proxy_host(), port).and_then(|listener| {
             let server_state = Arc::new(ProxyServerState {
                 live: Arc::clone(&proxy.live),
-                settings: Arc::clone(&self.system),
+                trusted_proxies: self.system.trusted_proxies(),
                 cache: Arc::clone(&self.cache),
                 telemetry: Arc::clone(&self.telemetry),
                 provider_state: ProviderState::load(spec.provider),

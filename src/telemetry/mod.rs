@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use crate::db::models::{NewLogRow, RollupRow};
 use crate::db::writer::{DbWriter, WriteOp};
-use crate::providers::Usage;
+use crate::providers::{Provider, Usage};
 use crate::spec::ProxySpec;
 pub use metrics::{Metrics, RecentTraffic, Rollup, minute_of};
 pub use prices::PriceTable;
@@ -203,29 +203,11 @@ struct ModelField<'a> {
     model: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// The model a request names: in its path (Vertex, Bedrock, Azure deployments) or its body.
-pub fn model_of(path: &str, body: &[u8]) -> Option<String> {
-    let segment_after = |marker: &str| {
-        path.split(marker)
-            .nth(1)
-            .and_then(|rest| rest.split(['/', ':', '?']).next())
-            .filter(|s| !s.is_empty())
-    };
-    if let Some(model) = segment_after("/models/") {
-        return Some(model.to_owned());
-    }
-    if let Some(id) = path
-        .strip_prefix("/model/")
-        .and_then(|rest| rest.split('/').next())
-    {
-        return Some(
-            percent_encoding::percent_decode_str(id)
-                .decode_utf8_lossy()
-                .into_owned(),
-        );
-    }
-    if let Some(deployment) = segment_after("/deployments/") {
-        return Some(deployment.to_owned());
+/// The model a request names: in its path where the provider's API puts it there (Vertex,
+/// Bedrock, Azure deployments), else in its body.
+pub fn model_of(provider: &dyn Provider, path: &str, body: &[u8]) -> Option<String> {
+    if let Some(model) = provider.model_in_path(path) {
+        return Some(model);
     }
     serde_json::from_slice::<ModelField<'_>>(body)
         .ok()?
@@ -248,6 +230,7 @@ fn at_most_chars(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::ProviderKind;
 
     #[test]
     fn long_texts_are_cut_at_a_character_boundary() {
@@ -260,9 +243,10 @@ mod tests {
     #[test]
     fn models_come_from_paths_or_bodies() {
         let none: &[u8] = b"";
-        assert_eq!(model_of("/v1beta1/projects/p/locations/l/publishers/google/models/gemini-2.0-flash:generateContent", none).as_deref(), Some("gemini-2.0-flash"));
+        assert_eq!(model_of(ProviderKind::VertexAi.provider(), "/v1beta1/projects/p/locations/l/publishers/google/models/gemini-2.0-flash:generateContent", none).as_deref(), Some("gemini-2.0-flash"));
         assert_eq!(
             model_of(
+                ProviderKind::Bedrock.provider(),
                 "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
                 none
             )
@@ -270,17 +254,26 @@ mod tests {
             Some("anthropic.claude-3-haiku-20240307-v1:0")
         );
         assert_eq!(
-            model_of("/openai/deployments/gpt4o/chat/completions", none).as_deref(),
+            model_of(
+                ProviderKind::AzureOpenai.provider(),
+                "/openai/deployments/gpt4o/chat/completions",
+                none
+            )
+            .as_deref(),
             Some("gpt4o")
         );
         assert_eq!(
             model_of(
+                ProviderKind::Openai.provider(),
                 "/v1/chat/completions",
                 br#"{"messages":[{"role":"user"}],"model":"gpt-4o-mini"}"#
             )
             .as_deref(),
             Some("gpt-4o-mini")
         );
-        assert_eq!(model_of("/v1/models", none), None);
+        assert_eq!(
+            model_of(ProviderKind::Openai.provider(), "/v1/models", none),
+            None
+        );
     }
 }

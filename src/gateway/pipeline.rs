@@ -1,0 +1,387 @@
+//! The pipeline every request to a proxy port runs, one function per stage, in the order of
+//! the design: IP filter → rate limit → timeout → error → cache lookup → delay → upstream →
+//! store → log. A stage that answers ends the request there; the log stage always runs.
+//!
+//! Where each stage's logic lives:
+//! - IP filter, rate limit, timeout, error and delay decide in `crate::faults` (the seeded dice
+//!   are rolled once, at the timeout stage) and are carried out in `gateway/faults.rs`;
+//! - cache lookup and store: keys and entries in `crate::cache`, the recorder that copies an
+//!   answer as it streams in `gateway/forward.rs`;
+//! - upstream: the provider (`crate::providers`) names the URL and sets the credentials,
+//!   `gateway/forward.rs` sends and streams back; or the emulator (`crate::emulator`) answers;
+//! - log: `crate::telemetry`, finished when the answer's last byte is sent.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::error::GatewayError;
+use super::faults;
+use super::forward::{
+    Outgoing, cache_headers, client_left, forwarded_headers, read_body, replay, send, stored_usage,
+};
+use super::{InFlight, ProxyServerState};
+use crate::cache::{CacheKey, CachedResponse, KeyParts};
+use crate::emulator;
+use crate::faults::{Decision, Faults, Injection};
+use crate::providers::{Provider, UpstreamRequest, UpstreamTarget};
+use crate::spec::{CacheMode, ProxySpec};
+use crate::telemetry::{FailureKind, LogDraft, model_of};
+
+/// One request on its way through the stages: what they all read, and what earlier stages
+/// found out for later ones.
+struct Exchange<'a> {
+    req: &'a HttpRequest,
+    state: &'a ProxyServerState,
+    client: &'a awc::Client,
+    /// The configuration as it was when the request arrived; an edit applies to the next one.
+    spec: Arc<ProxySpec>,
+    provider: &'static dyn Provider,
+    faults: Arc<Faults>,
+    body: Bytes,
+    decision: Decision,
+    key: Option<CacheKey>,
+    /// Taken by a streamed answer's body, which logs when its last byte is sent.
+    draft: Option<LogDraft>,
+    /// Counts the request as in flight; a streamed answer's body carries it to the end.
+    in_flight: InFlight,
+}
+
+/// What the stages produced: an answer made here, or one on its way from upstream.
+enum Answer {
+    Ready(HttpResponse),
+    Streaming(Outgoing),
+}
+
+/// What the cache lookup found.
+enum Lookup {
+    Hit(Arc<CachedResponse>, CacheKey),
+    Miss,
+    /// A replay-only proxy has no answer and sends nothing upstream.
+    Refused(HttpResponse),
+}
+
+/// Runs one request through the pipeline.
+pub(super) async fn run(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &ProxyServerState,
+    client: &awc::Client,
+) -> HttpResponse {
+    let mut exchange = Exchange::start(req, state, client);
+    let answer = match stages(&mut exchange, payload).await {
+        Ok(answer) => answer,
+        Err(error) => Answer::Ready(exchange.refuse(&error)),
+    };
+    log(exchange, answer)
+}
+
+async fn stages(x: &mut Exchange<'_>, payload: web::Payload) -> Result<Answer, GatewayError> {
+    read_request(x, payload).await?;
+    if let Some(answer) = ip_filter(x).await {
+        return Ok(answer);
+    }
+    if let Some(answer) = rate_limit(x).await {
+        return Ok(answer);
+    }
+    if let Some(answer) = timeout(x).await {
+        return Ok(answer);
+    }
+    if let Some(answer) = error(x).await {
+        return Ok(answer);
+    }
+    let hit = match cache_lookup(x).await {
+        Lookup::Hit(hit, key) => Some((hit, key)),
+        Lookup::Miss => None,
+        Lookup::Refused(refusal) => return Ok(Answer::Ready(refusal)),
+    };
+    if let Some(answer) = delay(x, hit.is_some()).await {
+        return Ok(answer);
+    }
+    if let Some((hit, key)) = hit {
+        return Ok(replay_hit(x, &hit, &key));
+    }
+    let answer = upstream(x).await?;
+    Ok(store(x, answer))
+}
+
+impl<'a> Exchange<'a> {
+    fn start(req: &'a HttpRequest, state: &'a ProxyServerState, client: &'a awc::Client) -> Self {
+        let in_flight = InFlight::enter(&state.live);
+        state.live.count_request();
+        let spec = state.live.spec.load_full();
+        Exchange {
+            req,
+            state,
+            client,
+            provider: spec.provider.provider(),
+            draft: Some(LogDraft::start(req, &spec)),
+            faults: state.live.faults.load_full(),
+            spec,
+            body: Bytes::new(),
+            decision: Decision::default(),
+            key: None,
+            in_flight,
+        }
+    }
+
+    /// Notes on the log entry while it is still here.
+    fn note(&mut self, annotate: impl FnOnce(&mut LogDraft)) {
+        if let Some(draft) = self.draft.as_mut() {
+            annotate(draft);
+        }
+    }
+
+    /// The answer for an injected failure, after any wait it involves.
+    async fn inject(&mut self, injection: Injection) -> Answer {
+        self.note(|d| d.failure(FailureKind::Injected(injection.kind()), None));
+        Answer::Ready(faults::inject(self.req, &self.state.live, self.provider, injection).await)
+    }
+
+    /// The proxy's own error, in the provider's shape.
+    fn refuse(&mut self, error: &GatewayError) -> HttpResponse {
+        log::debug!("proxy {}: {error}", self.spec.id);
+        self.note(|d| d.failure(FailureKind::ProxyError, Some(error.to_string())));
+        error.to_response(self.provider)
+    }
+
+    fn target(&self) -> UpstreamTarget<'_> {
+        UpstreamTarget {
+            proxy_name: &self.spec.name,
+            base_url: self.spec.upstream_url.as_deref(),
+            region: self.spec.aws_region.as_deref(),
+            key_file: self.spec.vertex_service_account_file.as_deref(),
+        }
+    }
+
+    fn query(&self) -> Option<&'a str> {
+        Some(self.req.query_string()).filter(|q| !q.is_empty())
+    }
+}
+
+/// Reads the whole request body first, so that even a failed request's log names its model.
+async fn read_request(x: &mut Exchange<'_>, payload: web::Payload) -> Result<(), GatewayError> {
+    x.body = read_body(payload, x.state.upstream.max_request_bytes).await?;
+    let model = model_of(x.provider, x.req.path(), &x.body);
+    if let Some(draft) = x.draft.as_mut() {
+        draft.request(&x.body, model);
+    }
+    Ok(())
+}
+
+/// Finds the client (behind trusted reverse proxies) for the log and the IP filter, and
+/// answers 403 to a blocked one. Nothing is looked at when no failure kind is on and no
+/// reverse proxy is trusted.
+async fn ip_filter(x: &mut Exchange<'_>) -> Option<Answer> {
+    let trusted = x.state.trusted_proxies.current();
+    if !x.faults.is_active() && trusted.is_empty() {
+        return None;
+    }
+    let peer = x
+        .req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+    let forwarded_for = x
+        .req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client = x.faults.client_ip(peer, forwarded_for, |ip| {
+        trusted.iter().any(|net| net.contains(&ip))
+    });
+    x.note(|d| d.client_ip(client));
+    let blocked = x.faults.filter_ip(client)?;
+    Some(x.inject(blocked).await)
+}
+
+/// Answers 429 when the proxy's sliding window is full.
+async fn rate_limit(x: &mut Exchange<'_>) -> Option<Answer> {
+    let limited = x.faults.limit_rate(Instant::now())?;
+    Some(x.inject(limited).await)
+}
+
+/// Rolls the failure dice for this request, then waits out a `delay` timeout, or answers a
+/// hanging or 504 one.
+async fn timeout(x: &mut Exchange<'_>) -> Option<Answer> {
+    if !x.faults.is_active() {
+        return None;
+    }
+    x.decision = x.faults.roll();
+    if let Some(stall) = x.decision.stall
+        && !faults::wait(x.req, stall).await
+    {
+        return Some(Answer::Ready(client_left()));
+    }
+    let timeout = x.decision.timeout?;
+    Some(x.inject(timeout).await)
+}
+
+/// Answers the injected error the dice picked, in the provider's shape.
+async fn error(x: &mut Exchange<'_>) -> Option<Answer> {
+    let error = x.decision.error?;
+    Some(x.inject(error).await)
+}
+
+/// Looks the request up in the proxy's cache, when it caches.
+async fn cache_lookup(x: &mut Exchange<'_>) -> Lookup {
+    if !x.spec.cache.enabled {
+        return Lookup::Miss;
+    }
+    let key = CacheKey::of(
+        x.provider,
+        &KeyParts {
+            method: x.req.method(),
+            path: x.req.path(),
+            query: x.query(),
+            headers: x.req.headers(),
+            body: &x.body,
+            partition_by_credential: x.spec.cache.partition_by_credential,
+            emulated: x.spec.emulated(),
+        },
+    );
+    let found = x
+        .state
+        .cache
+        .lookup(x.spec.id, &key, x.spec.cache.ttl_seconds)
+        .await;
+    if let Some(hit) = found {
+        return Lookup::Hit(hit, key);
+    }
+    let name = key.to_string();
+    x.key = Some(key);
+    x.note(|d| d.cache("miss", Some(name)));
+    if x.spec.cache.mode == CacheMode::ReplayOnly {
+        let mut refusal = x.refuse(&GatewayError::NotCached);
+        for (name, value) in cache_headers(x.key.as_ref()) {
+            refusal.headers_mut().insert(name, value);
+        }
+        return Lookup::Refused(refusal);
+    }
+    Lookup::Miss
+}
+
+/// Waits the response delay before a cache hit, and before a miss unless the delay is for hits
+/// only; answers only when the client left meanwhile.
+async fn delay(x: &mut Exchange<'_>, hit: bool) -> Option<Answer> {
+    let delay = x
+        .decision
+        .response_delay
+        .filter(|_| hit || !x.decision.delay_hits_only)?;
+    (!faults::wait(x.req, delay).await).then(|| Answer::Ready(client_left()))
+}
+
+/// The cached answer, replayed as it was first sent (chunk by chunk for streams).
+fn replay_hit(x: &mut Exchange<'_>, hit: &CachedResponse, key: &CacheKey) -> Answer {
+    let provider = x.provider;
+    let name = key.to_string();
+    let response = replay(hit, key);
+    x.note(|d| {
+        d.cache("hit", Some(name));
+        d.stream(hit.chunks.is_some());
+        d.usage = *hit.usage.get_or_init(|| stored_usage(provider, hit));
+    });
+    Answer::Ready(response)
+}
+
+/// Sends the request to the provider (or lets the emulator answer) and starts streaming the
+/// answer back.
+async fn upstream(x: &mut Exchange<'_>) -> Result<Answer, GatewayError> {
+    if x.spec.emulated() {
+        return Ok(emulate(x).await);
+    }
+    let provider = x.provider;
+    let target = x.target();
+    let provider_state = &x.state.provider_state;
+    let url = provider.upstream_url(
+        &target,
+        provider_state,
+        x.req.path(),
+        x.query(),
+        x.req.headers(),
+    )?;
+    let mut request = UpstreamRequest {
+        method: x.req.method().clone(),
+        url,
+        headers: forwarded_headers(x.req.headers()),
+        body: x.body.clone(),
+    };
+    provider
+        .authorize(&target, provider_state, &mut request)
+        .await?;
+    x.note(|d| d.upstream_started = Some(Instant::now()));
+    let response = send(x.client, request, &x.state.upstream).await?;
+    let outgoing = Outgoing::from_upstream(provider, response);
+    x.note(|d| {
+        d.upstream_answered = Some(Instant::now());
+        d.stream(outgoing.streamed);
+    });
+    Ok(Answer::Streaming(outgoing))
+}
+
+/// The emulator answers in the upstream's place: no URL, no credentials, the same metering,
+/// caching and logging. A whole answer waits its generation time first, as a model would.
+async fn emulate(x: &mut Exchange<'_>) -> Answer {
+    x.note(|d| d.upstream_started = Some(Instant::now()));
+    let reply = x.provider.emulate(&emulator::Request {
+        method: x.req.method(),
+        path: x.req.path(),
+        query: x.query(),
+        body: &x.body,
+        settings: &x.spec.emulator,
+    });
+    if !reply.delay.is_zero() && !faults::wait(x.req, reply.delay).await {
+        return Answer::Ready(client_left());
+    }
+    let outgoing = Outgoing::from_emulator(x.provider, reply);
+    x.note(|d| {
+        d.upstream_answered = Some(Instant::now());
+        d.stream(outgoing.streamed);
+    });
+    Answer::Streaming(outgoing)
+}
+
+/// Keeps a successful answer in the cache once all of it has passed through.
+fn store(x: &mut Exchange<'_>, answer: Answer) -> Answer {
+    match (answer, x.key) {
+        (Answer::Streaming(mut outgoing), Some(key)) => {
+            outgoing.record(&x.state.cache, x.spec.id, key);
+            Answer::Streaming(outgoing)
+        }
+        (answer, _) => answer,
+    }
+}
+
+/// Logs the request: at once for answers made here (hits, injected failures, refusals), and
+/// for a forwarded answer when its body has been sent.
+fn log(x: Exchange<'_>, answer: Answer) -> HttpResponse {
+    let Exchange {
+        state,
+        provider,
+        draft,
+        key,
+        in_flight,
+        ..
+    } = x;
+    match answer {
+        Answer::Ready(response) => {
+            if let Some(draft) = draft {
+                let size = match response.body().size() {
+                    BodySize::Sized(n) => n,
+                    _ => 0,
+                };
+                state
+                    .telemetry
+                    .finish(draft, response.status().as_u16(), size);
+            }
+            response
+        }
+        Answer::Streaming(outgoing) => {
+            let log = draft.map(|draft| (draft, Arc::clone(&state.telemetry)));
+            outgoing.send(provider, key.as_ref(), in_flight, log)
+        }
+    }
+}
