@@ -18,8 +18,9 @@ use crate::registry::RegistryEvent;
 /// How often cards whose traffic changed are pushed again (and, when none did, a keep-alive).
 const TRAFFIC_TICK: Duration = Duration::from_secs(5);
 
-/// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires.
-fn sse_message(event: &str, html: &str) -> Bytes {
+/// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires, and
+/// empty HTML one empty `data:` line, without which browsers drop the event.
+pub(super) fn sse_message(event: &str, html: &str) -> Bytes {
     let mut message = format!("event: {event}\n");
     for line in html.lines() {
         message.push_str("data: ");

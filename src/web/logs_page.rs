@@ -16,6 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::error::{ApiError, PageError};
+use super::events::sse_message;
 use super::logs_api::LogQuery;
 use super::pages::{PageResult, html, is_htmx};
 use super::views::{latency_text, usd_text};
@@ -648,18 +649,6 @@ pub async fn purge_page() -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, "/logs"))
         .finish()
-}
-
-/// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires.
-fn sse_message(event: &str, html: &str) -> Bytes {
-    let mut message = format!("event: {event}\n");
-    for line in html.lines() {
-        message.push_str("data: ");
-        message.push_str(line);
-        message.push('\n');
-    }
-    message.push('\n');
-    Bytes::from(message)
 }
 
 fn render_row(row: &NewLogRow) -> Option<Bytes> {
