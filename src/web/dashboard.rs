@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDateTime, Utc};
 
 use super::AppState;
+use super::format;
 use super::logs_api::LogEntry;
 use super::metrics::{Summary, summary};
-use super::views::{ProxyCard, ProxyHost, latency_text, usd_text};
+use super::views::{ProxyCard, ProxyHost};
 use crate::auth::Caller;
 use crate::db::{self, DbError};
 use crate::telemetry::{Rollup, minute_of};
@@ -45,19 +46,19 @@ pub struct Dashboard {
 impl Dashboard {
     // Templates pass fields by reference.
     pub fn cost(value: &f64) -> String {
-        format!("${}", usd_text(*value))
+        format::cost(*value)
     }
 
     pub fn percent(value: &f64) -> String {
-        format!("{:.1}%", value * 100.0)
+        format::percent(*value)
     }
 
     pub fn latency(value: &f64) -> String {
-        latency_text(*value)
+        format::latency(*value)
     }
 
     pub fn millis(value: &Option<f64>) -> String {
-        value.map_or_else(|| "—".to_owned(), |ms| format!("{} ms", latency_text(ms)))
+        format::millis(*value)
     }
 }
 

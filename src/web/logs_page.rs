@@ -17,9 +17,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::AppState;
 use super::error::{ApiError, PageError};
 use super::events::sse_message;
+use super::format;
 use super::logs_api::LogQuery;
 use super::pages::{PageResult, html, is_htmx};
-use super::views::{latency_text, usd_text};
 use crate::auth::Caller;
 use crate::db::models::{LogRow, NewLogRow};
 use crate::db::request_logs::{self, LogFilter};
@@ -220,11 +220,13 @@ pub struct LogLine {
 macro_rules! log_line {
     ($row:expr, $id:expr) => {{
         let row = $row;
-        let time = row.timestamp.and_utc();
         LogLine {
             id: $id,
-            datetime: time.to_rfc3339_opts(SecondsFormat::Millis, true),
-            time_text: time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            datetime: row
+                .timestamp
+                .and_utc()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            time_text: format::utc_time(row.timestamp),
             proxy_id: row.proxy_id,
             proxy_name: row.proxy_name.as_str().to_owned(),
             method: row.method.as_str().to_owned(),
@@ -232,13 +234,13 @@ macro_rules! log_line {
             model: row.model.as_deref().map(str::to_owned),
             client_ip: row.client_ip.as_str().to_owned(),
             status: row.status,
-            latency: latency_text(row.latency_ms),
+            latency: format::latency(row.latency_ms),
             cache: row.cache.as_str().to_owned(),
             failure: row.failure.as_deref().map(str::to_owned),
             stream: row.stream,
             input_tokens: row.input_tokens,
             output_tokens: row.output_tokens,
-            cost: row.cost_usd.map(usd_text),
+            cost: row.cost_usd.map(format::usd),
             error_message: row.error_message.as_deref().map(str::to_owned),
         }
     }};
@@ -262,19 +264,8 @@ impl LogLine {
         format!("{}xx", self.status.clamp(0, 999) / 100)
     }
 
-    fn tokens(value: Option<i64>) -> String {
-        value.map_or_else(|| "–".to_owned(), |v| v.to_string())
-    }
-
     pub fn tokens_text(&self) -> String {
-        if self.input_tokens.is_none() && self.output_tokens.is_none() {
-            return String::new();
-        }
-        format!(
-            "{} / {}",
-            Self::tokens(self.input_tokens),
-            Self::tokens(self.output_tokens)
-        )
+        format::tokens(self.input_tokens, self.output_tokens)
     }
 }
 

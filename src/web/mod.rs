@@ -6,6 +6,7 @@ mod dashboard;
 mod error;
 mod events;
 mod failures;
+mod format;
 mod guard;
 mod logs_api;
 mod logs_page;

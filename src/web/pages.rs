@@ -13,6 +13,7 @@ use super::AppState;
 use super::dashboard;
 use super::error::PageError;
 use super::failures::FailureForm;
+use super::format;
 use super::views::{
     CacheModal, ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage,
     DashboardStatsFragment, EditModal, FailuresModal, FormErrors, PortCheck, ProxiesPage,
@@ -431,7 +432,7 @@ async fn cache_modal(
     let card = card(req, &state.registry, id)?;
     let info = state.registry.cache_info(id, access(req)?).await?;
     Ok(CacheModal {
-        size: format_bytes(info.counts.bytes),
+        size: format::bytes(info.counts.bytes),
         card,
         info,
         notice,
@@ -575,14 +576,6 @@ pub async fn close_modal() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body("")
-}
-
-pub(super) fn format_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / f64::from(1 << 10)),
-        b => format!("{b} bytes"),
-    }
 }
 
 pub async fn not_found(req: HttpRequest) -> PageResult {

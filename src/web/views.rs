@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dashboard::Dashboard;
 use super::failures::FailureForm;
+use super::format;
 use crate::cache::{CacheCounts, CacheInfo};
 use crate::emulator::{self, EmulatorSettings};
 use crate::gateway::Traffic;
@@ -219,7 +220,7 @@ impl ProxyCard {
             ),
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
-            rpm: format!("{:.1}", snapshot.recent.requests_per_minute),
+            rpm: format::per_minute(snapshot.recent.requests_per_minute),
             error_rate: snapshot
                 .recent
                 .error_rate
@@ -583,48 +584,9 @@ pub struct ConfirmDeletePage {
     pub card: ProxyCard,
 }
 
-/// A latency as the pages print it: enough digits to tell a cache hit (tens of microseconds)
-/// from a forwarded call, and no false precision on slow ones.
-pub fn latency_text(ms: f64) -> String {
-    if ms < 1.0 {
-        format!("{ms:.3}")
-    } else if ms < 100.0 {
-        format!("{ms:.1}")
-    } else {
-        format!("{ms:.0}")
-    }
-}
-
-/// An amount in US dollars: cents from a dollar up, else three significant digits, because test
-/// traffic costs fractions of a cent, which "0.0000" would hide.
-pub fn usd_text(value: f64) -> String {
-    if value >= 1.0 || value <= 0.0 {
-        return format!("{value:.2}");
-    }
-    let decimals = (-value.log10()).ceil() as usize + 2;
-    format!("{value:.decimals$}")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{latency_text, strip_port, usd_text};
-
-    #[test]
-    fn amounts_keep_three_significant_digits_below_a_dollar() {
-        assert_eq!(usd_text(0.0), "0.00");
-        assert_eq!(usd_text(12.345), "12.35");
-        assert_eq!(usd_text(0.5), "0.500");
-        assert_eq!(usd_text(0.0123), "0.0123");
-        assert_eq!(usd_text(0.00999), "0.00999");
-        assert_eq!(usd_text(0.00000585), "0.00000585");
-    }
-
-    #[test]
-    fn latencies_keep_the_digits_that_matter() {
-        assert_eq!(latency_text(0.0451), "0.045");
-        assert_eq!(latency_text(2.46), "2.5");
-        assert_eq!(latency_text(701.5), "702");
-    }
+    use super::strip_port;
 
     #[test]
     fn host_without_port() {
