@@ -269,63 +269,6 @@ impl LogLine {
     }
 }
 
-/// Whether a fresh entry belongs in a table showing `filter`: the SQL filter of
-/// [`request_logs`], applied in memory.
-fn matches(filter: &LogFilter, row: &NewLogRow) -> bool {
-    if filter.proxy_id.is_some_and(|id| id != row.proxy_id) {
-        return false;
-    }
-    if filter
-        .visible_proxies
-        .as_ref()
-        .is_some_and(|ids| !ids.contains(&row.proxy_id))
-    {
-        return false;
-    }
-    if let Some(status) = filter.status.as_deref() {
-        let class = status
-            .strip_suffix("xx")
-            .and_then(|c| c.parse::<i32>().ok());
-        let ok = match (class, status.parse::<i32>()) {
-            (Some(class), _) => (class * 100..class * 100 + 100).contains(&row.status),
-            (None, Ok(code)) => row.status == code,
-            (None, Err(_)) => true,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    if filter.cache.as_deref().is_some_and(|c| c != row.cache) {
-        return false;
-    }
-    let failure_ok = match filter.failure.as_deref() {
-        None => true,
-        Some("any") => row.failure.is_some(),
-        Some("none") => row.failure.is_none(),
-        Some(kind) => row.failure.as_deref() == Some(kind),
-    };
-    if !failure_ok
-        || filter.since.is_some_and(|t| row.timestamp < t)
-        || filter.until.is_some_and(|t| row.timestamp >= t)
-    {
-        return false;
-    }
-    match filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        None => true,
-        Some(q) => {
-            let q = q.to_lowercase();
-            [
-                Some(row.path.as_str()),
-                row.model.as_deref(),
-                Some(&row.client_ip),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|field| field.to_lowercase().contains(&q))
-        }
-    }
-}
-
 /// What the results part of the page shows.
 pub struct LogsView {
     pub params: LogsParams,
@@ -683,7 +626,7 @@ pub async fn log_events(
                     _ = shutting_down.changed() => return None,
                     () = &mut keep_alive => break Bytes::from_static(b": keep-alive\n\n"),
                     received = receiver.recv() => match received {
-                        Ok(row) if matches(&filter, &row) => {
+                        Ok(row) if filter.matches(&row) => {
                             if let Some(chunk) = render_row(&row) {
                                 break chunk;
                             }
@@ -738,6 +681,10 @@ mod tests {
             user_agent: None,
             error_message: None,
         }
+    }
+
+    fn matches(filter: &LogFilter, row: &NewLogRow) -> bool {
+        filter.matches(row)
     }
 
     fn filter(query: &str) -> LogFilter {
