@@ -1,9 +1,7 @@
 //! The dashboard: the last 24 hours in numbers, the last hour as a chart, and what is
 //! happening now.
 
-use std::collections::BTreeMap;
-
-use chrono::{Duration, NaiveDateTime, Utc};
+use chrono::Utc;
 
 use super::AppState;
 use super::format;
@@ -12,7 +10,6 @@ use super::metrics::{Summary, summary};
 use super::views::{ProxyCard, ProxyHost};
 use crate::auth::Caller;
 use crate::db::{self, DbError};
-use crate::telemetry::{Rollup, minute_of};
 
 const CHART_MINUTES: i64 = 60;
 const SPARK_MINUTES: i64 = 30;
@@ -62,20 +59,6 @@ impl Dashboard {
     }
 }
 
-/// Requests of every minute of the window, zeros included.
-fn per_minute(
-    series: &BTreeMap<NaiveDateTime, Rollup>,
-    from: NaiveDateTime,
-    minutes: i64,
-) -> Vec<(NaiveDateTime, u64)> {
-    (0..minutes)
-        .map(|i| {
-            let minute = from + Duration::minutes(i);
-            (minute, series.get(&minute).map_or(0, |r| r.requests))
-        })
-        .collect()
-}
-
 pub async fn build(
     state: &AppState,
     host: &ProxyHost,
@@ -83,15 +66,10 @@ pub async fn build(
 ) -> Result<Dashboard, DbError> {
     let summary = summary(state, caller).await?;
     let only = super::visible_proxy_ids(state, caller);
-    let metrics = &&state.telemetry.metrics;
+    let metrics = &state.telemetry.metrics;
     let now = Utc::now();
 
-    let chart_from = minute_of(now - Duration::minutes(CHART_MINUTES - 1));
-    let counts = per_minute(
-        &metrics.minutes_since(chart_from, only.as_deref()),
-        chart_from,
-        CHART_MINUTES,
-    );
+    let counts = metrics.requests_by_minute(now, CHART_MINUTES, only.as_deref());
     let peak_rpm = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
     let slot = CHART_WIDTH / CHART_MINUTES as f64;
     let bars = counts
@@ -109,16 +87,13 @@ pub async fn build(
         })
         .collect();
 
-    let spark_from = minute_of(now - Duration::minutes(SPARK_MINUTES - 1));
-    let rpm_from = minute_of(now - Duration::minutes(4));
     let mut proxies: Vec<ProxyActivity> = state
         .registry
         .list_for(caller.access())
         .iter()
         .map(|snapshot| {
             let id = snapshot.spec.id.0;
-            let series = metrics.minutes_since(spark_from, Some(&[id]));
-            let counts = per_minute(&series, spark_from, SPARK_MINUTES);
+            let counts = metrics.requests_by_minute(now, SPARK_MINUTES, Some(&[id]));
             let peak = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
             let sparkline = counts
                 .iter()
@@ -132,10 +107,9 @@ pub async fn build(
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
-            let recent: u64 = series.range(rpm_from..).map(|(_, r)| r.requests).sum();
             ProxyActivity {
                 card: ProxyCard::new(snapshot, host),
-                rpm: recent as f64 / 5.0,
+                rpm: metrics.requests_per_minute(now, Some(&[id])),
                 sparkline,
             }
         })
