@@ -1,13 +1,18 @@
 //! The dashboard: the last 24 hours in numbers, the last hour as a chart, and what is
 //! happening now.
 
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
+use askama::Template;
 use chrono::Utc;
 
 use super::AppState;
+use super::cards::ProxyCard;
 use super::format;
 use super::logs_api::LogEntry;
 use super::metrics::{Summary, summary};
-use super::views::{ProxyCard, ProxyHost};
+use super::pages::{PageResult, html, is_htmx, see_other};
+use super::proxy_host::ProxyHost;
 use crate::auth::Caller;
 use crate::db::{self, DbError};
 
@@ -59,11 +64,19 @@ impl Dashboard {
     }
 }
 
-pub async fn build(
-    state: &AppState,
-    host: &ProxyHost,
-    caller: &Caller,
-) -> Result<Dashboard, DbError> {
+#[derive(Template)]
+#[template(path = "dashboard/index.html")]
+pub struct DashboardPage {
+    pub stats: Dashboard,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/_stats.html")]
+pub struct DashboardStatsFragment {
+    pub stats: Dashboard,
+}
+
+async fn build(state: &AppState, host: &ProxyHost, caller: &Caller) -> Result<Dashboard, DbError> {
     let summary = summary(state, caller).await?;
     let only = super::visible_proxy_ids(state, caller);
     let metrics = &state.telemetry.metrics;
@@ -141,4 +154,23 @@ pub async fn build(
         proxies,
         recent,
     })
+}
+
+pub async fn page(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> PageResult {
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
+    let stats = build(&state, &host, &caller).await?;
+    html(&req, StatusCode::OK, &DashboardPage { stats })
+}
+
+pub async fn stats_fragment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> PageResult {
+    if !is_htmx(&req) {
+        return Ok(see_other("/"));
+    }
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
+    let stats = build(&state, &host, &caller).await?;
+    html(&req, StatusCode::OK, &DashboardStatsFragment { stats })
 }

@@ -10,10 +10,11 @@ use askama::Template;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
+use super::cards::{ProxyCard, ProxyCardFragment};
 use super::pages::{PageValues, render_for};
-use super::views::{ProxyCard, ProxyCardFragment, ProxyHost, TotalsFragment};
+use super::proxy_host::ProxyHost;
 use crate::auth::{Access, Caller};
-use crate::registry::RegistryEvent;
+use crate::registry::{RegistryEvent, Totals};
 
 /// How often cards whose traffic changed are pushed again (and, when none did, a keep-alive).
 const TRAFFIC_TICK: Duration = Duration::from_secs(5);
@@ -32,6 +33,12 @@ pub(super) fn sse_message(event: &str, html: &str) -> Bytes {
     }
     message.push('\n');
     Bytes::from(message)
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_totals.html")]
+pub struct TotalsFragment {
+    pub totals: Totals,
 }
 
 /// Who a stream is for: cards carry their forms' CSRF token and show only what the viewer may

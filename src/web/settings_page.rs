@@ -8,8 +8,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::format;
-use super::pages::{PageResult, html, see_other};
-use super::views::FormErrors;
+use super::pages::{FormErrors, PageResult, html, see_other};
 use crate::auth::{AuthError, Caller, TokenInfo, User};
 use crate::ids::UserId;
 use crate::settings::SettingsForm;
