@@ -188,6 +188,66 @@ fn filtered(filter: &LogFilter) -> Boxed<'static> {
     query
 }
 
+impl LogFilter {
+    /// Whether a fresh entry, not yet stored, belongs in a listing of this filter: [`filtered`]
+    /// in memory, for live rows. One difference stays: `q` ignores case here for every letter,
+    /// SQLite's `LIKE` for ASCII letters only.
+    pub fn matches(&self, row: &NewLogRow) -> bool {
+        if self.proxy_id.is_some_and(|id| id != row.proxy_id) {
+            return false;
+        }
+        if self
+            .visible_proxies
+            .as_ref()
+            .is_some_and(|ids| !ids.contains(&row.proxy_id))
+        {
+            return false;
+        }
+        if let Some(status) = self.status.as_deref() {
+            let class = status
+                .strip_suffix("xx")
+                .and_then(|c| c.parse::<i32>().ok());
+            let ok = match (class, status.parse::<i32>()) {
+                (Some(class), _) => (class * 100..class * 100 + 100).contains(&row.status),
+                (None, Ok(code)) => row.status == code,
+                (None, Err(_)) => true,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if self.cache.as_deref().is_some_and(|c| c != row.cache) {
+            return false;
+        }
+        let failure_ok = match self.failure.as_deref() {
+            None => true,
+            Some("any") => row.failure.is_some(),
+            Some("none") => row.failure.is_none(),
+            Some(kind) => row.failure.as_deref() == Some(kind),
+        };
+        if !failure_ok
+            || self.since.is_some_and(|t| row.timestamp < t)
+            || self.until.is_some_and(|t| row.timestamp >= t)
+        {
+            return false;
+        }
+        match self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            None => true,
+            Some(q) => {
+                let q = q.to_lowercase();
+                [
+                    Some(row.path.as_str()),
+                    row.model.as_deref(),
+                    Some(&row.client_ip),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|field| field.to_lowercase().contains(&q))
+            }
+        }
+    }
+}
+
 /// Newest first.
 pub fn page(
     conn: &mut SqliteConnection,
@@ -337,6 +397,133 @@ mod tests {
             })
             .expect("json");
             assert_eq!(actual, expected);
+        }
+    }
+
+    #[test]
+    fn live_rows_match_as_the_query_selects() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(dir.path()).expect("database");
+        let mut conn = pool.get().expect("connection");
+        let at = |minute: u32| {
+            NaiveDateTime::parse_from_str(&format!("2026-01-02 03:{minute:02}:00"), "%F %T")
+                .expect("time")
+        };
+        let rows: Vec<NewLogRow> = [
+            (1, 200, "hit", None, Some("gpt-4o"), 0),
+            (1, 429, "bypass", Some("rate_limited"), None, 1),
+            (2, 503, "miss", Some("upstream_error"), Some("Claude_3%"), 2),
+            (3, 299, "miss", None, Some("gpt-4o-mini"), 3),
+            (3, 300, "miss", Some("timeout"), None, 4),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(
+            |(n, (proxy_id, status, cache, failure, model, minute))| NewLogRow {
+                timestamp: at(minute),
+                proxy_id,
+                status,
+                cache: cache.into(),
+                failure: failure.map(Into::into),
+                model: model.map(Into::into),
+                path: compact_str::format_compact!("/v1/{n}"),
+                client_ip: "10.0.0.7".into(),
+                ..NewLogRow::default()
+            },
+        )
+        .collect();
+        insert(&mut conn, &rows).expect("inserted");
+        let text = |value: &str| Some(value.to_owned());
+        let filters = [
+            LogFilter::default(),
+            LogFilter {
+                proxy_id: Some(1),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                visible_proxies: Some(vec![2, 3]),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                visible_proxies: Some(Vec::new()),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                status: text("2xx"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                status: text("3xx"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                status: text("429"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                status: text("abc"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                cache: text("miss"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                failure: text("any"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                failure: text("none"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                failure: text("timeout"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                since: Some(at(1)),
+                until: Some(at(3)),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                q: text(" GPT "),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                q: text("3%"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                q: text("e_3"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                q: text("/v1/4"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                q: text("10.0.0"),
+                ..LogFilter::default()
+            },
+            LogFilter {
+                q: text("   "),
+                ..LogFilter::default()
+            },
+        ];
+        for filter in filters {
+            let mut selected: Vec<String> = page(&mut conn, &filter, 100, 0)
+                .expect("page")
+                .0
+                .into_iter()
+                .map(|row| row.path)
+                .collect();
+            selected.sort();
+            let matched: Vec<String> = rows
+                .iter()
+                .filter(|row| filter.matches(row))
+                .map(|row| row.path.to_string())
+                .collect();
+            assert_eq!(matched, selected, "{filter:?}");
         }
     }
 

@@ -4,9 +4,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration as ChronoDuration, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 
+use crate::db::metric_rollups::{self, Spend};
 use crate::db::models::{NewLogRow, RollupRow};
+use crate::db::{self, DbError, DbPool};
 
 /// Upper bounds of the latency buckets, in milliseconds; one more bucket catches the rest. Fine
 /// below a millisecond for cache hits and between half a second and ten for LLM calls, where a
@@ -20,6 +24,8 @@ pub const LATENCY_BOUNDS_MS: [f64; 27] = [
 const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 /// Minutes kept in memory (the dashboard's hour, with room); older ones live only in SQLite.
 const MEMORY_MINUTES: i64 = 120;
+/// Minutes averaged for "requests per minute".
+const RPM_MINUTES: i64 = 5;
 
 #[derive(Debug, Clone, Default)]
 pub struct Rollup {
@@ -76,6 +82,16 @@ impl Rollup {
         self.output_tokens += other.output_tokens;
         self.cost_usd += other.cost_usd;
         self.saved_usd += other.saved_usd;
+    }
+
+    /// The share of requests answered from the cache; 0 without requests.
+    pub fn cache_hit_rate(&self) -> f64 {
+        ratio(self.cache_hits, self.requests)
+    }
+
+    /// The share of requests answered with an error status; 0 without requests.
+    pub fn error_rate(&self) -> f64 {
+        ratio(self.errors, self.requests)
     }
 
     /// The latency below which `quantile` of requests fall, estimated as Prometheus'
@@ -146,6 +162,35 @@ impl Rollup {
             dirty: false,
         }
     }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The numbers of the last 24 hours, and the money of today and of this month (UTC): stored
+/// minutes up to where memory starts, memory's (newer) from there.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    pub day: Rollup,
+    pub today: Spend,
+    pub month: Spend,
+}
+
+fn start_of_day(now: DateTime<Utc>) -> NaiveDateTime {
+    now.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or(now.naive_utc())
+}
+
+fn start_of_month(now: DateTime<Utc>) -> NaiveDateTime {
+    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .map_or(now.naive_utc(), |t| t.naive_utc())
 }
 
 /// The `# HELP` and `# TYPE` lines that open a metric family in the Prometheus text format.
@@ -329,7 +374,7 @@ impl Metrics {
     }
 
     /// Per-minute totals from `from` on, of the proxies in `only` (all when `None`).
-    pub fn minutes_since(
+    fn minutes_since(
         &self,
         from: NaiveDateTime,
         only: Option<&[i32]>,
@@ -357,9 +402,80 @@ impl Metrics {
         }
     }
 
+    /// Requests of each of the last `minutes` minutes (the current one last), zeros included, of
+    /// the proxies in `only` (all when `None`).
+    pub fn requests_by_minute(
+        &self,
+        now: DateTime<Utc>,
+        minutes: i64,
+        only: Option<&[i32]>,
+    ) -> Vec<(NaiveDateTime, u64)> {
+        let from = minute_of(now - ChronoDuration::minutes(minutes - 1));
+        let series = self.minutes_since(from, only);
+        (0..minutes)
+            .map(|i| {
+                let minute = from + ChronoDuration::minutes(i);
+                (minute, series.get(&minute).map_or(0, |r| r.requests))
+            })
+            .collect()
+    }
+
+    /// Requests per minute over the last five minutes, of the proxies in `only` (all when
+    /// `None`).
+    pub fn requests_per_minute(&self, now: DateTime<Utc>, only: Option<&[i32]>) -> f64 {
+        let recent: u64 = self
+            .minutes_since(
+                minute_of(now - ChronoDuration::minutes(RPM_MINUTES - 1)),
+                only,
+            )
+            .values()
+            .map(|r| r.requests)
+            .sum();
+        recent as f64 / RPM_MINUTES as f64
+    }
+
+    /// The [`Usage`] of the proxies in `only` (all when `None`). Money is summed in SQLite (a
+    /// month of minutes need not be loaded) up to where memory starts.
+    pub async fn usage(
+        &self,
+        pool: &DbPool,
+        now: DateTime<Utc>,
+        only: Option<Vec<i32>>,
+    ) -> Result<Usage, DbError> {
+        let day_ago = minute_of(now - ChronoDuration::hours(24));
+        let memory_from = Self::memory_window_start(now);
+        let (today, month) = (start_of_day(now), start_of_month(now));
+        let only_in_db = only.clone();
+        let (stored, stored_today, stored_month) = db::run(pool, move |conn| {
+            let only = only_in_db.as_deref();
+            Ok((
+                metric_rollups::since(conn, day_ago)?,
+                metric_rollups::spend_between(conn, today, memory_from.max(today), only)?,
+                metric_rollups::spend_between(conn, month, memory_from.max(month), only)?,
+            ))
+        })
+        .await?;
+        let only = only.as_deref();
+        Ok(Usage {
+            day: self.total_with(&stored, memory_from, only),
+            today: self.spend_with(stored_today, today.max(memory_from), only),
+            month: self.spend_with(stored_month, month.max(memory_from), only),
+        })
+    }
+
+    /// `stored` plus the money of the in-memory minutes from `from` on.
+    fn spend_with(&self, stored: Spend, from: NaiveDateTime, only: Option<&[i32]>) -> Spend {
+        self.minutes_since(from, only)
+            .values()
+            .fold(stored, |spend, minute| Spend {
+                cost_usd: spend.cost_usd + minute.cost_usd,
+                saved_usd: spend.saved_usd + minute.saved_usd,
+            })
+    }
+
     /// In-memory minutes overlaid on stored ones (memory is newer), merged into one total.
     /// Only the proxies in `only` count (all when `None`).
-    pub fn total_with(
+    fn total_with(
         &self,
         stored: &[RollupRow],
         from: NaiveDateTime,

@@ -2,21 +2,97 @@
 
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
-use super::views::{ProxyHost, ProxyJson, proxy_snippets};
+use super::proxy_host::{ProxyHost, proxy_snippets};
 use crate::auth::Caller;
 use crate::db;
+use crate::emulator::EmulatorSettings;
 use crate::faults::FailureConfig;
+use crate::gateway::Traffic;
 use crate::ids::ProxyId;
 use crate::providers::ProviderKind;
-use crate::registry::ProxySnapshot;
 use crate::registry::input::ProxyInput;
+use crate::registry::{ProxySnapshot, ProxyStatus};
+use crate::spec::ProxySpec;
 use crate::validation::FieldError;
 
 type ApiResult = Result<HttpResponse, ApiError>;
+
+#[derive(Debug, Serialize)]
+pub struct CacheJson {
+    pub enabled: bool,
+    pub mode: &'static str,
+    pub ttl_seconds: Option<u64>,
+    pub partition_by_credential: bool,
+}
+
+/// A proxy in the admin API's contract shape.
+#[derive(Debug, Serialize)]
+pub struct ProxyJson {
+    pub id: i32,
+    pub name: String,
+    pub provider: ProviderKind,
+    pub port: u16,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub upstream_url: Option<String>,
+    pub status: ProxyStatus,
+    pub last_error: Option<String>,
+    pub url: String,
+    pub created_at: String,
+    pub cache: CacheJson,
+    pub vertex_service_account_file: Option<String>,
+    pub aws_region: Option<String>,
+    /// The emulator's latency; used while `upstream_url` is `emulator`.
+    pub emulator: EmulatorSettings,
+    /// Whether requests go to the request log (metrics count them either way).
+    pub log_requests: bool,
+    pub listening_port: Option<u16>,
+    pub in_flight: usize,
+    /// Requests and tokens since Rubberduck started.
+    pub traffic: Traffic,
+    /// Set on creation when the port is busy in the OS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+impl ProxyJson {
+    pub fn new(snapshot: &ProxySnapshot, host: &ProxyHost) -> Self {
+        let spec: &ProxySpec = &snapshot.spec;
+        ProxyJson {
+            id: spec.id.0,
+            name: spec.name.clone(),
+            provider: spec.provider,
+            port: spec.port,
+            description: spec.description.clone(),
+            tags: spec.tags.clone(),
+            upstream_url: spec.upstream_url.clone(),
+            status: snapshot.status,
+            last_error: snapshot.last_error.clone(),
+            url: host.proxy_url(snapshot),
+            created_at: spec
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            cache: CacheJson {
+                enabled: spec.cache.enabled,
+                mode: spec.cache.mode.as_str(),
+                ttl_seconds: spec.cache.ttl_seconds,
+                partition_by_credential: spec.cache.partition_by_credential,
+            },
+            vertex_service_account_file: spec.vertex_service_account_file.clone(),
+            aws_region: spec.aws_region.clone(),
+            emulator: spec.emulator,
+            log_requests: spec.log_requests,
+            listening_port: snapshot.listening_port,
+            in_flight: snapshot.in_flight,
+            traffic: snapshot.traffic,
+            warning: None,
+        }
+    }
+}
 
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()

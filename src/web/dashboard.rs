@@ -1,17 +1,20 @@
 //! The dashboard: the last 24 hours in numbers, the last hour as a chart, and what is
 //! happening now.
 
-use std::collections::BTreeMap;
-
-use chrono::{Duration, NaiveDateTime, Utc};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
+use askama::Template;
+use chrono::Utc;
 
 use super::AppState;
+use super::cards::ProxyCard;
+use super::format;
 use super::logs_api::LogEntry;
 use super::metrics::{Summary, summary};
-use super::views::{ProxyCard, ProxyHost, latency_text, usd_text};
+use super::pages::{PageResult, html, is_htmx, see_other};
+use super::proxy_host::ProxyHost;
 use crate::auth::Caller;
 use crate::db::{self, DbError};
-use crate::telemetry::{Rollup, minute_of};
 
 const CHART_MINUTES: i64 = 60;
 const SPARK_MINUTES: i64 = 30;
@@ -45,52 +48,41 @@ pub struct Dashboard {
 impl Dashboard {
     // Templates pass fields by reference.
     pub fn cost(value: &f64) -> String {
-        format!("${}", usd_text(*value))
+        format::cost(*value)
     }
 
     pub fn percent(value: &f64) -> String {
-        format!("{:.1}%", value * 100.0)
+        format::percent(*value)
     }
 
     pub fn latency(value: &f64) -> String {
-        latency_text(*value)
+        format::latency(*value)
     }
 
     pub fn millis(value: &Option<f64>) -> String {
-        value.map_or_else(|| "—".to_owned(), |ms| format!("{} ms", latency_text(ms)))
+        format::millis(*value)
     }
 }
 
-/// Requests of every minute of the window, zeros included.
-fn per_minute(
-    series: &BTreeMap<NaiveDateTime, Rollup>,
-    from: NaiveDateTime,
-    minutes: i64,
-) -> Vec<(NaiveDateTime, u64)> {
-    (0..minutes)
-        .map(|i| {
-            let minute = from + Duration::minutes(i);
-            (minute, series.get(&minute).map_or(0, |r| r.requests))
-        })
-        .collect()
+#[derive(Template)]
+#[template(path = "dashboard/index.html")]
+pub struct DashboardPage {
+    pub stats: Dashboard,
 }
 
-pub async fn build(
-    state: &AppState,
-    host: &ProxyHost,
-    caller: &Caller,
-) -> Result<Dashboard, DbError> {
+#[derive(Template)]
+#[template(path = "dashboard/_stats.html")]
+pub struct DashboardStatsFragment {
+    pub stats: Dashboard,
+}
+
+async fn build(state: &AppState, host: &ProxyHost, caller: &Caller) -> Result<Dashboard, DbError> {
     let summary = summary(state, caller).await?;
     let only = super::visible_proxy_ids(state, caller);
-    let metrics = &&state.telemetry.metrics;
+    let metrics = &state.telemetry.metrics;
     let now = Utc::now();
 
-    let chart_from = minute_of(now - Duration::minutes(CHART_MINUTES - 1));
-    let counts = per_minute(
-        &metrics.minutes_since(chart_from, only.as_deref()),
-        chart_from,
-        CHART_MINUTES,
-    );
+    let counts = metrics.requests_by_minute(now, CHART_MINUTES, only.as_deref());
     let peak_rpm = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
     let slot = CHART_WIDTH / CHART_MINUTES as f64;
     let bars = counts
@@ -108,16 +100,13 @@ pub async fn build(
         })
         .collect();
 
-    let spark_from = minute_of(now - Duration::minutes(SPARK_MINUTES - 1));
-    let rpm_from = minute_of(now - Duration::minutes(4));
     let mut proxies: Vec<ProxyActivity> = state
         .registry
         .list_for(caller.access())
         .iter()
         .map(|snapshot| {
             let id = snapshot.spec.id.0;
-            let series = metrics.minutes_since(spark_from, Some(&[id]));
-            let counts = per_minute(&series, spark_from, SPARK_MINUTES);
+            let counts = metrics.requests_by_minute(now, SPARK_MINUTES, Some(&[id]));
             let peak = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
             let sparkline = counts
                 .iter()
@@ -131,10 +120,9 @@ pub async fn build(
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
-            let recent: u64 = series.range(rpm_from..).map(|(_, r)| r.requests).sum();
             ProxyActivity {
                 card: ProxyCard::new(snapshot, host),
-                rpm: recent as f64 / 5.0,
+                rpm: metrics.requests_per_minute(now, Some(&[id])),
                 sparkline,
             }
         })
@@ -166,4 +154,23 @@ pub async fn build(
         proxies,
         recent,
     })
+}
+
+pub async fn page(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> PageResult {
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
+    let stats = build(&state, &host, &caller).await?;
+    html(&req, StatusCode::OK, &DashboardPage { stats })
+}
+
+pub async fn stats_fragment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> PageResult {
+    if !is_htmx(&req) {
+        return Ok(see_other("/"));
+    }
+    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
+    let stats = build(&state, &host, &caller).await?;
+    html(&req, StatusCode::OK, &DashboardStatsFragment { stats })
 }

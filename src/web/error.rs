@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
 
 use crate::auth::AuthError;
 use crate::db::DbError;
@@ -63,6 +64,13 @@ impl ResponseError for ApiError {
             "error": {"message": self.to_string(), "field": field}
         }))
     }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub status: u16,
+    pub message: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +136,7 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        use askama::Template;
-        let page = super::views::ErrorPage {
+        let page = ErrorPage {
             status: self.status_code().as_u16(),
             message: self.to_string(),
         };

@@ -10,16 +10,18 @@ use askama::Template;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
+use super::cards::{ProxyCard, ProxyCardFragment};
 use super::pages::{PageValues, render_for};
-use super::views::{ProxyCard, ProxyCardFragment, ProxyHost, TotalsFragment};
+use super::proxy_host::ProxyHost;
 use crate::auth::{Access, Caller};
-use crate::registry::RegistryEvent;
+use crate::registry::{RegistryEvent, Totals};
 
 /// How often cards whose traffic changed are pushed again (and, when none did, a keep-alive).
 const TRAFFIC_TICK: Duration = Duration::from_secs(5);
 
-/// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires.
-fn sse_message(event: &str, html: &str) -> Bytes {
+/// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires, and
+/// empty HTML one empty `data:` line, without which browsers drop the event.
+pub(super) fn sse_message(event: &str, html: &str) -> Bytes {
     let mut message = format!("event: {event}\n");
     for line in html.lines() {
         message.push_str("data: ");
@@ -31,6 +33,12 @@ fn sse_message(event: &str, html: &str) -> Bytes {
     }
     message.push('\n');
     Bytes::from(message)
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_totals.html")]
+pub struct TotalsFragment {
+    pub totals: Totals,
 }
 
 /// Who a stream is for: cards carry their forms' CSRF token and show only what the viewer may

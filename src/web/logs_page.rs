@@ -16,9 +16,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::error::{ApiError, PageError};
+use super::events::sse_message;
+use super::format;
 use super::logs_api::LogQuery;
 use super::pages::{PageResult, html, is_htmx};
-use super::views::{latency_text, usd_text};
 use crate::auth::Caller;
 use crate::db::models::{LogRow, NewLogRow};
 use crate::db::request_logs::{self, LogFilter};
@@ -219,11 +220,13 @@ pub struct LogLine {
 macro_rules! log_line {
     ($row:expr, $id:expr) => {{
         let row = $row;
-        let time = row.timestamp.and_utc();
         LogLine {
             id: $id,
-            datetime: time.to_rfc3339_opts(SecondsFormat::Millis, true),
-            time_text: time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            datetime: row
+                .timestamp
+                .and_utc()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            time_text: format::utc_time(row.timestamp),
             proxy_id: row.proxy_id,
             proxy_name: row.proxy_name.as_str().to_owned(),
             method: row.method.as_str().to_owned(),
@@ -231,13 +234,13 @@ macro_rules! log_line {
             model: row.model.as_deref().map(str::to_owned),
             client_ip: row.client_ip.as_str().to_owned(),
             status: row.status,
-            latency: latency_text(row.latency_ms),
+            latency: format::latency(row.latency_ms),
             cache: row.cache.as_str().to_owned(),
             failure: row.failure.as_deref().map(str::to_owned),
             stream: row.stream,
             input_tokens: row.input_tokens,
             output_tokens: row.output_tokens,
-            cost: row.cost_usd.map(usd_text),
+            cost: row.cost_usd.map(format::usd),
             error_message: row.error_message.as_deref().map(str::to_owned),
         }
     }};
@@ -261,76 +264,8 @@ impl LogLine {
         format!("{}xx", self.status.clamp(0, 999) / 100)
     }
 
-    fn tokens(value: Option<i64>) -> String {
-        value.map_or_else(|| "–".to_owned(), |v| v.to_string())
-    }
-
     pub fn tokens_text(&self) -> String {
-        if self.input_tokens.is_none() && self.output_tokens.is_none() {
-            return String::new();
-        }
-        format!(
-            "{} / {}",
-            Self::tokens(self.input_tokens),
-            Self::tokens(self.output_tokens)
-        )
-    }
-}
-
-/// Whether a fresh entry belongs in a table showing `filter`: the SQL filter of
-/// [`request_logs`], applied in memory.
-fn matches(filter: &LogFilter, row: &NewLogRow) -> bool {
-    if filter.proxy_id.is_some_and(|id| id != row.proxy_id) {
-        return false;
-    }
-    if filter
-        .visible_proxies
-        .as_ref()
-        .is_some_and(|ids| !ids.contains(&row.proxy_id))
-    {
-        return false;
-    }
-    if let Some(status) = filter.status.as_deref() {
-        let class = status
-            .strip_suffix("xx")
-            .and_then(|c| c.parse::<i32>().ok());
-        let ok = match (class, status.parse::<i32>()) {
-            (Some(class), _) => (class * 100..class * 100 + 100).contains(&row.status),
-            (None, Ok(code)) => row.status == code,
-            (None, Err(_)) => true,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    if filter.cache.as_deref().is_some_and(|c| c != row.cache) {
-        return false;
-    }
-    let failure_ok = match filter.failure.as_deref() {
-        None => true,
-        Some("any") => row.failure.is_some(),
-        Some("none") => row.failure.is_none(),
-        Some(kind) => row.failure.as_deref() == Some(kind),
-    };
-    if !failure_ok
-        || filter.since.is_some_and(|t| row.timestamp < t)
-        || filter.until.is_some_and(|t| row.timestamp >= t)
-    {
-        return false;
-    }
-    match filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        None => true,
-        Some(q) => {
-            let q = q.to_lowercase();
-            [
-                Some(row.path.as_str()),
-                row.model.as_deref(),
-                Some(&row.client_ip),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|field| field.to_lowercase().contains(&q))
-        }
+        format::tokens(self.input_tokens, self.output_tokens)
     }
 }
 
@@ -650,18 +585,6 @@ pub async fn purge_page() -> HttpResponse {
         .finish()
 }
 
-/// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires.
-fn sse_message(event: &str, html: &str) -> Bytes {
-    let mut message = format!("event: {event}\n");
-    for line in html.lines() {
-        message.push_str("data: ");
-        message.push_str(line);
-        message.push('\n');
-    }
-    message.push('\n');
-    Bytes::from(message)
-}
-
 fn render_row(row: &NewLogRow) -> Option<Bytes> {
     match (LogRowFragment {
         row: LogLine::from(row),
@@ -703,7 +626,7 @@ pub async fn log_events(
                     _ = shutting_down.changed() => return None,
                     () = &mut keep_alive => break Bytes::from_static(b": keep-alive\n\n"),
                     received = receiver.recv() => match received {
-                        Ok(row) if matches(&filter, &row) => {
+                        Ok(row) if filter.matches(&row) => {
                             if let Some(chunk) = render_row(&row) {
                                 break chunk;
                             }
@@ -758,6 +681,10 @@ mod tests {
             user_agent: None,
             error_message: None,
         }
+    }
+
+    fn matches(filter: &LogFilter, row: &NewLogRow) -> bool {
+        filter.matches(row)
     }
 
     fn filter(query: &str) -> LogFilter {

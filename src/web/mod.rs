@@ -2,17 +2,20 @@
 
 mod account;
 mod api;
+mod cards;
 mod dashboard;
 mod error;
 mod events;
 mod failures;
+mod format;
 mod guard;
 mod logs_api;
 mod logs_page;
 mod metrics;
 mod pages;
+mod proxies_page;
+mod proxy_host;
 mod settings_page;
-mod views;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,56 +126,71 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/metrics", web::get().to(metrics::api_metrics))
                 .default_service(web::to(api::not_found)),
         )
-        .route("/", web::get().to(pages::dashboard))
-        .route(
-            "/dashboard/stats",
-            web::get().to(pages::dashboard_stats_fragment),
-        )
-        .route("/proxies", web::get().to(pages::proxies))
-        .route("/proxies", web::post().to(pages::create_proxy))
-        .route("/proxies/new", web::get().to(pages::new_proxy))
+        .route("/", web::get().to(dashboard::page))
+        .route("/dashboard/stats", web::get().to(dashboard::stats_fragment))
+        .route("/proxies", web::get().to(proxies_page::proxies))
+        .route("/proxies", web::post().to(proxies_page::create_proxy))
+        .route("/proxies/new", web::get().to(proxies_page::new_proxy))
         .route("/proxies/events", web::get().to(events::proxy_events))
-        .route("/proxies/port-check", web::get().to(pages::port_check))
-        .route("/proxies/{id:\\d+}", web::get().to(pages::proxy_card))
-        .route("/proxies/{id:\\d+}", web::post().to(pages::update_proxy))
-        .route("/proxies/{id:\\d+}/edit", web::get().to(pages::edit_proxy))
+        .route(
+            "/proxies/port-check",
+            web::get().to(proxies_page::port_check),
+        )
+        .route(
+            "/proxies/{id:\\d+}",
+            web::get().to(proxies_page::proxy_card),
+        )
+        .route(
+            "/proxies/{id:\\d+}",
+            web::post().to(proxies_page::update_proxy),
+        )
+        .route(
+            "/proxies/{id:\\d+}/edit",
+            web::get().to(proxies_page::edit_proxy),
+        )
         .route(
             "/proxies/{id:\\d+}/start",
-            web::post().to(pages::start_proxy),
+            web::post().to(proxies_page::start_proxy),
         )
-        .route("/proxies/{id:\\d+}/stop", web::post().to(pages::stop_proxy))
+        .route(
+            "/proxies/{id:\\d+}/stop",
+            web::post().to(proxies_page::stop_proxy),
+        )
         .route(
             "/proxies/{id:\\d+}/restart",
-            web::post().to(pages::restart_proxy),
+            web::post().to(proxies_page::restart_proxy),
         )
         .route(
             "/proxies/{id:\\d+}/duplicate",
-            web::post().to(pages::duplicate_proxy),
+            web::post().to(proxies_page::duplicate_proxy),
         )
         .route(
             "/proxies/{id:\\d+}/delete",
-            web::get().to(pages::confirm_delete),
+            web::get().to(proxies_page::confirm_delete),
         )
         .route(
             "/proxies/{id:\\d+}/delete",
-            web::post().to(pages::delete_proxy),
+            web::post().to(proxies_page::delete_proxy),
         )
-        .route("/proxies/{id:\\d+}/cache", web::get().to(pages::cache_info))
+        .route(
+            "/proxies/{id:\\d+}/cache",
+            web::get().to(proxies_page::cache_info),
+        )
         .route(
             "/proxies/{id:\\d+}/cache/clear",
-            web::post().to(pages::clear_cache),
+            web::post().to(proxies_page::clear_cache),
         )
         .route(
             "/proxies/{id:\\d+}/failures",
-            web::get().to(pages::failure_settings),
+            web::get().to(proxies_page::failure_settings),
         )
         .route(
             "/proxies/{id:\\d+}/failures",
-            web::post().to(pages::update_failures),
+            web::post().to(proxies_page::update_failures),
         )
         .route(
             "/proxies/{id:\\d+}/failures/reset",
-            web::post().to(pages::reset_failures),
+            web::post().to(proxies_page::reset_failures),
         )
         .route("/ui/close-modal", web::get().to(pages::close_modal))
         .route("/logs", web::get().to(logs_page::logs))

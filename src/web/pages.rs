@@ -1,33 +1,20 @@
-//! HTML pages. Each fragment URL answers HTMX with the fragment and a plain browser with the
-//! whole page; each form also works as a plain POST followed by a redirect.
+//! What every HTML page shares: rendering with the caller's values, HTMX or whole-page answers,
+//! redirects, and form errors. Each fragment URL answers HTMX with the fragment and a plain
+//! browser with the whole page; each form also works as a plain POST followed by a redirect.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
 
-use std::collections::HashMap;
-
-use super::AppState;
-use super::dashboard;
 use super::error::PageError;
-use super::failures::FailureForm;
-use super::views::{
-    CacheModal, ConfirmDeletePage, CreateModal, CreatedModal, DashboardPage,
-    DashboardStatsFragment, EditModal, FailuresModal, FormErrors, PortCheck, ProxiesPage,
-    ProxyCard, ProxyCardFragment, ProxyFilters, ProxyForm, ProxyGrid, ProxyHost, provider_options,
-};
 use crate::auth::{Access, Caller};
-use crate::faults::{FailureConfig, INJECTABLE_STATUSES};
-use crate::ids::ProxyId;
-use crate::registry::input::ProxyInput;
-use crate::registry::{ProxyRegistry, RegistryError};
+use crate::validation::FieldError;
 
 pub(super) type PageResult = Result<HttpResponse, PageError>;
-
-/// Tells open pages that the set of proxies changed, so the grid reloads itself.
-const PROXIES_CHANGED: (&str, &str) = ("HX-Trigger", "proxies-changed");
 
 pub fn form_config() -> web::FormConfig {
     web::FormConfig::default()
@@ -101,474 +88,10 @@ pub(super) fn access(req: &HttpRequest) -> Result<Access, PageError> {
         .ok_or_else(|| PageError::BadRequest("sign in first".into()))
 }
 
-/// An HTMX answer that also makes the proxy grid reload (the modal's content is `body`; empty
-/// closes it).
-fn proxies_changed(body: String) -> PageResult {
-    Ok(HttpResponse::Ok()
-        .insert_header(PROXIES_CHANGED)
-        .content_type("text/html; charset=utf-8")
-        .body(body))
-}
-
 pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, location))
         .finish()
-}
-
-fn cards(req: &HttpRequest, registry: &ProxyRegistry) -> Result<Vec<ProxyCard>, PageError> {
-    let host = ProxyHost::for_request(req, registry.proxy_host());
-    Ok(registry
-        .list_for(access(req)?)
-        .iter()
-        .map(|snapshot| ProxyCard::new(snapshot, &host))
-        .collect())
-}
-
-fn card(req: &HttpRequest, registry: &ProxyRegistry, id: ProxyId) -> Result<ProxyCard, PageError> {
-    let host = ProxyHost::for_request(req, registry.proxy_host());
-    Ok(ProxyCard::new(&registry.get_for(id, access(req)?)?, &host))
-}
-
-pub async fn dashboard(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> PageResult {
-    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
-    let stats = dashboard::build(&state, &host, &caller).await?;
-    html(&req, StatusCode::OK, &DashboardPage { stats })
-}
-
-pub async fn dashboard_stats_fragment(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> PageResult {
-    if !is_htmx(&req) {
-        return Ok(see_other("/"));
-    }
-    let host = ProxyHost::for_request(&req, state.registry.proxy_host());
-    let stats = dashboard::build(&state, &host, &caller).await?;
-    html(&req, StatusCode::OK, &DashboardStatsFragment { stats })
-}
-
-fn proxies_page(
-    req: &HttpRequest,
-    state: &AppState,
-    filters: ProxyFilters,
-    modal: Option<String>,
-) -> Result<ProxiesPage, PageError> {
-    Ok(ProxiesPage {
-        totals: state.registry.totals(access(req)?),
-        cards: filters.apply(cards(req, &state.registry)?),
-        filters,
-        providers: provider_options(),
-        modal,
-    })
-}
-
-pub async fn proxies(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    filters: web::Query<ProxyFilters>,
-) -> PageResult {
-    let filters = filters.into_inner();
-    if is_htmx(&req) {
-        let cards = filters.apply(cards(&req, &state.registry)?);
-        return html(&req, StatusCode::OK, &ProxyGrid { filters, cards });
-    }
-    html(
-        &req,
-        StatusCode::OK,
-        &proxies_page(&req, &state, filters, None)?,
-    )
-}
-
-/// The modal alone for HTMX; otherwise the Proxies page with the modal open.
-fn modal_response(
-    req: &HttpRequest,
-    state: &AppState,
-    status: StatusCode,
-    modal: &impl Template,
-) -> PageResult {
-    if is_htmx(req) {
-        return html(req, status, modal);
-    }
-    let page = proxies_page(
-        req,
-        state,
-        ProxyFilters::default(),
-        Some(render(req, modal)?),
-    )?;
-    html(req, status, &page)
-}
-
-pub async fn new_proxy(req: HttpRequest, state: web::Data<AppState>) -> PageResult {
-    let modal = CreateModal {
-        form: ProxyForm {
-            provider: "openai".into(),
-            ..ProxyForm::default()
-        },
-        errors: FormErrors::default(),
-        providers: provider_options(),
-    };
-    modal_response(&req, &state, StatusCode::OK, &modal)
-}
-
-pub async fn create_proxy(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-    form: web::Form<ProxyForm>,
-) -> PageResult {
-    let form = form.into_inner();
-    let created = match super::check_proxy_quota(&state, &caller) {
-        Ok(()) => {
-            state
-                .registry
-                .create(&form.to_input(true), true, caller.user.id, caller.access())
-                .await
-        }
-        Err(error) => Err(RegistryError::Invalid(vec![error])),
-    };
-    match created {
-        Ok(created) => match created.warning {
-            Some(warning) if is_htmx(&req) => {
-                let card = card(&req, &state.registry, created.snapshot.spec.id)?;
-                proxies_changed(render(&req, &CreatedModal { card, warning })?)
-            }
-            _ if is_htmx(&req) => proxies_changed(String::new()),
-            _ => Ok(see_other("/proxies")),
-        },
-        Err(RegistryError::Invalid(errors)) => {
-            let modal = CreateModal {
-                form,
-                errors: errors.into(),
-                providers: provider_options(),
-            };
-            // htmx swaps only 2xx answers by default, so the re-rendered form goes out as 200.
-            let status = if is_htmx(&req) {
-                StatusCode::OK
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            modal_response(&req, &state, status, &modal)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[derive(Deserialize)]
-pub struct PortCheckQuery {
-    #[serde(default)]
-    port: String,
-    id: Option<i32>,
-}
-
-/// Live feedback under the port field: taken by another proxy, or busy in the OS.
-pub async fn port_check(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    query: web::Query<PortCheckQuery>,
-) -> PageResult {
-    let (message, warning) =
-        match state
-            .registry
-            .check_port(query.port.trim(), query.id.map(ProxyId), access(&req)?)
-        {
-            Ok(None) => (None, false),
-            Ok(Some(warning)) => (Some(warning), true),
-            Err(error) => (Some(error), false),
-        };
-    html(&req, StatusCode::OK, &PortCheck { message, warning })
-}
-
-pub async fn proxy_card(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    if !is_htmx(&req) {
-        return Ok(see_other("/proxies"));
-    }
-    let card = card(&req, &state.registry, ProxyId(*id))?;
-    html(&req, StatusCode::OK, &ProxyCardFragment { card })
-}
-
-pub async fn edit_proxy(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let snapshot = state.registry.get_for(ProxyId(*id), access(&req)?)?;
-    let modal = EditModal {
-        id: *id,
-        provider_name: snapshot.spec.provider.name(),
-        running: snapshot.status.is_active(),
-        form: ProxyForm::from_spec(&snapshot.spec),
-        errors: FormErrors::default(),
-    };
-    modal_response(&req, &state, StatusCode::OK, &modal)
-}
-
-pub async fn update_proxy(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-    form: web::Form<ProxyForm>,
-) -> PageResult {
-    let id = ProxyId(*id);
-    let form = form.into_inner();
-    let edit: ProxyInput = form.to_input(false);
-    match state.registry.update(id, edit, access(&req)?).await {
-        Ok(_) if is_htmx(&req) => proxies_changed(String::new()),
-        Ok(_) => Ok(see_other("/proxies")),
-        Err(RegistryError::Invalid(errors)) => {
-            let snapshot = state.registry.get_for(id, access(&req)?)?;
-            let modal = EditModal {
-                id: id.0,
-                provider_name: snapshot.spec.provider.name(),
-                running: snapshot.status.is_active(),
-                form,
-                errors: errors.into(),
-            };
-            let status = if is_htmx(&req) {
-                StatusCode::OK
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            modal_response(&req, &state, status, &modal)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// After a card action: the fresh card for HTMX, back to the list for a plain form.
-fn card_response(req: &HttpRequest, registry: &ProxyRegistry, id: ProxyId) -> PageResult {
-    if !is_htmx(req) {
-        return Ok(see_other("/proxies"));
-    }
-    let card = card(req, registry, id)?;
-    html(req, StatusCode::OK, &ProxyCardFragment { card })
-}
-
-pub async fn start_proxy(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let id = ProxyId(*id);
-    state.registry.start(id, access(&req)?).await?;
-    card_response(&req, &state.registry, id)
-}
-
-#[derive(Deserialize)]
-pub struct StopForm {
-    #[serde(default)]
-    force: bool,
-}
-
-pub async fn stop_proxy(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-    query: web::Query<StopForm>,
-) -> PageResult {
-    let id = ProxyId(*id);
-    state.registry.stop(id, !query.force, access(&req)?).await?;
-    card_response(&req, &state.registry, id)
-}
-
-pub async fn restart_proxy(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let id = ProxyId(*id);
-    state.registry.restart(id, access(&req)?).await?;
-    card_response(&req, &state.registry, id)
-}
-
-pub async fn duplicate_proxy(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    state
-        .registry
-        .duplicate(ProxyId(*id), access(&req)?)
-        .await?;
-    if is_htmx(&req) {
-        return proxies_changed(String::new());
-    }
-    Ok(see_other("/proxies"))
-}
-
-pub async fn confirm_delete(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let card = card(&req, &state.registry, ProxyId(*id))?;
-    html(&req, StatusCode::OK, &ConfirmDeletePage { card })
-}
-
-pub async fn delete_proxy(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    state.registry.delete(ProxyId(*id), access(&req)?).await?;
-    if is_htmx(&req) {
-        return proxies_changed(String::new());
-    }
-    Ok(see_other("/proxies"))
-}
-
-async fn cache_modal(
-    req: &HttpRequest,
-    state: &AppState,
-    id: ProxyId,
-    notice: Option<String>,
-) -> Result<CacheModal, PageError> {
-    let card = card(req, &state.registry, id)?;
-    let info = state.registry.cache_info(id, access(req)?).await?;
-    Ok(CacheModal {
-        size: format_bytes(info.counts.bytes),
-        card,
-        info,
-        notice,
-    })
-}
-
-pub async fn cache_info(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let modal = cache_modal(&req, &state, ProxyId(*id), None).await?;
-    modal_response(&req, &state, StatusCode::OK, &modal)
-}
-
-pub async fn clear_cache(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let id = ProxyId(*id);
-    let removed = state.registry.clear_cache(id, access(&req)?).await?;
-    if !is_htmx(&req) {
-        return Ok(see_other("/proxies"));
-    }
-    let notice = format!(
-        "Removed {removed} cached {}.",
-        if removed == 1 { "answer" } else { "answers" }
-    );
-    let modal = cache_modal(&req, &state, id, Some(notice)).await?;
-    proxies_changed(render(&req, &modal)?)
-}
-
-fn failures_modal(
-    card: ProxyCard,
-    form: FailureForm,
-    errors: FormErrors,
-    notice: Option<String>,
-) -> FailuresModal {
-    FailuresModal {
-        card,
-        form,
-        errors,
-        statuses: INJECTABLE_STATUSES,
-        notice,
-    }
-}
-
-pub async fn failure_settings(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let id = ProxyId(*id);
-    let snapshot = state.registry.get_for(id, access(&req)?)?;
-    let form = FailureForm::from_config(&snapshot.spec.failure_config);
-    let modal = failures_modal(
-        card(&req, &state.registry, id)?,
-        form,
-        FormErrors::default(),
-        None,
-    );
-    modal_response(&req, &state, StatusCode::OK, &modal)
-}
-
-async fn save_failures(
-    req: &HttpRequest,
-    state: &AppState,
-    id: ProxyId,
-    form: FailureForm,
-    notice: &str,
-) -> PageResult {
-    let saved = match form.to_config() {
-        Ok(config) => {
-            state
-                .registry
-                .set_failure_config(id, config, access(req)?)
-                .await
-        }
-        Err(errors) => Err(RegistryError::Invalid(errors)),
-    };
-    match saved {
-        Ok(_) if !is_htmx(req) => Ok(see_other("/proxies")),
-        Ok(snapshot) => {
-            let form = FailureForm::from_config(&snapshot.spec.failure_config);
-            let modal = failures_modal(
-                card(req, &state.registry, id)?,
-                form,
-                FormErrors::default(),
-                Some(notice.to_owned()),
-            );
-            proxies_changed(render(req, &modal)?)
-        }
-        Err(RegistryError::Invalid(errors)) => {
-            let modal = failures_modal(card(req, &state.registry, id)?, form, errors.into(), None);
-            let status = if is_htmx(req) {
-                StatusCode::OK
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            modal_response(req, state, status, &modal)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub async fn update_failures(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-    fields: web::Form<HashMap<String, String>>,
-) -> PageResult {
-    let form = FailureForm::from_fields(fields.into_inner());
-    save_failures(
-        &req,
-        &state,
-        ProxyId(*id),
-        form,
-        "Saved: in force from the next request.",
-    )
-    .await
-}
-
-pub async fn reset_failures(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let form = FailureForm::from_config(&FailureConfig::default());
-    save_failures(
-        &req,
-        &state,
-        ProxyId(*id),
-        form,
-        "Every failure is off again.",
-    )
-    .await
 }
 
 pub async fn close_modal() -> HttpResponse {
@@ -577,17 +100,48 @@ pub async fn close_modal() -> HttpResponse {
         .body("")
 }
 
-pub(super) fn format_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / f64::from(1 << 10)),
-        b => format!("{b} bytes"),
-    }
-}
-
 pub async fn not_found(req: HttpRequest) -> PageResult {
     Err(PageError::NotFound(format!(
         "There is no page at {}.",
         req.path()
     )))
+}
+
+#[derive(Debug, Default)]
+pub struct FormErrors(BTreeMap<Cow<'static, str>, String>);
+
+impl FormErrors {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    /// Errors about fields the form does not show (a failed save, say).
+    pub fn general(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(field, _)| !FORM_FIELDS.contains(&field.as_ref()))
+            .map(|(_, message)| message.as_str())
+            .collect()
+    }
+}
+
+const FORM_FIELDS: [&str; 8] = [
+    "name",
+    "provider",
+    "port",
+    "description",
+    "tags",
+    "upstream_url",
+    "emulator.ttft_ms",
+    "emulator.tokens_per_second",
+];
+
+impl From<Vec<FieldError>> for FormErrors {
+    fn from(errors: Vec<FieldError>) -> Self {
+        let mut map = BTreeMap::new();
+        for error in errors {
+            map.entry(error.field).or_insert(error.message);
+        }
+        FormErrors(map)
+    }
 }

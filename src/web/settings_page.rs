@@ -7,8 +7,8 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::AppState;
-use super::pages::{PageResult, format_bytes, html, see_other};
-use super::views::FormErrors;
+use super::format;
+use super::pages::{FormErrors, PageResult, html, see_other};
 use crate::auth::{AuthError, Caller, TokenInfo, User};
 use crate::ids::UserId;
 use crate::settings::SettingsForm;
@@ -123,15 +123,10 @@ fn system_info(state: &AppState, caller: &Caller) -> SystemInfo {
     let settings = state.registry.settings();
     SystemInfo {
         version: crate::VERSION,
-        uptime: format!(
-            "{}h {:02}m {:02}s",
-            uptime / 3600,
-            uptime / 60 % 60,
-            uptime % 60
-        ),
+        uptime: format::uptime(uptime),
         data_dir: state.data_dir.display().to_string(),
-        database_bytes: format_bytes(database_bytes),
-        cache: format!("{entries} entries, {}", format_bytes(bytes)),
+        database_bytes: format::bytes(database_bytes),
+        cache: format!("{entries} entries, {}", format::bytes(bytes)),
         port_range: format!(
             "{}–{}",
             settings.port_range.start(),

@@ -1,0 +1,138 @@
+//! The proxy card, shown on the Proxies page, the dashboard, the confirm and modal pages, and
+//! pushed live by the proxy events.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use askama::Template;
+
+use super::format;
+use super::proxy_host::{ProxyHost, proxy_snippets};
+use crate::cache::CacheCounts;
+use crate::gateway::Traffic;
+use crate::providers::Snippets;
+use crate::registry::ProxySnapshot;
+
+/// Counts card renders, to name each render's radio group apart.
+static SNIPPET_RENDERS: AtomicU64 = AtomicU64::new(0);
+
+/// One proxy card on the Proxies page.
+pub struct ProxyCard {
+    pub id: i32,
+    pub name: String,
+    pub provider_id: &'static str,
+    pub provider_name: &'static str,
+    pub port: u16,
+    pub listening_port: Option<u16>,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub status: &'static str,
+    pub last_error: Option<String>,
+    pub sdk_setting: &'static str,
+    pub sdk_url: String,
+    pub snippets: Snippets,
+    /// Changes with the address in the snippets, so the page keeps the viewer's chosen language
+    /// across live updates (htmx `hx-preserve`) but not across a port change.
+    pub snippets_id: String,
+    /// The name of the language radio group, new with every render: a re-rendered card's
+    /// checked Python button would otherwise uncheck the preserved box's choice (same name, same
+    /// document) before htmx puts the preserved box back.
+    pub snippets_group: String,
+    pub in_flight: usize,
+    pub traffic: Traffic,
+    pub rpm: String,
+    /// Over the last hour, as a whole percentage.
+    pub error_rate: Option<u64>,
+    /// "off", "read_write" or "replay_only".
+    pub cache_state: &'static str,
+    pub cache: CacheCounts,
+    /// The failure kinds switched on, for the card's tags.
+    pub failure_kinds: Vec<&'static str>,
+    pub active: bool,
+    /// Answered by the built-in emulator, not the provider.
+    pub emulated: bool,
+    pub logs_off: bool,
+}
+
+impl ProxyCard {
+    pub fn new(snapshot: &ProxySnapshot, host: &ProxyHost) -> Self {
+        let spec = &snapshot.spec;
+        let hint = spec.provider.provider().sdk_hint();
+        let snippets_id = format!(
+            "snippets-{}-{}",
+            spec.id.0,
+            snapshot.listening_port.unwrap_or(spec.port)
+        );
+        ProxyCard {
+            id: spec.id.0,
+            name: spec.name.clone(),
+            provider_id: spec.provider.id(),
+            provider_name: spec.provider.name(),
+            port: spec.port,
+            listening_port: snapshot
+                .listening_port
+                .filter(|_| snapshot.port_change_pending()),
+            description: spec.description.clone(),
+            tags: spec.tags.clone(),
+            status: snapshot.status.as_str(),
+            last_error: snapshot.last_error.clone(),
+            sdk_setting: hint.setting,
+            sdk_url: format!("{}{}", host.proxy_url(snapshot), hint.path),
+            snippets: proxy_snippets(snapshot, host),
+            snippets_id: snippets_id.clone(),
+            snippets_group: format!(
+                "{snippets_id}-language-{}",
+                SNIPPET_RENDERS.fetch_add(1, Ordering::Relaxed)
+            ),
+            in_flight: snapshot.in_flight,
+            traffic: snapshot.traffic,
+            rpm: format::per_minute(snapshot.recent.requests_per_minute),
+            error_rate: snapshot
+                .recent
+                .error_rate
+                .map(|rate| (rate * 100.0).round() as u64),
+            cache_state: if spec.cache.enabled {
+                spec.cache.mode.as_str()
+            } else {
+                "off"
+            },
+            cache: snapshot.cache,
+            failure_kinds: spec.failure_config.active_kinds(),
+            active: snapshot.status.is_active(),
+            emulated: spec.emulated(),
+            logs_off: !spec.log_requests,
+        }
+    }
+
+    /// The card's language switch, Python first (shown until the viewer picks another).
+    pub fn snippet_tabs(&self) -> [SnippetTab<'_>; 3] {
+        [
+            SnippetTab {
+                language: "python",
+                label: "Python",
+                code: &self.snippets.python,
+            },
+            SnippetTab {
+                language: "typescript",
+                label: "TypeScript",
+                code: &self.snippets.typescript,
+            },
+            SnippetTab {
+                language: "curl",
+                label: "curl",
+                code: &self.snippets.curl,
+            },
+        ]
+    }
+}
+
+pub struct SnippetTab<'a> {
+    pub language: &'static str,
+    pub label: &'static str,
+    pub code: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "proxies/_card.html")]
+pub struct ProxyCardFragment {
+    pub card: ProxyCard,
+}
