@@ -2,32 +2,13 @@
 
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::body::Bytes;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::providers::ProviderKind;
-
-/// Characters boto3 leaves alone in a Bedrock model id; it encodes the rest (`:` becomes `%3A`).
-/// Used for every name put into a path, so that any `--model` gives a valid request.
-const MODEL_ID: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-const AZURE_API_VERSION: &str = "2024-10-21";
-const ANTHROPIC_VERSION: &str = "2023-06-01";
-const MAX_TOKENS: u32 = 256;
+use crate::providers::{ChatCall, ProviderKind};
 
 /// The model a provider's request names when `--model` is not given.
 pub fn default_model(provider: ProviderKind) -> &'static str {
-    match provider {
-        ProviderKind::Openai | ProviderKind::AzureOpenai => "gpt-4o-mini",
-        ProviderKind::Anthropic => "claude-3-5-haiku-latest",
-        ProviderKind::Bedrock => "anthropic.claude-3-5-haiku-20241022-v1:0",
-        ProviderKind::VertexAi => "gemini-2.0-flash",
-        ProviderKind::Deepseek => "deepseek-chat",
-    }
+    provider.provider().sample_model()
 }
 
 /// Where a request goes and what it carries, apart from the prompt.
@@ -42,82 +23,35 @@ pub struct RequestShape {
 }
 
 impl RequestShape {
+    fn call(&self) -> ChatCall<'_> {
+        ChatCall {
+            model: &self.model,
+            stream: self.stream,
+            project: &self.vertex_project,
+            location: &self.vertex_location,
+        }
+    }
+
     /// Path and query, as the provider's SDK sends them to a proxy.
     pub fn path(&self) -> String {
-        let model = &self.model;
-        match self.provider {
-            ProviderKind::Openai => "/v1/chat/completions".to_owned(),
-            ProviderKind::Deepseek => "/chat/completions".to_owned(),
-            ProviderKind::Anthropic => "/v1/messages".to_owned(),
-            ProviderKind::AzureOpenai => format!(
-                "/openai/deployments/{}/chat/completions?api-version={AZURE_API_VERSION}",
-                utf8_percent_encode(model, MODEL_ID)
-            ),
-            // Converse works for every Bedrock model, unlike invoke whose body is per model family.
-            ProviderKind::Bedrock => format!(
-                "/model/{}/{}",
-                utf8_percent_encode(model, MODEL_ID),
-                if self.stream {
-                    "converse-stream"
-                } else {
-                    "converse"
-                }
-            ),
-            ProviderKind::VertexAi => format!(
-                "/v1beta1/projects/{}/locations/{}/publishers/google/models/{}:{}",
-                utf8_percent_encode(&self.vertex_project, MODEL_ID),
-                utf8_percent_encode(&self.vertex_location, MODEL_ID),
-                utf8_percent_encode(model, MODEL_ID),
-                if self.stream {
-                    "streamGenerateContent?alt=sse"
-                } else {
-                    "generateContent"
-                }
-            ),
-        }
+        self.provider.provider().chat_path(&self.call())
     }
 
     /// Headers the provider requires beyond `content-type` (credentials come from `--header`).
     pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
         let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-        if self.provider == ProviderKind::Anthropic {
+        for (name, value) in self.provider.provider().chat_headers() {
             headers.push((
-                HeaderName::from_static("anthropic-version"),
-                HeaderValue::from_static(ANTHROPIC_VERSION),
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
             ));
         }
         headers
     }
 
-    /// The JSON body asking `prompt` of the model. Bedrock and Vertex say "stream" in the path,
-    /// the others in the body.
+    /// The JSON body asking `prompt` of the model.
     pub fn body(&self, prompt: &str) -> Value {
-        let chat = json!([{"role": "user", "content": prompt}]);
-        let mut body = match self.provider {
-            ProviderKind::Openai | ProviderKind::Deepseek => {
-                json!({"model": self.model, "messages": chat})
-            }
-            // The deployment in the path names the model.
-            ProviderKind::AzureOpenai => json!({"messages": chat}),
-            ProviderKind::Anthropic => {
-                json!({"model": self.model, "max_tokens": MAX_TOKENS, "messages": chat})
-            }
-            ProviderKind::Bedrock => json!({
-                "messages": [{"role": "user", "content": [{"text": prompt}]}],
-                "inferenceConfig": {"maxTokens": MAX_TOKENS}
-            }),
-            ProviderKind::VertexAi => json!({
-                "contents": [{"role": "user", "parts": [{"text": prompt}]}]
-            }),
-        };
-        let stream_in_body = !matches!(
-            self.provider,
-            ProviderKind::Bedrock | ProviderKind::VertexAi
-        );
-        if self.stream && stream_in_body {
-            body["stream"] = Value::Bool(true);
-        }
-        body
+        self.provider.provider().chat_body(&self.call(), prompt)
     }
 }
 

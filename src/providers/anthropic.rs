@@ -3,8 +3,8 @@ use actix_web::HttpResponse;
 use crate::emulator;
 
 use super::{
-    Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SdkHint, Usage, anthropic_usage,
-    injected_message, json_error,
+    ChatCall, Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SAMPLE_MAX_TOKENS,
+    SdkHint, Usage, anthropic_usage, injected_message, json_error,
 };
 
 pub struct Anthropic;
@@ -66,6 +66,30 @@ impl Provider for Anthropic {
 
     fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
         emulator::anthropic(request)
+    }
+
+    fn sample_model(&self) -> &'static str {
+        "claude-3-5-haiku-latest"
+    }
+
+    fn chat_path(&self, _call: &ChatCall<'_>) -> String {
+        "/v1/messages".to_owned()
+    }
+
+    fn chat_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[("anthropic-version", "2023-06-01")]
+    }
+
+    fn chat_body(&self, call: &ChatCall<'_>, prompt: &str) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "model": call.model,
+            "max_tokens": SAMPLE_MAX_TOKENS,
+            "messages": [{"role": "user", "content": prompt}]
+        });
+        if call.stream {
+            body["stream"] = serde_json::Value::Bool(true);
+        }
+        body
     }
 
     fn usage_in(&self, json: &serde_json::Value) -> Usage {

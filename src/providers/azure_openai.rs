@@ -3,13 +3,17 @@ use actix_web::HttpResponse;
 use super::openai::openai_error;
 use super::path_segment_after;
 use super::{
-    Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SdkHint, Usage, injected_message,
-    json_error, openai_style_body, openai_style_proxy_error, openai_usage, random_uuid,
+    ChatCall, Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SdkHint, Usage,
+    injected_message, json_error, openai_style_body, openai_style_proxy_error, openai_usage,
+    path_name, random_uuid,
 };
 use crate::emulator;
 
 /// Azure OpenAI: the upstream is the user's own resource endpoint, so there is no default.
 pub struct AzureOpenAi;
+
+/// The API version load tests send.
+const SAMPLE_API_VERSION: &str = "2024-10-21";
 
 /// What a user pastes to call a proxy of this provider. The SDKs read `AZURE_OPENAI_API_KEY`; the
 /// model names the deployment, which the SDKs put in the path.
@@ -75,6 +79,26 @@ impl Provider for AzureOpenAi {
 
     fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
         emulator::openai(request, &emulator::Catalogue::OPENAI)
+    }
+
+    fn sample_model(&self) -> &'static str {
+        "gpt-4o-mini"
+    }
+
+    fn chat_path(&self, call: &ChatCall<'_>) -> String {
+        format!(
+            "/openai/deployments/{}/chat/completions?api-version={SAMPLE_API_VERSION}",
+            path_name(call.model)
+        )
+    }
+
+    /// The deployment in the path names the model.
+    fn chat_body(&self, call: &ChatCall<'_>, prompt: &str) -> serde_json::Value {
+        let mut body = serde_json::json!({"messages": [{"role": "user", "content": prompt}]});
+        if call.stream {
+            body["stream"] = serde_json::Value::Bool(true);
+        }
+        body
     }
 
     fn cache_query_params(&self) -> &'static [&'static str] {

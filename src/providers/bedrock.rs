@@ -11,9 +11,9 @@ use aws_sigv4::sign::v4::SigningParams;
 use futures_util::future::LocalBoxFuture;
 
 use super::{
-    Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters,
-    SdkHint, UpstreamRequest, UpstreamTarget, Usage, anthropic_usage, count_at, injected_message,
-    join_url, json_error, random_uuid,
+    ChatCall, Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind,
+    RateLimitCounters, SAMPLE_MAX_TOKENS, SdkHint, UpstreamRequest, UpstreamTarget, Usage,
+    anthropic_usage, count_at, injected_message, join_url, json_error, path_name, random_uuid,
 };
 use crate::emulator;
 
@@ -320,6 +320,28 @@ impl Provider for Bedrock {
 
     fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
         emulator::bedrock(request)
+    }
+
+    fn sample_model(&self) -> &'static str {
+        "anthropic.claude-3-5-haiku-20241022-v1:0"
+    }
+
+    /// Converse works for every Bedrock model, unlike invoke whose body is per model family.
+    fn chat_path(&self, call: &ChatCall<'_>) -> String {
+        let action = if call.stream {
+            "converse-stream"
+        } else {
+            "converse"
+        };
+        format!("/model/{}/{action}", path_name(call.model))
+    }
+
+    /// The path says whether to stream.
+    fn chat_body(&self, _call: &ChatCall<'_>, prompt: &str) -> serde_json::Value {
+        serde_json::json!({
+            "messages": [{"role": "user", "content": [{"text": prompt}]}],
+            "inferenceConfig": {"maxTokens": SAMPLE_MAX_TOKENS}
+        })
     }
 
     fn usage_in(&self, json: &serde_json::Value) -> Usage {

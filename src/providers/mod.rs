@@ -171,6 +171,32 @@ impl ProxyErrorKind {
     }
 }
 
+/// One chat turn as a load test asks it of a proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatCall<'a> {
+    pub model: &'a str,
+    pub stream: bool,
+    /// The project and location, for APIs whose paths name them (Vertex AI).
+    pub project: &'a str,
+    pub location: &'a str,
+}
+
+/// The most tokens a load test's chat request asks for, where the API wants a limit.
+pub(crate) const SAMPLE_MAX_TOKENS: u32 = 256;
+
+/// Characters boto3 leaves alone in a Bedrock model id; it encodes the rest (`:` becomes `%3A`).
+/// Used for every name put into a path, so that any model name gives a valid request.
+const PATH_NAME: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `name` as a path segment.
+pub(crate) fn path_name(name: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(name, PATH_NAME)
+}
+
 /// How an SDK user points their client at a proxy.
 pub struct SdkHint {
     /// The client setting that takes the proxy URL (`base_url`, `endpoint_url`, …).
@@ -366,6 +392,21 @@ pub trait Provider: Send + Sync {
 
     /// The built-in emulator's answer, in this provider's wire format.
     fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply;
+
+    /// The model a load test's chat request names when the user names none.
+    fn sample_model(&self) -> &'static str;
+
+    /// Path and query of a chat request, as the provider's SDK sends it to a proxy.
+    fn chat_path(&self, call: &ChatCall<'_>) -> String;
+
+    /// Headers a chat request needs beyond `content-type: application/json` (credentials
+    /// aside).
+    fn chat_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// The JSON body of a chat request asking `prompt`.
+    fn chat_body(&self, call: &ChatCall<'_>, prompt: &str) -> serde_json::Value;
 
     /// The path as it decides the answer: prefixes that only address the API are folded.
     fn cache_path<'a>(&self, path: &'a str) -> Cow<'a, str> {

@@ -2,9 +2,10 @@ use actix_web::HttpResponse;
 use actix_web::http::header::HeaderMap;
 
 use super::{
-    Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters,
-    SdkHint, UpstreamTarget, Usage, injected_message, json_error, openai_style_body,
-    openai_style_cache_path, openai_style_proxy_error, openai_style_url, openai_usage, random_hex,
+    ChatCall, Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind,
+    RateLimitCounters, SdkHint, UpstreamTarget, Usage, injected_message, json_error,
+    openai_style_body, openai_style_cache_path, openai_style_proxy_error, openai_style_url,
+    openai_usage, random_hex,
 };
 use crate::emulator;
 
@@ -72,6 +73,25 @@ impl Provider for OpenAi {
 
     fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
         emulator::openai(request, &emulator::Catalogue::OPENAI)
+    }
+
+    fn sample_model(&self) -> &'static str {
+        "gpt-4o-mini"
+    }
+
+    fn chat_path(&self, _call: &ChatCall<'_>) -> String {
+        "/v1/chat/completions".to_owned()
+    }
+
+    fn chat_body(&self, call: &ChatCall<'_>, prompt: &str) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "model": call.model,
+            "messages": [{"role": "user", "content": prompt}]
+        });
+        if call.stream {
+            body["stream"] = serde_json::Value::Bool(true);
+        }
+        body
     }
 
     fn cache_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {

@@ -9,9 +9,9 @@ use futures_util::future::LocalBoxFuture;
 use yup_oauth2::authenticator::DefaultAuthenticator;
 
 use super::{
-    Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind, RateLimitCounters,
-    SdkHint, UpstreamRequest, UpstreamTarget, Usage, anthropic_usage, count_at, injected_message,
-    join_url, json_error,
+    ChatCall, Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind,
+    RateLimitCounters, SdkHint, UpstreamRequest, UpstreamTarget, Usage, anthropic_usage, count_at,
+    injected_message, join_url, json_error, path_name,
 };
 use crate::emulator;
 
@@ -180,6 +180,29 @@ impl Provider for VertexAi {
 
     fn emulate(&self, request: &emulator::Request<'_>) -> emulator::Reply {
         emulator::gemini(request)
+    }
+
+    fn sample_model(&self) -> &'static str {
+        "gemini-2.0-flash"
+    }
+
+    fn chat_path(&self, call: &ChatCall<'_>) -> String {
+        let action = if call.stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        format!(
+            "/v1beta1/projects/{}/locations/{}/publishers/google/models/{}:{action}",
+            path_name(call.project),
+            path_name(call.location),
+            path_name(call.model),
+        )
+    }
+
+    /// The path says whether to stream.
+    fn chat_body(&self, _call: &ChatCall<'_>, prompt: &str) -> serde_json::Value {
+        serde_json::json!({"contents": [{"role": "user", "parts": [{"text": prompt}]}]})
     }
 
     fn cache_query_params(&self) -> &'static [&'static str] {
