@@ -1,6 +1,10 @@
 //! One integration-test binary (every file directly in tests/ links separately); the modules
 //! below start the real servers on 127.0.0.1 with a temporary data directory and talk HTTP.
 
+// The crate's lints deny unwrap, expect and panic outside tests; this whole binary is tests,
+// helpers included, where a failed expectation is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod integration {
     pub mod proxied;
     pub mod suite_runner;
