@@ -85,7 +85,8 @@ impl fmt::Display for ProviderKind {
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown provider “{0}”; expected one of openai, anthropic, azure_openai, bedrock, vertex_ai, deepseek"
+    "unknown provider “{0}”; expected one of {ids}",
+    ids = ProviderKind::ALL.map(ProviderKind::id).join(", ")
 )]
 pub struct UnknownProvider(pub String);
 
