@@ -1,11 +1,7 @@
 // The Vercel AI SDK (`ai` with the `@ai-sdk/openai` provider) against an openai proxy, with only
-// baseURL changed: generateText and streamText on Chat Completions (`openai.chat(model)`), and
-// generateText on the Responses API (`openai(model)`, the provider's default), the cache, and an
-// injected 429 raising APICallError.
-//
-// streamText on the Responses API is not covered: the mock's Responses stream sends no
-// `response.output_item.added` event, so the AI SDK reports "text part msg_mock1 not found" for
-// every delta (a gap of tests/sdk/mock_upstream.py, not of the proxy).
+// baseURL changed: generateText and streamText on Chat Completions (`openai.chat(model)`) and on
+// the Responses API (`openai(model)`, the provider's default), the cache, and an injected 429
+// raising APICallError.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -124,6 +120,20 @@ describe('Responses API (openai(model), the default)', () => {
     assert.equal(recorded.raw_path, '/v1/responses');
     assert.equal(recorded.header('authorization'), `Bearer ${API_KEY}`);
     assert.equal(recorded.json().model, MODEL);
+  });
+
+  test('streamText delivers the text chunk by chunk, and its repeat is a cache HIT', options, async () => {
+    const proxy = await suite.createProxy('openai');
+    const model = provider(proxy)(MODEL);
+
+    const [first, second] = await proxy.repeatIsHit(() => streamed(model));
+    for (const { chunks, usage } of [first, second]) {
+      assert.deepEqual(chunks, ANSWER_CHUNKS);
+      assert.equal(usage.inputTokens, INPUT_TOKENS);
+      assert.equal(usage.outputTokens, OUTPUT_TOKENS);
+    }
+    const sent = (await suite.mock.only('/v1/responses')).json();
+    assert.equal(sent.stream, true);
   });
 
   test('an injected 429 raises APICallError with statusCode 429', options, async () => {

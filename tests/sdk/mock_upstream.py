@@ -394,17 +394,29 @@ def openai_responses(handler: _Handler, request: Recorded) -> None:
     }
     if not body.get("stream"):
         return handler.send_json(200, response)
+    # The events OpenAI sends, in its order: the item and its text part open, the text streams,
+    # then part, item and response close (SDKs that assemble the message need every one).
     in_progress = {**response, "status": "in_progress", "output": [], "usage": None}
+    part = {"output_index": 0, "item_id": "msg_mock1", "content_index": 0}
+    text_part = {"type": "output_text", "text": ANSWER, "annotations": []}
     events = [
-        ("response.created", {"type": "response.created", "sequence_number": 0, "response": in_progress}),
+        ("response.created", {"response": in_progress}),
+        ("response.in_progress", {"response": in_progress}),
+        ("response.output_item.added", {"output_index": 0, "item": {**message, "status": "in_progress", "content": []}}),
+        ("response.content_part.added", {**part, "part": {**text_part, "text": ""}}),
     ]
-    for i, piece in enumerate(ANSWER_CHUNKS):
-        events.append(("response.output_text.delta", {
-            "type": "response.output_text.delta", "sequence_number": i + 1, "item_id": "msg_mock1",
-            "output_index": 0, "content_index": 0, "delta": piece, "logprobs": [],
-        }))
-    events.append(("response.completed", {"type": "response.completed", "sequence_number": len(events), "response": response}))
-    handler.send_stream("text/event-stream; charset=utf-8", [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events])
+    events += [("response.output_text.delta", {**part, "delta": piece, "logprobs": []}) for piece in ANSWER_CHUNKS]
+    events += [
+        ("response.output_text.done", {**part, "text": ANSWER, "logprobs": []}),
+        ("response.content_part.done", {**part, "part": text_part}),
+        ("response.output_item.done", {"output_index": 0, "item": message}),
+        ("response.completed", {"response": response}),
+    ]
+    chunks = [
+        f"event: {name}\ndata: {json.dumps({'type': name, 'sequence_number': number, **data})}\n\n".encode()
+        for number, (name, data) in enumerate(events)
+    ]
+    handler.send_stream("text/event-stream; charset=utf-8", chunks)
 
 
 # --- Anthropic (also Bedrock invoke and Vertex rawPredict for Claude) -------------------------
