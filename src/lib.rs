@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod ids;
 pub mod loadtest;
 pub mod providers;
+pub mod reach;
 pub mod registry;
 pub mod settings;
 pub mod spec;

@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{self, DbError, DbPool};
 use crate::forwarded::{self, TrustedProxies};
+use crate::reach::{AllowedUpstreams, MemberUpstreams};
 use crate::validation::FieldError;
 
 const MAX_SESSION_HOURS: u32 = 24 * 365;
 const MAX_RETENTION_DAYS: u32 = 3650;
 const MAX_TRUSTED_PROXIES: usize = 50;
+const MAX_MEMBER_UPSTREAMS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -32,6 +34,8 @@ pub struct SystemSettings {
     pub proxy_host: IpAddr,
     /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Hosts and networks members' proxies may reach besides public addresses.
+    pub member_upstreams: AllowedUpstreams,
 }
 
 impl SystemSettings {
@@ -44,6 +48,7 @@ impl SystemSettings {
             log_retention_days: 30,
             proxy_host,
             trusted_proxies: Vec::new(),
+            member_upstreams: AllowedUpstreams::default(),
         }
     }
 
@@ -83,6 +88,8 @@ pub struct SettingsForm {
     pub proxy_host: String,
     #[serde(default)]
     pub trusted_proxies: String,
+    #[serde(default)]
+    pub member_upstreams: String,
 }
 
 impl SettingsForm {
@@ -96,10 +103,15 @@ impl SettingsForm {
             trusted_proxies: settings
                 .trusted_proxies
                 .iter()
-                .map(|net| match net.prefix_len() == net.max_prefix_len() {
-                    true => net.addr().to_string(),
-                    false => net.to_string(),
-                })
+                .map(network_text)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            member_upstreams: settings
+                .member_upstreams
+                .hosts
+                .iter()
+                .cloned()
+                .chain(settings.member_upstreams.networks.iter().map(network_text))
                 .collect::<Vec<_>>()
                 .join("\n"),
         }
@@ -179,6 +191,13 @@ impl SettingsForm {
                 format!("At most {MAX_TRUSTED_PROXIES} trusted proxies."),
             ));
         }
+        let member_upstreams = match member_upstreams(&self.member_upstreams) {
+            Ok(allowed) => allowed,
+            Err(error) => {
+                errors.push(error);
+                AllowedUpstreams::default()
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -189,8 +208,67 @@ impl SettingsForm {
             log_retention_days,
             proxy_host,
             trusted_proxies,
+            member_upstreams,
         })
     }
+}
+
+/// A network as typed: a single address without its `/32`.
+fn network_text(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
+/// The member upstreams field: one host name, address or CIDR range per line (or comma).
+fn member_upstreams(text: &str) -> Result<AllowedUpstreams, FieldError> {
+    let mut allowed = AllowedUpstreams::default();
+    for entry in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        if let Ok(net) = entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+        {
+            allowed.networks.push(net);
+        } else if is_host_name(entry) {
+            allowed
+                .hosts
+                .push(entry.trim_end_matches('.').to_ascii_lowercase());
+        } else {
+            return Err(FieldError::new(
+                "member_upstreams",
+                format!(
+                    "“{entry}” is not a host name, an IP address or a CIDR range such as 10.0.0.0/8."
+                ),
+            ));
+        }
+    }
+    if allowed.hosts.len() + allowed.networks.len() > MAX_MEMBER_UPSTREAMS {
+        return Err(FieldError::new(
+            "member_upstreams",
+            format!("At most {MAX_MEMBER_UPSTREAMS} member upstreams."),
+        ));
+    }
+    Ok(allowed)
+}
+
+/// Letters, digits and hyphens in dot-separated labels (`llm.corp.example`).
+fn is_host_name(text: &str) -> bool {
+    let name = text.trim_end_matches('.');
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// The current settings, shared by the dashboard and the background jobs.
@@ -199,6 +277,8 @@ pub struct Settings {
     current: ArcSwap<SystemSettings>,
     /// `current.trusted_proxies` as the proxy servers read it, swapped with every save.
     trusted_proxies: Arc<TrustedProxies>,
+    /// `current.member_upstreams` as the proxy servers read it, swapped with every save.
+    member_upstreams: Arc<MemberUpstreams>,
 }
 
 impl Settings {
@@ -220,6 +300,7 @@ impl Settings {
         Ok(Settings {
             db,
             trusted_proxies: Arc::new(TrustedProxies::new(current.trusted_proxies.clone())),
+            member_upstreams: Arc::new(MemberUpstreams::new(current.member_upstreams.clone())),
             current: ArcSwap::from_pointee(current),
         })
     }
@@ -233,6 +314,12 @@ impl Settings {
         Arc::clone(&self.trusted_proxies)
     }
 
+    /// What members' proxies may reach besides public addresses, kept current by
+    /// [`Settings::save`].
+    pub fn member_upstreams(&self) -> Arc<MemberUpstreams> {
+        Arc::clone(&self.member_upstreams)
+    }
+
     pub async fn save(&self, settings: SystemSettings) -> Result<(), DbError> {
         let values: Vec<(String, String)> = match serde_json::to_value(&settings) {
             Ok(serde_json::Value::Object(fields)) => fields
@@ -244,6 +331,8 @@ impl Settings {
         db::run(&self.db, move |conn| db::settings::save(conn, &values)).await?;
         self.trusted_proxies
             .replace(settings.trusted_proxies.clone());
+        self.member_upstreams
+            .replace(settings.member_upstreams.clone());
         self.current.store(Arc::new(settings));
         Ok(())
     }

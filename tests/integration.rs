@@ -17,6 +17,7 @@ mod integration {
     mod browser;
     mod cache;
     mod emulator;
+    mod escalation;
     mod faults;
     mod forwarding;
     mod http2;

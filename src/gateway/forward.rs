@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use actix_tls::connect::Resolver;
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -16,12 +17,14 @@ use futures_util::{Stream, StreamExt};
 
 use super::error::GatewayError;
 use super::headers::{connection_tokens, forwardable, returnable};
+use super::reach::MembersResolver;
 use super::usage::UsageMeter;
 use super::{InFlight, UpstreamSettings};
 use crate::cache::{CacheKey, CachedResponse, MAX_ENTRY_BYTES, ResponseCache, is_content_header};
 use crate::emulator;
 use crate::ids::ProxyId;
 use crate::providers::{Provider, UpstreamRequest, Usage};
+use crate::reach::MemberUpstreams;
 use crate::telemetry::{LogDraft, Telemetry};
 
 /// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed
@@ -166,8 +169,18 @@ pub(super) fn client_left() -> HttpResponse {
     HttpResponse::RequestTimeout().finish()
 }
 
-pub fn upstream_client(settings: &UpstreamSettings) -> awc::Client {
+/// The pooled client of one worker; a member's proxy resolves names through the resolver that
+/// keeps it to the addresses members may reach.
+pub fn upstream_client(
+    settings: &UpstreamSettings,
+    members: Option<Arc<MemberUpstreams>>,
+) -> awc::Client {
+    let resolver = match members {
+        Some(members) => Resolver::custom(MembersResolver(members)),
+        None => Resolver::default(),
+    };
     let connector = awc::Connector::new()
+        .connector(actix_tls::connect::Connector::new(resolver).service())
         .rustls_0_23(Arc::clone(&settings.tls))
         .timeout(settings.connect_timeout)
         .limit(0)

@@ -9,6 +9,7 @@ mod forward;
 mod headers;
 mod http2;
 mod pipeline;
+mod reach;
 mod server;
 mod usage;
 
@@ -28,6 +29,7 @@ use crate::cache::ResponseCache;
 use crate::faults::Faults;
 use crate::forwarded::TrustedProxies;
 use crate::providers::{ProviderState, Usage};
+use crate::reach::MemberUpstreams;
 use crate::spec::ProxySpec;
 use crate::telemetry::Telemetry;
 
@@ -142,6 +144,9 @@ pub struct ProxyServerState {
     /// The reverse proxies trusted everywhere (the client IP behind them), as the admin last
     /// saved them.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// For a member's proxy, the upstreams members may reach besides public addresses; `None`
+    /// for an admin's proxy, which reaches anything.
+    pub members: Option<Arc<MemberUpstreams>>,
     pub cache: Arc<ResponseCache>,
     pub telemetry: Arc<Telemetry>,
     pub provider_state: ProviderState,
@@ -151,7 +156,7 @@ pub struct ProxyServerState {
 /// Registers the pipeline on a proxy server's app; runs once per worker, so each worker gets
 /// its own pooled upstream client (awc clients are not `Send`).
 pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<ProxyServerState>) {
-    let client = forward::upstream_client(&state.upstream);
+    let client = forward::upstream_client(&state.upstream, state.members.clone());
     cfg.app_data(web::Data::new(client))
         .app_data(web::Data::from(state))
         .default_service(web::to(handle));

@@ -24,6 +24,7 @@ use super::faults;
 use super::forward::{
     Outgoing, cache_headers, client_left, forwarded_headers, read_body, replay, send, stored_usage,
 };
+use super::reach;
 use super::{InFlight, ProxyServerState};
 use crate::cache::{CacheKey, CachedResponse, KeyParts};
 use crate::emulator;
@@ -155,6 +156,7 @@ impl<'a> Exchange<'a> {
             base_url: self.spec.upstream_url.as_deref(),
             region: self.spec.aws_region.as_deref(),
             key_file: self.spec.vertex_service_account_file.as_deref(),
+            restricted: self.state.members.is_some(),
         }
     }
 
@@ -303,6 +305,7 @@ async fn upstream(x: &mut Exchange<'_>) -> Result<Answer, GatewayError> {
         x.query(),
         x.req.headers(),
     )?;
+    reach::check_url(&url, x.state.members.as_deref())?;
     let mut request = UpstreamRequest {
         method: x.req.method().clone(),
         url,

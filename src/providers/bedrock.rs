@@ -13,7 +13,8 @@ use futures_util::future::LocalBoxFuture;
 use super::{
     ChatCall, Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind,
     RateLimitCounters, SAMPLE_MAX_TOKENS, SdkHint, UpstreamRequest, UpstreamTarget, Usage,
-    anthropic_usage, count_at, injected_message, join_url, json_error, path_name, random_uuid,
+    anthropic_usage, count_at, injected_message, is_provider_host, join_url, json_error, path_name,
+    random_uuid,
 };
 use crate::emulator;
 
@@ -115,6 +116,11 @@ fn region(
                 "no AWS region: sign the request (boto3 does), send X-AWS-Region, or set the proxy's AWS region".into(),
             )
         })
+}
+
+/// Whether the client sent credentials of its own for the proxy to sign with.
+fn has_own_credentials(headers: &HeaderMap) -> bool {
+    header(headers, ACCESS_KEY_HEADER).is_some() || header(headers, SECRET_KEY_HEADER).is_some()
 }
 
 fn credentials(headers: &HeaderMap, state: &ProviderState) -> Result<Credentials, ProviderError> {
@@ -279,6 +285,12 @@ impl Provider for Bedrock {
     ) -> LocalBoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let region = region(target, state, &request.headers)?;
+            let own = has_own_credentials(&request.headers);
+            if !own && target.restricted && !is_provider_host(&request.url, ".amazonaws.com") {
+                return Err(ProviderError::Credentials(
+                    "Rubberduck's own AWS identity signs only for AWS endpoints, and this proxy's upstream is not one: send X-AWS-Access-Key and X-AWS-Secret-Key, or ask an admin".into(),
+                ));
+            }
             let credentials = credentials(&request.headers, state)?;
             for name in CLIENT_SIGNING_HEADERS {
                 request.headers.remove(name);

@@ -133,6 +133,9 @@ pub struct UpstreamTarget<'a> {
     pub region: Option<&'a str>,
     /// The service-account key file the proxy mints tokens with (Vertex AI).
     pub key_file: Option<&'a str>,
+    /// A member's proxy: the server's own credentials (its AWS identity, tokens minted with a
+    /// key file) go only to the provider's own endpoints, never to an upstream a member chose.
+    pub restricted: bool,
 }
 
 impl<'a> UpstreamTarget<'a> {
@@ -590,6 +593,17 @@ pub(crate) fn openai_style_proxy_error(kind: ProxyErrorKind) -> (&'static str, &
         ProxyErrorKind::PayloadTooLarge => ("invalid_request_error", "request_too_large"),
         ProxyErrorKind::NotCached => ("invalid_request_error", "not_cached"),
     }
+}
+
+/// Whether `url` is an HTTPS URL of the provider's own domain (`suffix` like `.amazonaws.com`),
+/// where the server's own credentials may go.
+pub(crate) fn is_provider_host(url: &str, suffix: &str) -> bool {
+    url.parse::<actix_web::http::Uri>().is_ok_and(|uri| {
+        uri.scheme_str() == Some("https")
+            && uri
+                .host()
+                .is_some_and(|host| host.to_ascii_lowercase().ends_with(suffix))
+    })
 }
 
 /// `base` + `path` (+ `?query`), with exactly one slash between base and path.

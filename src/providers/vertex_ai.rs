@@ -11,7 +11,7 @@ use yup_oauth2::authenticator::DefaultAuthenticator;
 use super::{
     ChatCall, Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind,
     RateLimitCounters, SdkHint, UpstreamRequest, UpstreamTarget, Usage, anthropic_usage, count_at,
-    injected_message, join_url, json_error, path_name,
+    injected_message, is_provider_host, join_url, json_error, path_name,
 };
 use crate::emulator;
 
@@ -162,6 +162,11 @@ impl Provider for VertexAi {
             };
             if has_credentials {
                 return Ok(());
+            }
+            if target.restricted && !is_provider_host(&request.url, ".googleapis.com") {
+                return Err(ProviderError::Credentials(
+                    "Rubberduck mints tokens with this proxy's key file only for Google endpoints, and this proxy's upstream is not one: send your own credentials, or ask an admin".into(),
+                ));
             }
             let token = state.vertex_tokens.token(key_file).await?;
             let value = HeaderValue::from_str(&format!("Bearer {token}"))

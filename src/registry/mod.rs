@@ -23,8 +23,9 @@ use crate::db::{self, DbError, DbPool};
 use crate::faults::{FailureConfig, Faults};
 use crate::gateway::{LiveProxy, Traffic, UpstreamSettings};
 use crate::ids::{ProxyId, UserId};
+use crate::reach;
 use crate::settings::Settings;
-use crate::spec::{DeletedProxy, ProxySpec};
+use crate::spec::{DeletedProxy, ProxySpec, ValidProxy};
 use crate::telemetry::{RecentTraffic, Telemetry};
 use crate::validation::FieldError;
 use input::{ProxyInput, validate};
@@ -380,6 +381,48 @@ impl ProxyRegistry {
         totals
     }
 
+    /// Only admins set a service-account key file: the proxy mints the server's Google tokens
+    /// with it. Members are refused before the path is looked at, so the answer never tells
+    /// them whether a file exists.
+    fn check_key_file(
+        &self,
+        wanted: Option<&str>,
+        current: Option<&str>,
+        access: Access,
+    ) -> Result<(), RegistryError> {
+        let wanted = wanted.map(str::trim).filter(|path| !path.is_empty());
+        if access == Access::All || wanted.is_none() || wanted == current {
+            return Ok(());
+        }
+        Err(RegistryError::Invalid(vec![FieldError::new(
+            "vertex_service_account_file",
+            "Only an admin can set a service-account key file; ask an admin to set it on this proxy.",
+        )]))
+    }
+
+    /// Members' proxies reach public addresses and what an admin allowed; an address written in
+    /// the URL is refused here already, names when they are resolved.
+    fn check_member_upstream(
+        &self,
+        valid: &ValidProxy,
+        access: Access,
+    ) -> Result<(), RegistryError> {
+        let Some(url) = valid
+            .upstream_url
+            .as_deref()
+            .filter(|_| access != Access::All)
+        else {
+            return Ok(());
+        };
+        match reach::refusal(url, &self.system.member_upstreams().current()) {
+            Some(reason) => Err(RegistryError::Invalid(vec![FieldError::new(
+                "upstream_url",
+                reason,
+            )])),
+            None => Ok(()),
+        }
+    }
+
     pub fn running_count(&self) -> usize {
         self.list().iter().filter(|p| p.status.is_active()).count()
     }
@@ -396,7 +439,9 @@ impl ProxyRegistry {
         owner: UserId,
         access: Access,
     ) -> Result<Created, RegistryError> {
+        self.check_key_file(input.vertex_service_account_file.as_deref(), None, access)?;
         let valid = validate(input, &self.settings.port_range).map_err(RegistryError::Invalid)?;
+        self.check_member_upstream(&valid, access)?;
         let assignment = self.port_assignment.lock().await;
         let port = match valid.port {
             Some(port) => {
@@ -465,8 +510,14 @@ impl ProxyRegistry {
                 "The provider of an existing proxy cannot change; create a new proxy instead.",
             )]));
         }
+        self.check_key_file(
+            edit.vertex_service_account_file.as_deref(),
+            current.vertex_service_account_file.as_deref(),
+            access,
+        )?;
         let input = ProxyInput::from_spec(&current).overlay(edit);
         let valid = validate(&input, &self.settings.port_range).map_err(RegistryError::Invalid)?;
+        self.check_member_upstream(&valid, access)?;
         let assignment = self.port_assignment.lock().await;
         let port = valid.port.unwrap_or(current.port);
         if port != current.port {

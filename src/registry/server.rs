@@ -4,12 +4,19 @@ use std::sync::Arc;
 
 use super::ProxySnapshot;
 use super::{ManagedProxy, ProxyRegistry, ProxyStatus, RegistryError, RegistryEvent, lock, ports};
+use crate::auth::Role;
 use crate::db;
 use crate::gateway::{self, ProxyServerState};
-use crate::ids::ProxyId;
+use crate::ids::{ProxyId, UserId};
 use crate::providers::ProviderState;
 
 impl ProxyRegistry {
+    /// Whether `owner` is an admin, whose proxies may reach any upstream; read at each start.
+    async fn owned_by_admin(&self, owner: UserId) -> Result<bool, RegistryError> {
+        let user = db::run(&self.db, move |conn| db::accounts::user(conn, owner.0)).await?;
+        Ok(user.is_some_and(|user| user.role == Role::Admin.as_str()))
+    }
+
     pub(super) async fn start_locked(
         &self,
         id: ProxyId,
@@ -21,10 +28,15 @@ impl ProxyRegistry {
         self.set_status(id, proxy, ProxyStatus::Starting, None);
         let spec = proxy.live.spec.load_full();
         let port = spec.port;
+        let members = match self.owned_by_admin(spec.owner).await? {
+            true => None,
+            false => Some(self.system.member_upstreams()),
+        };
         let outcome = ports::bind(self.proxy_host(), port).and_then(|listener| {
             let server_state = Arc::new(ProxyServerState {
                 live: Arc::clone(&proxy.live),
                 trusted_proxies: self.system.trusted_proxies(),
+                members,
                 cache: Arc::clone(&self.cache),
                 telemetry: Arc::clone(&self.telemetry),
                 provider_state: ProviderState::load(spec.provider),

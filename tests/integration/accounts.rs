@@ -10,7 +10,7 @@ use super::support::{
 use super::upstream::MockUpstream;
 
 /// A signed-in browser, as far as HTTP goes: the session cookie and the page's CSRF token.
-struct Session {
+pub(super) struct Session {
     base: String,
     cookie: String,
     csrf: String,
@@ -42,7 +42,7 @@ fn csrf_of(html: &str) -> Option<String> {
 }
 
 impl Session {
-    async fn sign_in(app: &TestApp, email: &str, password: &str) -> Session {
+    pub(super) async fn sign_in(app: &TestApp, email: &str, password: &str) -> Session {
         let reply = login_attempt(app, email, password).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
         assert_eq!(reply.header("location"), "/settings");
@@ -67,7 +67,7 @@ impl Session {
             .insert_header(("Cookie", format!("rubberduck_session={}", self.cookie)))
     }
 
-    async fn get(&self, path: &str) -> Reply {
+    pub(super) async fn get(&self, path: &str) -> Reply {
         Reply::read(
             self.request(awc::http::Method::GET, path)
                 .send()
@@ -78,7 +78,7 @@ impl Session {
     }
 
     /// A form as a browser without scripts posts it: the token is a hidden field.
-    async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(super) async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let mut fields = fields.to_vec();
         fields.push(("csrf_token", &self.csrf));
         Reply::read(
@@ -91,7 +91,12 @@ impl Session {
     }
 
     /// JSON as a script in the page would send it: the token in the header.
-    async fn send_json(&self, method: awc::http::Method, path: &str, body: Value) -> Reply {
+    pub(super) async fn send_json(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        body: Value,
+    ) -> Reply {
         Reply::read(
             self.request(method, path)
                 .insert_header(("X-CSRF-Token", self.csrf.as_str()))
@@ -129,7 +134,7 @@ async fn register(app: &TestApp, email: &str, password: &str) -> Reply {
 }
 
 /// The admin's settings form as it comes filled in, with `changes` made.
-fn settings_form<'a>(changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(super) fn settings_form<'a>(changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut fields = vec![
         ("session_idle_hours", "24"),
         ("max_proxies_per_user", "0"),
@@ -153,8 +158,25 @@ fn password_form<'a>(current: &'a str, new: &'a str) -> [(&'a str, &'a str); 3] 
     ]
 }
 
+/// Lets members' proxies reach the loopback mock upstreams (members reach only public addresses
+/// unless an admin allows more).
+pub(super) async fn allow_loopback_for_members(admin: &Session) {
+    let reply = admin
+        .post_form(
+            "/settings",
+            &settings_form(&[("member_upstreams", "127.0.0.0/8")]),
+        )
+        .await;
+    assert!(
+        reply.status.is_success() || reply.status.is_redirection(),
+        "{}",
+        reply.body
+    );
+    assert!(!reply.body.contains("field-error"), "{}", reply.body);
+}
+
 /// Creates an account through the admin's Settings page.
-async fn add_user(admin: &Session, email: &str, password: &str, role: &str) {
+pub(super) async fn add_user(admin: &Session, email: &str, password: &str, role: &str) {
     let reply = admin
         .post_form(
             "/settings/users",
@@ -473,6 +495,7 @@ async fn members_see_and_touch_only_their_own_proxies_and_logs() {
     let admin = Session::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     add_user(&admin, "ada@example.com", "ada's long password", "member").await;
     add_user(&admin, "bob@example.com", "bob's long password", "member").await;
+    allow_loopback_for_members(&admin).await;
     let ada = Session::sign_in(&app, "ada@example.com", "ada's long password").await;
     let bob = Session::sign_in(&app, "bob@example.com", "bob's long password").await;
 
@@ -629,6 +652,7 @@ async fn a_deleted_proxys_logs_stay_readable_to_its_owner_only() {
     let admin = Session::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     add_user(&admin, "ada@example.com", "ada's long password", "member").await;
     add_user(&admin, "bob@example.com", "bob's long password", "member").await;
+    allow_loopback_for_members(&admin).await;
     let ada = Session::sign_in(&app, "ada@example.com", "ada's long password").await;
     let post = awc::http::Method::POST;
 
