@@ -112,6 +112,30 @@ async fn only_admins_set_key_files_and_members_never_learn_which_files_exist() {
         "an unrelated edit keeps the admin's key file: {}",
         renamed.body
     );
+
+    // Pointed at a host of her own, the proxy mints no token with the admin's key for it.
+    let mock = MockUpstream::start().await;
+    allow_loopback_for_members(&admin).await;
+    let moved = mia
+        .send_json(
+            Method::PATCH,
+            &format!("/api/proxies/{id}"),
+            json!({"upstream_url": mock.url}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let mut response = awc::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
+            port_of(&proxy)
+        ))
+        .send_json(&json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}))
+        .await
+        .expect("the proxy answers");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let text = String::from_utf8_lossy(&response.body().await.expect("a body")).into_owned();
+    assert!(text.contains("only for Google endpoints"), "{text}");
+    assert!(mock.requests().is_empty(), "nothing was sent to her host");
 }
 
 #[actix_web::test]
