@@ -15,7 +15,7 @@ use crate::cache::ResponseCache;
 use crate::config::{OidcArgs, ServeArgs};
 use crate::db::writer::DbWriter;
 use crate::db::{self, DbError, DbPool};
-use crate::gateway::UpstreamSettings;
+use crate::gateway::{BodyBudget, BodyLimits, UpstreamSettings};
 use crate::registry::{ProxyRegistry, RegistrySettings};
 use crate::settings::{Settings, SystemSettings};
 use crate::telemetry::{Metrics, Telemetry};
@@ -50,6 +50,43 @@ pub struct Running {
     admin_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// Each connection to a proxy port is an open file; under the usual soft limit of 1024 a few
+/// hundred slow clients of one proxy left none for the dashboard or the other proxies. Raises
+/// the soft limit to the hard one where the OS allows, and returns the limit in force.
+fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+            && current < maximum
+        {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => return Some(maximum),
+                Err(e) => log::warn!("cannot raise the open-file limit from {current}: {e}"),
+            }
+        }
+        limit.current
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Connections one proxy port serves at once: as configured, else a quarter of the open files
+/// (so that a single port can never take them all).
+fn connections_per_proxy(configured: usize, open_files: Option<u64>) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    usize::try_from(open_files.unwrap_or(1024) / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 10_000)
+}
+
 pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     let started_at = Instant::now();
     // Both rustls backends can end up compiled in; choose one before any TLS client exists.
@@ -66,6 +103,12 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
             bootstrap_token: args.bootstrap_token.clone().map(|secret| secret.0),
         })
         .await?;
+    let open_files = raise_open_file_limit();
+    let max_connections = connections_per_proxy(args.max_connections_per_proxy, open_files);
+    log::info!(
+        "open-file limit {}; each proxy port serves up to {max_connections} connections at once",
+        open_files.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+    );
     let settings = RegistrySettings {
         port_range: args.proxy_ports.clone(),
         reserved_ports: vec![args.bind.port()],
@@ -74,7 +117,12 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         upstream: UpstreamSettings {
             response_timeout: Duration::from_secs(args.upstream_timeout),
             connect_timeout: Duration::from_secs(10),
-            max_request_bytes: args.max_request_mb.saturating_mul(1 << 20),
+            bodies: BodyLimits {
+                max_bytes: args.max_request_mb.saturating_mul(1 << 20),
+                timeout: Duration::from_secs(args.request_body_timeout),
+                budget: Arc::new(BodyBudget::new(args.request_bodies_mb)),
+            },
+            max_connections,
             tls: UpstreamSettings::tls_config(),
         },
     };

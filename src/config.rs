@@ -68,6 +68,25 @@ pub struct ServeArgs {
     #[arg(long, env = "RUBBERDUCK_MAX_REQUEST_MB", default_value_t = 64)]
     pub max_request_mb: usize,
 
+    /// Seconds a client has to send a whole request body to a proxy; a slower one gets a 408.
+    #[arg(long, env = "RUBBERDUCK_REQUEST_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_body_timeout: u64,
+
+    /// Memory all proxies together may hold in request bodies being received, in MiB; past it a
+    /// request is answered 503 at once instead of being read.
+    #[arg(long, env = "RUBBERDUCK_REQUEST_BODIES_MB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_bodies_mb: u64,
+
+    /// Connections one proxy port serves at once; more wait to be accepted, so one busy or
+    /// hostile client cannot use up the process's open files (0: a quarter of the open-file
+    /// limit).
+    #[arg(
+        long,
+        env = "RUBBERDUCK_MAX_CONNECTIONS_PER_PROXY",
+        default_value_t = 0
+    )]
+    pub max_connections_per_proxy: usize,
+
     /// Memory for the in-memory tier of the response cache, in MiB (SQLite holds the rest).
     #[arg(long, env = "RUBBERDUCK_CACHE_MEMORY_MB", default_value_t = 256)]
     pub cache_memory_mb: u64,
@@ -207,6 +226,9 @@ impl Default for ServeArgs {
             stop_timeout: 10,
             upstream_timeout: 600,
             max_request_mb: 64,
+            request_body_timeout: 60,
+            request_bodies_mb: 512,
+            max_connections_per_proxy: 0,
             cache_memory_mb: 256,
             admin_email: "admin@localhost".to_owned(),
             admin_password: None,

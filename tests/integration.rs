@@ -28,5 +28,6 @@ mod integration {
     mod oidc;
     mod pages;
     mod sdk;
+    mod slow_clients;
     mod telemetry;
 }

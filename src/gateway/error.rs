@@ -10,6 +10,12 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {seconds} s")]
+    BodyTimeout { seconds: u64 },
+    #[error(
+        "the proxies are already receiving {mib} MiB of request bodies, as much as they may hold; retry shortly"
+    )]
+    Overloaded { mib: u64 },
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -28,6 +34,8 @@ impl GatewayError {
     fn kind(&self) -> ProxyErrorKind {
         match self {
             GatewayError::BodyTooLarge { .. } => ProxyErrorKind::PayloadTooLarge,
+            GatewayError::BodyTimeout { .. } => ProxyErrorKind::RequestTimeout,
+            GatewayError::Overloaded { .. } => ProxyErrorKind::Overloaded,
             GatewayError::BodyRead(_) | GatewayError::BadRequest(_) => ProxyErrorKind::BadRequest,
             GatewayError::Provider(error) => error.kind(),
             GatewayError::Unreachable { .. } => ProxyErrorKind::BadGateway,

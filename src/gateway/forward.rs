@@ -6,14 +6,14 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use actix_tls::connect::Resolver;
+use actix_web::HttpResponse;
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::web::{Bytes, BytesMut};
-use actix_web::{HttpResponse, web};
+use actix_web::web::Bytes;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use chrono::Utc;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 
 use super::error::GatewayError;
 use super::headers::{connection_tokens, forwardable, returnable};
@@ -191,21 +191,6 @@ pub fn upstream_client(
         .no_default_headers()
         .timeout(settings.response_timeout)
         .finish()
-}
-
-pub(super) async fn read_body(
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, GatewayError> {
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| GatewayError::BodyRead(e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(GatewayError::BodyTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 fn upstream_host(url: &str) -> String {

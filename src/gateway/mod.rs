@@ -2,6 +2,7 @@
 //! actix server; this module builds its app from the live configuration the registry shares
 //! with it.
 
+mod body;
 mod connection;
 mod error;
 mod faults;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use arc_swap::ArcSwap;
 
+pub use body::{BodyBudget, BodyLimits};
 pub use error::GatewayError;
 pub use server::{ServerOptions, serve};
 
@@ -120,7 +122,10 @@ pub struct UpstreamSettings {
     /// From sending the request to the response head; a streamed body may take longer.
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
-    pub max_request_bytes: usize,
+    /// Size, deadline and shared memory budget of request bodies.
+    pub bodies: BodyLimits,
+    /// Connections one proxy port serves at once.
+    pub max_connections: usize,
     /// One TLS client configuration for every worker of every proxy: the root certificates
     /// are parsed once, not once per worker.
     pub tls: Arc<rustls::ClientConfig>,

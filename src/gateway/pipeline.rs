@@ -19,10 +19,11 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::body::{self, Reservation};
 use super::error::GatewayError;
 use super::faults;
 use super::forward::{
-    Outgoing, cache_headers, client_left, forwarded_headers, read_body, replay, send, stored_usage,
+    Outgoing, cache_headers, client_left, forwarded_headers, replay, send, stored_usage,
 };
 use super::reach;
 use super::{InFlight, ProxyServerState};
@@ -44,6 +45,9 @@ struct Exchange<'a> {
     provider: &'static dyn Provider,
     faults: Arc<Faults>,
     body: Bytes,
+    /// The body's share of the memory all bodies being received may hold, kept until the
+    /// request is done with its body.
+    body_reservation: Reservation,
     decision: Decision,
     key: Option<CacheKey>,
     /// Taken by a streamed answer's body, which logs when its last byte is sent.
@@ -124,6 +128,7 @@ impl<'a> Exchange<'a> {
             faults: state.live.faults.load_full(),
             spec,
             body: Bytes::new(),
+            body_reservation: Reservation::default(),
             decision: Decision::default(),
             key: None,
             in_flight,
@@ -167,7 +172,15 @@ impl<'a> Exchange<'a> {
 
 /// Reads the whole request body first, so that even a failed request's log names its model.
 async fn read_request(x: &mut Exchange<'_>, payload: web::Payload) -> Result<(), GatewayError> {
-    x.body = read_body(payload, x.state.upstream.max_request_bytes).await?;
+    let declared = x
+        .req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let (body, reservation) = body::receive(payload, declared, &x.state.upstream.bodies).await?;
+    x.body = body;
+    x.body_reservation = reservation;
     let model = model_of(x.provider, x.req.path(), &x.body);
     if let Some(draft) = x.draft.as_mut() {
         draft.request(&x.body, model);

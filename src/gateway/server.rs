@@ -27,6 +27,8 @@ const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ServerOptions {
     pub workers: usize,
     pub graceful_stop_timeout: Duration,
+    /// Connections served at once, all workers together; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// Starts serving `listener` with the proxy's pipeline.
@@ -43,6 +45,12 @@ pub fn serve(
             worker_service(Arc::clone(&state), shutdown.clone(), local_addr)
         })?
         .workers(options.workers)
+        .max_concurrent_connections(
+            options
+                .max_connections
+                .div_ceil(options.workers.max(1))
+                .max(1),
+        )
         .disable_signals()
         .shutdown_timeout(options.graceful_stop_timeout.as_secs())
         .run())

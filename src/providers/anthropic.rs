@@ -148,6 +148,8 @@ impl Provider for Anthropic {
             ProxyErrorKind::BadGateway => "api_error",
             ProxyErrorKind::GatewayTimeout => "timeout_error",
             ProxyErrorKind::PayloadTooLarge => "request_too_large",
+            ProxyErrorKind::RequestTimeout => "invalid_request_error",
+            ProxyErrorKind::Overloaded => "overloaded_error",
             ProxyErrorKind::NotCached => "invalid_request_error",
         };
         error(kind.status(), None, error_type, message)

@@ -442,6 +442,8 @@ impl Provider for Bedrock {
             ProxyErrorKind::BadGateway => "InternalServerException",
             ProxyErrorKind::GatewayTimeout => "ModelTimeoutException",
             ProxyErrorKind::PayloadTooLarge => "ValidationException",
+            ProxyErrorKind::RequestTimeout => "ModelTimeoutException",
+            ProxyErrorKind::Overloaded => "ServiceUnavailableException",
             ProxyErrorKind::NotCached => "ValidationException",
         };
         error(kind.status(), None, error_type, message)

@@ -8,12 +8,14 @@ use actix_web::http::StatusCode;
 use super::{ProviderKind, ProxyErrorKind, go_duration};
 use crate::faults::INJECTABLE_STATUSES;
 
-const PROXY_ERRORS: [ProxyErrorKind; 6] = [
+const PROXY_ERRORS: [ProxyErrorKind; 8] = [
     ProxyErrorKind::BadRequest,
     ProxyErrorKind::Unauthorized,
     ProxyErrorKind::BadGateway,
     ProxyErrorKind::GatewayTimeout,
     ProxyErrorKind::PayloadTooLarge,
+    ProxyErrorKind::RequestTimeout,
+    ProxyErrorKind::Overloaded,
     ProxyErrorKind::NotCached,
 ];
 

@@ -158,6 +158,10 @@ pub enum ProxyErrorKind {
     BadGateway,
     GatewayTimeout,
     PayloadTooLarge,
+    /// The client took too long to send its request.
+    RequestTimeout,
+    /// The proxy holds as much in-flight request data as it may.
+    Overloaded,
     /// A replay-only cache has no answer for the request.
     NotCached,
 }
@@ -170,6 +174,8 @@ impl ProxyErrorKind {
             ProxyErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyErrorKind::NotCached => StatusCode::BAD_REQUEST,
         }
     }
@@ -591,6 +597,8 @@ pub(crate) fn openai_style_proxy_error(kind: ProxyErrorKind) -> (&'static str, &
         ProxyErrorKind::BadGateway => ("server_error", "bad_gateway"),
         ProxyErrorKind::GatewayTimeout => ("server_error", "timeout"),
         ProxyErrorKind::PayloadTooLarge => ("invalid_request_error", "request_too_large"),
+        ProxyErrorKind::RequestTimeout => ("invalid_request_error", "request_timeout"),
+        ProxyErrorKind::Overloaded => ("server_error", "overloaded"),
         ProxyErrorKind::NotCached => ("invalid_request_error", "not_cached"),
     }
 }

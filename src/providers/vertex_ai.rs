@@ -289,6 +289,8 @@ impl Provider for VertexAi {
             ProxyErrorKind::BadGateway => "UNAVAILABLE",
             ProxyErrorKind::GatewayTimeout => "DEADLINE_EXCEEDED",
             ProxyErrorKind::PayloadTooLarge => "INVALID_ARGUMENT",
+            ProxyErrorKind::RequestTimeout => "DEADLINE_EXCEEDED",
+            ProxyErrorKind::Overloaded => "UNAVAILABLE",
             ProxyErrorKind::NotCached => "FAILED_PRECONDITION",
         };
         json_error(

@@ -48,6 +48,7 @@ impl ProxyRegistry {
                 &gateway::ServerOptions {
                     workers: self.settings.workers_per_proxy,
                     graceful_stop_timeout: self.settings.graceful_stop_timeout,
+                    max_connections: self.settings.upstream.max_connections,
                 },
             )
             .map_err(|e| format!("cannot serve on port {port}: {e}"))
