@@ -50,6 +50,26 @@ pub struct Running {
     admin_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The request line as the access log shows it: the values of query parameters that carry
+/// secrets (single sign-on's `code` and `state`, tokens) are left out.
+fn request_line(req: &actix_web::dev::ServiceRequest) -> String {
+    const SECRET: [&str; 5] = ["code", "state", "token", "access_token", "id_token"];
+    let query: Vec<String> = req
+        .query_string()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if SECRET.contains(&name) => format!("{name}=…"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    let target = match query.is_empty() {
+        true => req.path().to_owned(),
+        false => format!("{}?{}", req.path(), query.join("&")),
+    };
+    format!("{} {target} {:?}", req.method(), req.version())
+}
+
 /// Each connection to a proxy port is an open file; under the usual soft limit of 1024 a few
 /// hundred slow clients of one proxy left none for the dashboard or the other proxies. Raises
 /// the soft limit to the hard one where the OS allows, and returns the limit in force.
@@ -199,7 +219,11 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
             .app_data(state.clone())
             .wrap(middleware::from_fn(crate::web::authenticate))
             .wrap(crate::web::security_headers())
-            .wrap(middleware::Logger::new("%a \"%r\" %s %Dms").log_target("rubberduck::admin"))
+            .wrap(
+                middleware::Logger::new("%a \"%{request}xi\" %s %Dms")
+                    .custom_request_replace("request", request_line)
+                    .log_target("rubberduck::admin"),
+            )
             .configure(crate::web::routes)
     })
     .workers(2)

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use actix_web::http::header::HeaderMap;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
@@ -23,6 +24,16 @@ pub fn client_ip(
         .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
         .find(|ip| !trusted(*ip))
         .unwrap_or(peer)
+}
+
+/// Every `X-Forwarded-For` line of a request as one list: each proxy may add a line of its own
+/// instead of appending to the last one, and the lines read in order.
+pub fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(","))
 }
 
 /// The reverse proxies trusted everywhere, read on every proxied request without a lock.

@@ -20,6 +20,7 @@ mod integration {
     mod escalation;
     mod faults;
     mod forwarding;
+    mod hardening;
     mod http2;
     mod js_sdk;
     mod lifecycle;

@@ -81,15 +81,36 @@ fn use_multi_thread_mode() {
 
 /// Creates the data directory, migrates the database on a single connection (WAL is set there
 /// once; it persists in the file), then builds the pool.
+/// The data holds hashes of passwords and tokens, logs and cached answers: only the user
+/// Rubberduck runs as may read it.
+fn keep_private(path: &Path, mode: u32) -> Result<(), DbError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+            |source| DbError::DataDir {
+                path: path.display().to_string(),
+                source,
+            },
+        )?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 pub fn open(data_dir: &Path) -> Result<DbPool, DbError> {
     use_multi_thread_mode();
     std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
         path: data_dir.display().to_string(),
         source,
     })?;
+    keep_private(data_dir, 0o700)?;
     let url = data_dir.join(DATABASE_FILE).display().to_string();
 
     let mut conn = SqliteConnection::establish(&url)?;
+    // Before WAL mode: SQLite gives its -wal and -shm files the main file's permissions.
+    keep_private(&data_dir.join(DATABASE_FILE), 0o600)?;
     conn.batch_execute(CONNECTION_PRAGMAS)?;
     conn.batch_execute("PRAGMA journal_mode = WAL;")?;
     conn.run_pending_migrations(MIGRATIONS)

@@ -30,6 +30,7 @@ use super::{InFlight, ProxyServerState};
 use crate::cache::{CacheKey, CachedResponse, KeyParts};
 use crate::emulator;
 use crate::faults::{Decision, Faults, Injection};
+use crate::forwarded;
 use crate::providers::{Provider, UpstreamRequest, UpstreamTarget};
 use crate::spec::{CacheMode, ProxySpec};
 use crate::telemetry::{FailureKind, LogDraft, model_of};
@@ -200,12 +201,8 @@ async fn ip_filter(x: &mut Exchange<'_>) -> Option<Answer> {
         .req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
-    let forwarded_for = x
-        .req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client = x.faults.client_ip(peer, forwarded_for, |ip| {
+    let forwarded_for = forwarded::forwarded_for(x.req.headers());
+    let client = x.faults.client_ip(peer, forwarded_for.as_deref(), |ip| {
         trusted.iter().any(|net| net.contains(&ip))
     });
     x.note(|d| d.client_ip(client));
@@ -308,6 +305,12 @@ async fn upstream(x: &mut Exchange<'_>) -> Result<Answer, GatewayError> {
     if x.spec.emulated() {
         return Ok(emulate(x).await);
     }
+    if has_dot_segments(x.req.path()) {
+        return Err(GatewayError::BadRequest(
+            "the path has “.” or “..” segments, which no provider API uses; they are not sent upstream"
+                .into(),
+        ));
+    }
     let provider = x.provider;
     let target = x.target();
     let provider_state = &x.state.provider_state;
@@ -336,6 +339,15 @@ async fn upstream(x: &mut Exchange<'_>) -> Result<Answer, GatewayError> {
         d.stream(outgoing.streamed);
     });
     Ok(Answer::Streaming(outgoing))
+}
+
+/// Whether a path has `.` or `..` segments, written plainly or percent-encoded: forwarded as
+/// they are, an upstream (or a server in front of it) could resolve them to another path.
+fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// The emulator answers in the upstream's place: no URL, no credentials, the same metering,

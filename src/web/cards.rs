@@ -44,6 +44,8 @@ pub struct ProxyCard {
     pub error_rate: Option<u64>,
     /// "off", "read_write" or "replay_only".
     pub cache_state: &'static str,
+    /// Cached answers go to every caller, one without an API key included.
+    pub cache_shared: bool,
     pub cache: CacheCounts,
     /// The failure kinds switched on, for the card's tags.
     pub failure_kinds: Vec<&'static str>,
@@ -95,6 +97,9 @@ impl ProxyCard {
             } else {
                 "off"
             },
+            cache_shared: spec.cache.enabled
+                && !spec.cache.partition_by_credential
+                && !spec.emulated(),
             cache: snapshot.cache,
             failure_kinds: spec.failure_config.active_kinds(),
             active: snapshot.status.is_active(),

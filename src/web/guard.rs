@@ -16,6 +16,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse};
 
 use super::AppState;
 use crate::auth::Caller;
+use crate::forwarded;
 
 pub const SESSION_COOKIE: &str = "rubberduck_session";
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
@@ -288,11 +289,11 @@ pub(super) fn is_https(req: &HttpRequest, state: &AppState) -> bool {
 
 /// The client's address, looking through trusted reverse proxies.
 pub fn client_address(req: &HttpRequest, state: &AppState) -> IpAddr {
-    let forwarded_for = req
-        .headers()
-        .get("X-Forwarded-For")
-        .and_then(|v| v.to_str().ok());
-    state.settings.get().client_ip(peer(req), forwarded_for)
+    let forwarded_for = forwarded::forwarded_for(req.headers());
+    state
+        .settings
+        .get()
+        .client_ip(peer(req), forwarded_for.as_deref())
 }
 
 /// Headers every admin response carries: scripts, styles and frames only from ourselves.

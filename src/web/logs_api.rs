@@ -234,10 +234,20 @@ fn csv_record(entry: &LogEntry) -> Vec<String> {
     ]
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage
+/// return first) is written with a leading apostrophe: logged paths, models and user agents
+/// come from clients.
+fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
 fn csv_line(fields: &[String]) -> Result<Vec<u8>, DbError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer
-        .write_record(fields)
+        .write_record(fields.iter().map(|field| inert(field).into_owned()))
         .map_err(|e| DbError::Corrupt(e.to_string()))?;
     writer
         .into_inner()
