@@ -26,6 +26,7 @@ mod integration {
     mod logs;
     mod oidc;
     mod pages;
+    mod revocation;
     mod sdk;
     mod telemetry;
 }

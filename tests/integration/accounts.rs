@@ -10,13 +10,13 @@ use super::support::{
 use super::upstream::MockUpstream;
 
 /// A signed-in browser, as far as HTTP goes: the session cookie and the page's CSRF token.
-struct Session {
-    base: String,
-    cookie: String,
-    csrf: String,
+pub(super) struct Session {
+    pub(super) base: String,
+    pub(super) cookie: String,
+    pub(super) csrf: String,
 }
 
-async fn login_attempt(app: &TestApp, email: &str, password: &str) -> Reply {
+pub(super) async fn login_attempt(app: &TestApp, email: &str, password: &str) -> Reply {
     let response = no_redirects()
         .post(app.url("/login"))
         .send_form(&[
@@ -42,7 +42,7 @@ fn csrf_of(html: &str) -> Option<String> {
 }
 
 impl Session {
-    async fn sign_in(app: &TestApp, email: &str, password: &str) -> Session {
+    pub(super) async fn sign_in(app: &TestApp, email: &str, password: &str) -> Session {
         let reply = login_attempt(app, email, password).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
         assert_eq!(reply.header("location"), "/settings");
@@ -61,13 +61,13 @@ impl Session {
         session
     }
 
-    fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
+    pub(super) fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
         no_redirects()
             .request(method, format!("{}{path}", self.base))
             .insert_header(("Cookie", format!("rubberduck_session={}", self.cookie)))
     }
 
-    async fn get(&self, path: &str) -> Reply {
+    pub(super) async fn get(&self, path: &str) -> Reply {
         Reply::read(
             self.request(awc::http::Method::GET, path)
                 .send()
@@ -78,7 +78,7 @@ impl Session {
     }
 
     /// A form as a browser without scripts posts it: the token is a hidden field.
-    async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(super) async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let mut fields = fields.to_vec();
         fields.push(("csrf_token", &self.csrf));
         Reply::read(
@@ -91,7 +91,12 @@ impl Session {
     }
 
     /// JSON as a script in the page would send it: the token in the header.
-    async fn send_json(&self, method: awc::http::Method, path: &str, body: Value) -> Reply {
+    pub(super) async fn send_json(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        body: Value,
+    ) -> Reply {
         Reply::read(
             self.request(method, path)
                 .insert_header(("X-CSRF-Token", self.csrf.as_str()))
@@ -145,7 +150,7 @@ fn settings_form<'a>(changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> 
 }
 
 /// The change-password form.
-fn password_form<'a>(current: &'a str, new: &'a str) -> [(&'a str, &'a str); 3] {
+pub(super) fn password_form<'a>(current: &'a str, new: &'a str) -> [(&'a str, &'a str); 3] {
     [
         ("current_password", current),
         ("password", new),
@@ -154,7 +159,7 @@ fn password_form<'a>(current: &'a str, new: &'a str) -> [(&'a str, &'a str); 3] 
 }
 
 /// Creates an account through the admin's Settings page.
-async fn add_user(admin: &Session, email: &str, password: &str, role: &str) {
+pub(super) async fn add_user(admin: &Session, email: &str, password: &str, role: &str) {
     let reply = admin
         .post_form(
             "/settings/users",
@@ -444,7 +449,11 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
 }
 
 /// Creates an OpenAI proxy as `owner` and sends one chat request through it: its id and port.
-async fn proxy_with_one_request(owner: &Session, name: &str, upstream: &str) -> (i64, u16) {
+pub(super) async fn proxy_with_one_request(
+    owner: &Session,
+    name: &str,
+    upstream: &str,
+) -> (i64, u16) {
     let created = owner
         .send_json(
             awc::http::Method::POST,
@@ -610,7 +619,7 @@ async fn members_see_and_touch_only_their_own_proxies_and_logs() {
 
 /// Polls `path` until its JSON `total` is `expected`: log entries reach the database through a
 /// batch writer, a moment after the request.
-async fn wait_for_total(session: &Session, path: &str, expected: u64) -> Value {
+pub(super) async fn wait_for_total(session: &Session, path: &str, expected: u64) -> Value {
     let mut reply = Value::Null;
     for _ in 0..50 {
         reply = session.get(path).await.json();
