@@ -66,15 +66,15 @@ async fn signed_in(session: &Session) -> bool {
     }
 }
 
-/// The id of the account with `email`, from the admin API.
+/// The id of the account with `email`, from the admin's user list (its row's forms name it).
 async fn user_id(app: &TestApp, email: &str) -> i64 {
-    let (status, users) = app.get("/api/users").await;
-    assert_eq!(status, StatusCode::OK, "{users}");
-    users
-        .as_array()
-        .and_then(|users| users.iter().find(|u| u["email"] == email))
-        .and_then(|u| u["id"].as_i64())
-        .unwrap_or_else(|| panic!("no {email} in {users}"))
+    let (status, page) = app.get_text("/settings", false).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page.split(&format!("<td>{email}</td>"))
+        .nth(1)
+        .and_then(|row| row.split("/settings/users/").nth(1))
+        .and_then(|rest| rest.split('/').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no row for {email} in {page}"))
 }
 
 /// The id of the token named `name` among `session`'s own tokens.
@@ -111,13 +111,13 @@ async fn a_password_reset_revokes_the_users_api_tokens() {
         .await;
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
     assert!(
+        !token_works(&app, &token).await,
+        "whoever had Ada's token is locked out with whoever had her password"
+    );
+    assert!(
         reset.body.contains("API tokens are revoked"),
         "{}",
         reset.body
-    );
-    assert!(
-        !token_works(&app, &token).await,
-        "whoever had Ada's token is locked out with whoever had her password"
     );
     assert!(!signed_in(&ada).await);
     assert!(token_works(&app, &bobs).await, "Bob is not affected");
@@ -128,15 +128,6 @@ async fn a_password_reset_revokes_the_users_api_tokens() {
 async fn changing_your_password_revokes_your_tokens_unless_you_untick_it() {
     let (app, _admin, ada, _bob) = app_with_members().await;
     let token = new_token(&ada, "laptop").await;
-    let page = ada.get("/settings").await;
-    assert!(
-        page.body.contains(
-            "name=\"sign_out_everywhere\" checked> Sign out everywhere and revoke my API tokens"
-        ),
-        "the form offers the choice, ticked: {}",
-        page.body
-    );
-
     // As the form posts it by default: the box ticked.
     let mut form = password_form(ADA_PASSWORD, "ada's second password").to_vec();
     form.extend([("sign_out_offered", "1"), ("sign_out_everywhere", "on")]);
@@ -145,8 +136,18 @@ async fn changing_your_password_revokes_your_tokens_unless_you_untick_it() {
     assert!(!signed_in(&ada).await, "signed out here too");
     assert!(!token_works(&app, &token).await, "the token is revoked");
 
-    // Unticked: this session and the tokens stay, other sessions end.
+    // The page offers the choice, ticked.
     let here = Session::sign_in(&app, ADA, "ada's second password").await;
+    let page = here.get("/settings").await;
+    assert!(
+        page.body.contains(
+            "name=\"sign_out_everywhere\" checked> Sign out everywhere and revoke my API tokens"
+        ),
+        "the form offers the choice, ticked: {}",
+        page.body
+    );
+
+    // Unticked: this session and the tokens stay, other sessions end.
     let elsewhere = Session::sign_in(&app, ADA, "ada's second password").await;
     let kept = new_token(&here, "kept").await;
     let mut form = password_form("ada's second password", "ada's third password").to_vec();
@@ -452,7 +453,7 @@ async fn a_deleted_account_is_gone_but_its_proxies_and_logs_stay_for_admins() {
 async fn admins_cannot_lock_themselves_or_the_last_admin_out() {
     let app = TestApp::start().await;
     let admin = Session::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let me = user_id(&app, ADMIN_EMAIL).await;
+    let me = user_id_as(&admin, ADMIN_EMAIL).await;
 
     for (method, path) in [
         (Method::POST, format!("/api/users/{me}/disable")),
