@@ -328,3 +328,81 @@ pub fn adopt_ownerless_proxies(conn: &mut SqliteConnection, owner: i32) -> Resul
             .execute(conn)?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel_migrations::MigrationHarness;
+
+    use super::*;
+    use crate::db::old_schema::{migrated_before, revert_through};
+
+    fn count(conn: &mut SqliteConnection, table: &str, user: i32) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM {table} WHERE user_id = {user}"
+        ))
+        .get_result::<Count>(conn)
+        .expect("count")
+        .n
+    }
+
+    #[test]
+    fn accounts_from_before_are_active_and_the_last_admin_is_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = migrated_before(&dir, "2026-11-24-100008");
+        conn.batch_execute(
+            "INSERT INTO users VALUES (1, 'admin@localhost', 'x', 'admin', '2026-11-24 10:00:00');
+             INSERT INTO users VALUES (2, 'ada@example.com', 'x', 'member', '2026-11-24 10:00:00');
+             INSERT INTO sessions VALUES (1, 's1', 2, 'c', '2026-11-24 10:00:00', '2026-11-24 10:00:00');
+             INSERT INTO api_tokens VALUES (1, 2, 'ci', 't1', 'rd_abcd', '2026-11-24 10:00:00', NULL);
+             INSERT INTO proxies (id, name, provider, port, created_at, updated_at, owner_id)
+                 VALUES (1, 'Ada''s', 'openai', 9999, '2026-11-24 10:00:00', '2026-11-24 10:00:00', 2);",
+        )
+        .expect("accounts in the old schema");
+        conn.run_pending_migrations(crate::db::MIGRATIONS)
+            .expect("the remaining migrations");
+        assert!(active_user(&mut conn, 2).expect("query").is_some());
+        let at = chrono::Utc::now().naive_utc();
+
+        assert!(matches!(
+            disable_user(&mut conn, 1, at).expect("query"),
+            Lockout::LastAdmin
+        ));
+        assert!(active_user(&mut conn, 1).expect("query").is_some());
+        assert!(matches!(
+            disable_user(&mut conn, 2, at).expect("query"),
+            Lockout::Done(_)
+        ));
+        assert!(active_user(&mut conn, 2).expect("query").is_none());
+        assert_eq!(count(&mut conn, "sessions", 2), 0);
+        assert_eq!(count(&mut conn, "api_tokens", 2), 0);
+        assert!(enable_user(&mut conn, 2).expect("query"));
+        assert!(active_user(&mut conn, 2).expect("query").is_some());
+
+        // Deleting leaves a tombstone the proxy still points at; the email is free again.
+        assert!(matches!(
+            delete_user(&mut conn, 2, at).expect("query"),
+            Lockout::Done(_)
+        ));
+        assert!(user(&mut conn, 2).expect("query").is_none());
+        assert!(
+            user_by_email(&mut conn, "ada@example.com")
+                .expect("query")
+                .is_none()
+        );
+        assert!(matches!(
+            delete_user(&mut conn, 2, at).expect("query"),
+            Lockout::NotFound
+        ));
+        assert_eq!(users(&mut conn).expect("query").len(), 1);
+
+        revert_through(&mut conn, "2026-11-24-100008");
+        conn.batch_execute("SELECT id, email, password_hash, role, created_at FROM users;")
+            .expect("the old columns are back as they were");
+    }
+}
