@@ -1,6 +1,6 @@
 //! The pages in headless Chromium: create a proxy from the modal, see it run, stop it, see a
 //! change made elsewhere arrive live; configure failures and the cache; watch log rows and the
-//! dashboard's numbers arrive without a reload; disable and delete an account from the users list.
+//! dashboard's numbers arrive without a reload; disable and delete an account.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
