@@ -28,6 +28,7 @@ mod integration {
     mod logs;
     mod oidc;
     mod pages;
+    mod revocation;
     mod sdk;
     mod slow_clients;
     mod telemetry;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
 
-use crate::db::models::{NewApiTokenRow, NewSessionRow, NewUserRow, UserRow};
+use crate::db::accounts::{Lockout, PasswordChange};
+use crate::db::models::{ApiTokenRow, NewApiTokenRow, NewSessionRow, NewUserRow, UserRow};
 use crate::db::{self, DbError, DbPool};
 use crate::ids::UserId;
 use crate::settings::Settings;
@@ -56,6 +57,8 @@ pub struct User {
     pub email: String,
     pub role: Role,
     pub created_at: chrono::DateTime<Utc>,
+    /// A disabled account cannot sign in, and its sessions and tokens do not work.
+    pub disabled: bool,
 }
 
 impl TryFrom<UserRow> for User {
@@ -68,6 +71,7 @@ impl TryFrom<UserRow> for User {
                 .ok_or_else(|| DbError::Corrupt(format!("user {}: unknown role", row.id)))?,
             email: row.email,
             created_at: row.created_at.and_utc(),
+            disabled: row.disabled_at.is_some() || row.deleted_at.is_some(),
         })
     }
 }
@@ -92,7 +96,7 @@ impl Access {
 #[derive(Debug, Clone)]
 pub enum Credential {
     /// A browser session; state-changing requests must echo its CSRF token.
-    Session { csrf_token: String },
+    Session { id: i32, csrf_token: String },
     /// An API token in `Authorization: Bearer`; browsers never send one on their own, so
     /// cross-site forgery cannot use it.
     Token,
@@ -120,7 +124,7 @@ impl Caller {
 
     pub fn csrf_token(&self) -> Option<&str> {
         match &self.credential {
-            Credential::Session { csrf_token } => Some(csrf_token),
+            Credential::Session { csrf_token, .. } => Some(csrf_token),
             Credential::Token => None,
         }
     }
@@ -136,6 +140,8 @@ pub enum AuthError {
     Invalid(FieldError),
     #[error("Only an admin can do that.")]
     Forbidden,
+    #[error("This account is disabled; ask an admin to enable it.")]
+    Disabled,
     #[error(
         "There is no Rubberduck account for {0}; ask an admin to create one, then sign in again."
     )]
@@ -154,7 +160,8 @@ pub struct NewSession {
     pub user: User,
 }
 
-/// A token as its owner sees it in Settings (the secret itself is shown once, at creation).
+/// A token as its owner (or an admin) sees it in Settings (the secret itself is shown once, at
+/// creation).
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenInfo {
     pub id: i32,
@@ -162,6 +169,31 @@ pub struct TokenInfo {
     pub prefix: String,
     pub created_at: chrono::DateTime<Utc>,
     pub last_used_at: Option<chrono::DateTime<Utc>>,
+    pub owner_id: UserId,
+    pub owner_email: String,
+}
+
+impl TokenInfo {
+    fn new(row: ApiTokenRow, owner_email: String) -> TokenInfo {
+        TokenInfo {
+            id: row.id,
+            name: row.name,
+            prefix: row.prefix,
+            created_at: row.created_at.and_utc(),
+            last_used_at: row.last_used_at.map(|at| at.and_utc()),
+            owner_id: UserId(row.user_id),
+            owner_email,
+        }
+    }
+}
+
+/// What a password change ends besides the old password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOut {
+    /// Every session, the caller's too, and every API token (the default).
+    Everywhere,
+    /// The other sessions; the caller's session and the API tokens keep working.
+    OtherSessions,
 }
 
 /// What the first start needs from the environment.
@@ -298,6 +330,9 @@ impl Accounts {
         };
         self.throttle.succeeded(&email);
         let user = User::try_from(row)?;
+        if user.disabled {
+            return Err(AuthError::Disabled);
+        }
         let cookie_secret = self.open_session(user.id).await?;
         Ok(NewSession {
             cookie_secret,
@@ -343,6 +378,9 @@ impl Accounts {
             }
             None => return Err(AuthError::NoAccount(email.to_owned())),
         };
+        if user.disabled {
+            return Err(AuthError::Disabled);
+        }
         let cookie_secret = self.open_session(user.id).await?;
         Ok(NewSession {
             cookie_secret,
@@ -371,7 +409,8 @@ impl Accounts {
         Ok(cookie_secret)
     }
 
-    /// The caller behind a session cookie; `None` for an unknown or idle-expired session.
+    /// The caller behind a session cookie; `None` for an unknown or idle-expired session, or one
+    /// of a disabled account.
     pub async fn session(&self, cookie_secret: &str) -> Result<Option<Caller>, AuthError> {
         let digest = secret::digest(cookie_secret);
         let idle = chrono::TimeDelta::from_std(self.settings.get().session_idle())
@@ -388,21 +427,22 @@ impl Accounts {
             if at - session.last_seen_at > TOUCH_EVERY {
                 db::accounts::touch_session(conn, session.id, at)?;
             }
-            let user = db::accounts::user(conn, session.user_id)?;
-            Ok(user.map(|user| (user, session.csrf_token)))
+            let user = db::accounts::active_user(conn, session.user_id)?;
+            Ok(user.map(|user| (user, session.id, session.csrf_token)))
         })
         .await?;
         found
-            .map(|(row, csrf_token)| {
+            .map(|(row, id, csrf_token)| {
                 Ok(Caller {
                     user: User::try_from(row)?,
-                    credential: Credential::Session { csrf_token },
+                    credential: Credential::Session { id, csrf_token },
                 })
             })
             .transpose()
     }
 
-    /// The caller behind an API token; `None` for an unknown or revoked token.
+    /// The caller behind an API token; `None` for an unknown or revoked token, or one of a
+    /// disabled account.
     pub async fn token(&self, bearer: &str) -> Result<Option<Caller>, AuthError> {
         let digest = secret::digest(bearer);
         let found = db::run(&self.db, move |conn| {
@@ -416,7 +456,7 @@ impl Accounts {
             {
                 db::accounts::touch_token(conn, token.id, at)?;
             }
-            db::accounts::user(conn, token.user_id)
+            db::accounts::active_user(conn, token.user_id)
         })
         .await?;
         found
@@ -532,7 +572,8 @@ impl Accounts {
         Ok((user, password))
     }
 
-    /// An admin gives an account a new generated password; its sessions end.
+    /// An admin gives an account a new generated password; its sessions end and its API tokens
+    /// are revoked.
     pub async fn reset_password(
         &self,
         caller: &Caller,
@@ -548,25 +589,27 @@ impl Accounts {
         let password = password::generate();
         let hash = hash_blocking(password.clone()).await?;
         db::run(&self.db, move |conn| {
-            db::accounts::set_password(conn, user.0, &hash)
+            db::accounts::set_password(conn, user.0, &hash, PasswordChange::EndEverything)
         })
         .await?;
         log::info!(
-            "{} reset the password of {}",
+            "{} reset the password of {} (its sessions and API tokens ended)",
             caller.user.email,
             target.email
         );
         Ok((target, password))
     }
 
-    /// A user changes their own password; every session of theirs ends (the caller signs in
-    /// again with the new one).
+    /// A user changes their own password. By default every session of theirs ends (the caller
+    /// signs in again with the new one) and every API token of theirs is revoked; with
+    /// `SignOut::OtherSessions` the caller's own session and the tokens stay.
     pub async fn change_password(
         &self,
         caller: &Caller,
         current: &str,
         new: &str,
         confirm: &str,
+        sign_out: SignOut,
     ) -> Result<(), AuthError> {
         let id = caller.user.id.0;
         let row = db::run(&self.db, move |conn| db::accounts::user(conn, id))
@@ -585,28 +628,44 @@ impl Accounts {
         }
         check_new_password(new, confirm, &row.email)?;
         let hash = hash_blocking(new.to_owned()).await?;
+        let ends = match (sign_out, &caller.credential) {
+            (SignOut::OtherSessions, Credential::Session { id, .. }) => {
+                PasswordChange::KeepSession(Some(*id))
+            }
+            // A token caller has no session to keep; the tokens stay.
+            (SignOut::OtherSessions, Credential::Token) => PasswordChange::KeepSession(None),
+            (SignOut::Everywhere, _) => PasswordChange::EndEverything,
+        };
         db::run(&self.db, move |conn| {
-            db::accounts::set_password(conn, id, &hash)
+            db::accounts::set_password(conn, id, &hash, ends)
         })
         .await?;
         Ok(())
     }
 
+    /// The caller's own tokens.
     pub async fn tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>, AuthError> {
         let id = caller.user.id.0;
+        let email = caller.user.email.clone();
         Ok(
             db::run(&self.db, move |conn| db::accounts::tokens_of(conn, id))
                 .await?
                 .into_iter()
-                .map(|row| TokenInfo {
-                    id: row.id,
-                    name: row.name,
-                    prefix: row.prefix,
-                    created_at: row.created_at.and_utc(),
-                    last_used_at: row.last_used_at.map(|at| at.and_utc()),
-                })
+                .map(|row| TokenInfo::new(row, email.clone()))
                 .collect(),
         )
+    }
+
+    /// Every user's tokens, newest first: for admins only.
+    pub async fn all_tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>, AuthError> {
+        if !caller.is_admin() {
+            return Err(AuthError::Forbidden);
+        }
+        Ok(db::run(&self.db, db::accounts::all_tokens)
+            .await?
+            .into_iter()
+            .map(|(row, email)| TokenInfo::new(row, email))
+            .collect())
     }
 
     /// A new personal API token; the secret is returned this once and stored only as a digest.
@@ -638,17 +697,114 @@ impl Accounts {
         Ok(token)
     }
 
+    /// Revokes a token: a member only their own (another's is "not found"), an admin any.
     pub async fn revoke_token(&self, caller: &Caller, id: i32) -> Result<(), AuthError> {
         let user_id = caller.user.id.0;
+        let admin = caller.is_admin();
         let revoked = db::run(&self.db, move |conn| {
-            db::accounts::delete_token(conn, user_id, id)
+            if admin {
+                db::accounts::delete_any_token(conn, id)
+            } else {
+                db::accounts::delete_token(conn, user_id, id)
+            }
         })
         .await?;
-        if revoked {
-            Ok(())
-        } else {
-            Err(AuthError::NotFound("token"))
+        if !revoked {
+            return Err(AuthError::NotFound("token"));
         }
+        log::info!("{} revoked the API token {id}", caller.user.email);
+        Ok(())
+    }
+
+    /// An admin disables an account: it cannot sign in, its sessions end and its API tokens are
+    /// revoked at once. (Its proxies are the registry's business: the web layer stops them.)
+    pub async fn disable_user(&self, caller: &Caller, user: UserId) -> Result<User, AuthError> {
+        check_lockout_target(caller, user, "disable")?;
+        let outcome = db::run(&self.db, move |conn| {
+            db::accounts::disable_user(conn, user.0, now())
+        })
+        .await?;
+        let target = lockout_outcome(outcome, "disable")?;
+        log::info!(
+            "{} disabled the account {}",
+            caller.user.email,
+            target.email
+        );
+        Ok(User {
+            disabled: true,
+            ..target
+        })
+    }
+
+    /// An admin lets a disabled account sign in again (it makes new API tokens; old ones stay
+    /// revoked).
+    pub async fn enable_user(&self, caller: &Caller, user: UserId) -> Result<User, AuthError> {
+        if !caller.is_admin() {
+            return Err(AuthError::Forbidden);
+        }
+        let row = db::run(&self.db, move |conn| {
+            if db::accounts::enable_user(conn, user.0)? {
+                db::accounts::user(conn, user.0)
+            } else {
+                Ok(None)
+            }
+        })
+        .await?
+        .ok_or(AuthError::NotFound("user"))?;
+        let target = User::try_from(row)?;
+        log::info!("{} enabled the account {}", caller.user.email, target.email);
+        Ok(target)
+    }
+
+    /// An admin deletes an account. Its sessions and tokens go; a tombstone keeps its proxies
+    /// and logs owned, for admins to see and manage; its email is free for a new account.
+    pub async fn delete_user(&self, caller: &Caller, user: UserId) -> Result<User, AuthError> {
+        check_lockout_target(caller, user, "delete")?;
+        let outcome = db::run(&self.db, move |conn| {
+            db::accounts::delete_user(conn, user.0, now())
+        })
+        .await?;
+        let target = lockout_outcome(outcome, "delete")?;
+        log::info!("{} deleted the account {}", caller.user.email, target.email);
+        Ok(target)
+    }
+
+    /// An account by id, for admins (deleted ones are not found).
+    pub async fn user(&self, caller: &Caller, user: UserId) -> Result<User, AuthError> {
+        if !caller.is_admin() {
+            return Err(AuthError::Forbidden);
+        }
+        let row = db::run(&self.db, move |conn| db::accounts::user(conn, user.0))
+            .await?
+            .ok_or(AuthError::NotFound("user"))?;
+        Ok(User::try_from(row)?)
+    }
+}
+
+/// Only an admin may disable or delete an account, and never their own.
+fn check_lockout_target(caller: &Caller, user: UserId, verb: &str) -> Result<(), AuthError> {
+    if !caller.is_admin() {
+        return Err(AuthError::Forbidden);
+    }
+    if caller.user.id == user {
+        return Err(AuthError::Invalid(FieldError::new(
+            "user",
+            format!("You cannot {verb} your own account; ask another admin."),
+        )));
+    }
+    Ok(())
+}
+
+fn lockout_outcome(outcome: Lockout, verb: &str) -> Result<User, AuthError> {
+    match outcome {
+        Lockout::Done(row) => Ok(User::try_from(row)?),
+        Lockout::NotFound => Err(AuthError::NotFound("user")),
+        Lockout::LastAdmin => Err(AuthError::Invalid(FieldError::new(
+            "user",
+            format!(
+                "You cannot {verb} the last active admin: nobody could manage accounts then. Make another admin first."
+            ),
+        ))),
     }
 }
 

@@ -238,6 +238,8 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: String,
     pub created_at: NaiveDateTime,
+    pub disabled_at: Option<NaiveDateTime>,
+    pub deleted_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]

@@ -138,9 +138,12 @@ pub async fn login(
                 .insert_header(("Location", safe_next(&form.next)))
                 .finish())
         }
-        Err(error @ (AuthError::WrongCredentials | AuthError::Throttled(_))) => {
+        Err(
+            error @ (AuthError::WrongCredentials | AuthError::Throttled(_) | AuthError::Disabled),
+        ) => {
             let status = match error {
                 AuthError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+                AuthError::Disabled => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,
             };
             log::warn!("failed sign-in for {} from {address}", form.email.trim());
@@ -211,7 +214,7 @@ pub async fn oidc_callback(
                 .map_err(|e| super::PageError::Internal(e.to_string()))?;
             Ok(response)
         }
-        Err(error @ AuthError::NoAccount(_)) => sso_refused(
+        Err(error @ (AuthError::NoAccount(_) | AuthError::Disabled)) => sso_refused(
             &req,
             &state,
             identity.next,

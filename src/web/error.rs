@@ -18,9 +18,28 @@ pub enum ApiError {
     #[error("{}", .0.message)]
     Invalid(FieldError),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Invalid(field) => ApiError::Invalid(field),
+            AuthError::Forbidden | AuthError::NoAccount(_) | AuthError::Disabled => {
+                ApiError::Forbidden(e.to_string())
+            }
+            AuthError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            AuthError::Database(db) => db.into(),
+            AuthError::Hashing(_) => ApiError::Internal(e.to_string()),
+            AuthError::WrongCredentials | AuthError::Throttled(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+        }
+    }
 }
 
 impl From<RegistryError> for ApiError {
@@ -50,6 +69,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -100,7 +120,9 @@ impl From<RegistryError> for PageError {
 impl From<AuthError> for PageError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Forbidden | AuthError::NoAccount(_) => PageError::Forbidden(e.to_string()),
+            AuthError::Forbidden | AuthError::NoAccount(_) | AuthError::Disabled => {
+                PageError::Forbidden(e.to_string())
+            }
             AuthError::NotFound(_) => PageError::NotFound(e.to_string()),
             AuthError::Database(db) => db.into(),
             AuthError::Hashing(_) => PageError::Internal(e.to_string()),

@@ -1,6 +1,7 @@
 //! The admin server: HTML pages (Askama + HTMX) and the JSON API.
 
 mod account;
+mod accounts_api;
 mod api;
 mod cards;
 mod dashboard;
@@ -28,7 +29,8 @@ use crate::auth::oidc::Oidc;
 use crate::auth::{Access, Accounts, Caller};
 use crate::cache::ResponseCache;
 use crate::db::DbPool;
-use crate::registry::ProxyRegistry;
+use crate::ids::UserId;
+use crate::registry::{ProxyRegistry, RegistryError};
 use crate::settings::Settings;
 use crate::telemetry::Telemetry;
 use crate::validation::FieldError;
@@ -85,6 +87,28 @@ pub(crate) fn check_proxy_quota(state: &AppState, caller: &Caller) -> Result<(),
     Ok(())
 }
 
+/// Stops every proxy of `owner` at once (in-flight requests are cut): a disabled or deleted
+/// account's proxies must stop serving with its sessions and tokens. They stay, stopped, with
+/// their logs, for admins to see and manage; only an admin can start them again (the owner
+/// cannot sign in). Returns how many were running.
+pub(crate) async fn stop_proxies_of(
+    state: &AppState,
+    owner: UserId,
+) -> Result<usize, RegistryError> {
+    let mut were_running = 0;
+    for proxy in state.registry.list_for(Access::OwnedBy(owner)) {
+        if proxy.status.is_active() {
+            were_running += 1;
+        }
+        // Stopped ones too: a proxy in error still wants to run, and would at the next start.
+        state
+            .registry
+            .stop(proxy.spec.id, false, Access::All)
+            .await?;
+    }
+    Ok(were_running)
+}
+
 /// Every URL of the admin server, in one place.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(api::json_config())
@@ -124,6 +148,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/logs", web::delete().to(logs_api::purge))
                 .route("/logs/export", web::get().to(logs_api::export))
                 .route("/metrics", web::get().to(metrics::api_metrics))
+                .route("/users", web::get().to(accounts_api::list_users))
+                .route(
+                    "/users/{id:\\d+}/disable",
+                    web::post().to(accounts_api::disable_user),
+                )
+                .route(
+                    "/users/{id:\\d+}/enable",
+                    web::post().to(accounts_api::enable_user),
+                )
+                .route(
+                    "/users/{id:\\d+}",
+                    web::delete().to(accounts_api::delete_user),
+                )
+                .route("/tokens", web::get().to(accounts_api::list_tokens))
+                .route(
+                    "/tokens/{id:\\d+}",
+                    web::delete().to(accounts_api::revoke_token),
+                )
                 .default_service(web::to(api::not_found)),
         )
         .route("/", web::get().to(dashboard::page))
@@ -228,6 +270,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/settings/users/{id:\\d+}/reset-password",
             web::post().to(settings_page::reset_password),
+        )
+        .route(
+            "/settings/users/{id:\\d+}/disable",
+            web::post().to(settings_page::disable_user),
+        )
+        .route(
+            "/settings/users/{id:\\d+}/enable",
+            web::post().to(settings_page::enable_user),
+        )
+        .route(
+            "/settings/users/{id:\\d+}/delete",
+            web::get().to(settings_page::confirm_delete_user),
+        )
+        .route(
+            "/settings/users/{id:\\d+}/delete",
+            web::post().to(settings_page::delete_user),
         )
         .service(actix_files::Files::new("/static", static_dir()).prefer_utf8(true))
         .default_service(web::to(pages::not_found));

@@ -1,5 +1,6 @@
-//! The Settings page: your account and API tokens; for admins also the accounts of others, the
-//! settings of this Rubberduck and facts about it.
+//! The Settings page: your account and API tokens; for admins also the accounts of others
+//! (disable, enable, delete, reset a password) and their API tokens, the settings of this
+//! Rubberduck and facts about it.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::format;
 use super::pages::{FormErrors, PageResult, html, see_other};
-use crate::auth::{AuthError, Caller, TokenInfo, User};
+use crate::auth::{AuthError, Caller, SignOut, TokenInfo, User};
 use crate::ids::UserId;
 use crate::settings::SettingsForm;
 
@@ -36,6 +37,8 @@ pub struct SettingsPage {
     pub is_admin: bool,
     pub tokens: Vec<TokenInfo>,
     pub users: Vec<User>,
+    /// For admins: the API tokens of every other user.
+    pub others_tokens: Vec<TokenInfo>,
     pub form: SettingsForm,
     /// Errors of whichever form was just submitted, by field.
     pub errors: FormErrors,
@@ -84,10 +87,12 @@ async fn page(
     outcome: Outcome,
 ) -> PageResult {
     let is_admin = caller.is_admin();
-    let users = if is_admin {
-        state.accounts.users(caller).await?
+    let (users, others_tokens) = if is_admin {
+        let mut tokens = state.accounts.all_tokens(caller).await?;
+        tokens.retain(|token| token.owner_id != caller.user.id);
+        (state.accounts.users(caller).await?, tokens)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let status = if outcome.failed_form.is_empty() {
         StatusCode::OK
@@ -99,6 +104,7 @@ async fn page(
         is_admin,
         tokens: state.accounts.tokens(caller).await?,
         users,
+        others_tokens,
         form: outcome
             .form
             .unwrap_or_else(|| SettingsForm::from_settings(&state.settings.get())),
@@ -183,9 +189,28 @@ pub struct PasswordForm {
     password: String,
     #[serde(default)]
     confirm_password: String,
+    /// The checkbox "Sign out everywhere and revoke my API tokens".
+    #[serde(default)]
+    sign_out_everywhere: Option<String>,
+    /// Set by the form that offers the checkbox: without it (a form from before, a script) an
+    /// unticked box cannot be told from a missing one, and the default — yes — applies.
+    #[serde(default)]
+    sign_out_offered: Option<String>,
 }
 
-/// Changing your password ends your sessions, this one included: sign in again.
+impl PasswordForm {
+    fn sign_out(&self) -> SignOut {
+        if self.sign_out_everywhere.is_some() || self.sign_out_offered.is_none() {
+            SignOut::Everywhere
+        } else {
+            SignOut::OtherSessions
+        }
+    }
+}
+
+/// Changing your password ends your sessions, this one included, and revokes your API tokens:
+/// sign in again. Unticking "sign out everywhere" keeps this session and the tokens (other
+/// sessions still end).
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -199,10 +224,23 @@ pub async fn change_password(
             &form.current_password,
             &form.password,
             &form.confirm_password,
+            form.sign_out(),
         )
         .await
     {
-        Ok(()) => Ok(see_other("/login?next=%2Fsettings")),
+        Ok(()) if form.sign_out() == SignOut::Everywhere => {
+            Ok(see_other("/login?next=%2Fsettings"))
+        }
+        Ok(()) => {
+            let outcome = Outcome {
+                notice: Some(
+                    "Password changed. Your other sessions have ended; this one and your API tokens still work."
+                        .to_owned(),
+                ),
+                ..Outcome::default()
+            };
+            page(&req, &state, &caller, outcome).await
+        }
         Err(error) => {
             let outcome = Outcome::failed("password", error)?;
             page(&req, &state, &caller, outcome).await
@@ -298,12 +336,98 @@ pub async fn reset_password(
     let outcome = Outcome {
         revealed: Some(Revealed {
             label: format!(
-                "New password of {}; their sessions have ended. It is not shown again.",
+                "New password of {}; their sessions have ended and their API tokens are revoked. It is not shown again.",
                 user.email
             ),
             value: password,
         }),
         ..Outcome::default()
+    };
+    page(&req, &state, &caller, outcome).await
+}
+
+/// Disabling an account ends its sessions and tokens and stops its proxies at once.
+pub async fn disable_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> PageResult {
+    let outcome = match state.accounts.disable_user(&caller, UserId(*id)).await {
+        Ok(user) => {
+            let stopped = super::stop_proxies_of(&state, user.id).await?;
+            Outcome {
+                notice: Some(format!(
+                    "{} is disabled: their sessions have ended, their API tokens are revoked and {stopped} running {} stopped.",
+                    user.email,
+                    if stopped == 1 {
+                        "proxy was"
+                    } else {
+                        "proxies were"
+                    }
+                )),
+                ..Outcome::default()
+            }
+        }
+        Err(error) => Outcome::failed("users", error)?,
+    };
+    page(&req, &state, &caller, outcome).await
+}
+
+pub async fn enable_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> PageResult {
+    let user = state.accounts.enable_user(&caller, UserId(*id)).await?;
+    let outcome = Outcome {
+        notice: Some(format!(
+            "{} may sign in again. Their proxies stay stopped until started.",
+            user.email
+        )),
+        ..Outcome::default()
+    };
+    page(&req, &state, &caller, outcome).await
+}
+
+#[derive(Template)]
+#[template(path = "settings/delete_user.html")]
+pub struct DeleteUserPage {
+    pub user: User,
+    pub proxies: usize,
+}
+
+/// `GET /settings/users/{id}/delete`: what deleting the account does, and a button to do it.
+pub async fn confirm_delete_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> PageResult {
+    let user = state.accounts.user(&caller, UserId(*id)).await?;
+    let proxies = state.registry.count_owned_by(user.id);
+    html(&req, StatusCode::OK, &DeleteUserPage { user, proxies })
+}
+
+pub async fn delete_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+) -> PageResult {
+    let outcome = match state.accounts.delete_user(&caller, UserId(*id)).await {
+        Ok(user) => {
+            super::stop_proxies_of(&state, user.id).await?;
+            Outcome {
+                notice: Some(format!(
+                    "The account {} is deleted. Its proxies are stopped and stay, with their logs, for admins.",
+                    user.email
+                )),
+                ..Outcome::default()
+            }
+        }
+        Err(error) => Outcome::failed("users", error)?,
     };
     page(&req, &state, &caller, outcome).await
 }

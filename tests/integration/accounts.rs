@@ -11,12 +11,12 @@ use super::upstream::MockUpstream;
 
 /// A signed-in browser, as far as HTTP goes: the session cookie and the page's CSRF token.
 pub(super) struct Session {
-    base: String,
-    cookie: String,
-    csrf: String,
+    pub(super) base: String,
+    pub(super) cookie: String,
+    pub(super) csrf: String,
 }
 
-async fn login_attempt(app: &TestApp, email: &str, password: &str) -> Reply {
+pub(super) async fn login_attempt(app: &TestApp, email: &str, password: &str) -> Reply {
     let response = no_redirects()
         .post(app.url("/login"))
         .send_form(&[
@@ -61,7 +61,7 @@ impl Session {
         session
     }
 
-    fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
+    pub(super) fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
         no_redirects()
             .request(method, format!("{}{path}", self.base))
             .insert_header(("Cookie", format!("rubberduck_session={}", self.cookie)))
@@ -150,7 +150,7 @@ pub(super) fn settings_form<'a>(changes: &[(&'a str, &'a str)]) -> Vec<(&'a str,
 }
 
 /// The change-password form.
-fn password_form<'a>(current: &'a str, new: &'a str) -> [(&'a str, &'a str); 3] {
+pub(super) fn password_form<'a>(current: &'a str, new: &'a str) -> [(&'a str, &'a str); 3] {
     [
         ("current_password", current),
         ("password", new),
@@ -466,7 +466,11 @@ async fn state_changes_need_the_csrf_token_and_our_origin() {
 }
 
 /// Creates an OpenAI proxy as `owner` and sends one chat request through it: its id and port.
-async fn proxy_with_one_request(owner: &Session, name: &str, upstream: &str) -> (i64, u16) {
+pub(super) async fn proxy_with_one_request(
+    owner: &Session,
+    name: &str,
+    upstream: &str,
+) -> (i64, u16) {
     let created = owner
         .send_json(
             awc::http::Method::POST,
@@ -633,7 +637,7 @@ async fn members_see_and_touch_only_their_own_proxies_and_logs() {
 
 /// Polls `path` until its JSON `total` is `expected`: log entries reach the database through a
 /// batch writer, a moment after the request.
-async fn wait_for_total(session: &Session, path: &str, expected: u64) -> Value {
+pub(super) async fn wait_for_total(session: &Session, path: &str, expected: u64) -> Value {
     let mut reply = Value::Null;
     for _ in 0..50 {
         reply = session.get(path).await.json();

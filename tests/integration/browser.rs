@@ -1,6 +1,6 @@
 //! The pages in headless Chromium: create a proxy from the modal, see it run, stop it, see a
 //! change made elsewhere arrive live; configure failures and the cache; watch log rows and the
-//! dashboard's numbers arrive without a reload.
+//! dashboard's numbers arrive without a reload; disable and delete an account.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
@@ -857,4 +857,59 @@ async fn the_card_switches_snippet_languages_without_losing_the_pick_to_live_upd
     client.close().await.expect("browser closes");
     app.shutdown().await;
     mock.stop().await;
+}
+
+#[actix_web::test]
+async fn an_admin_disables_then_deletes_an_account_from_the_users_list() {
+    let app = TestApp::start().await;
+    let (_driver, client, _profile) = browser().await;
+    sign_in_at(&client, &app, "/settings").await;
+    let ticked = client
+        .find(Locator::Css("#sign_out_everywhere"))
+        .await
+        .expect("the sign-out-everywhere box")
+        .prop("checked")
+        .await
+        .expect("prop");
+    assert_eq!(ticked.as_deref(), Some("true"), "ticked by default");
+
+    set_field(&client, "#user_email", "ada@example.com").await;
+    set_field(&client, "#user_password", "ada's long password").await;
+    click(
+        &client,
+        "form[action='/settings/users'] button[type=submit]",
+    )
+    .await;
+    wait_for(&client, "#revealed-secret", "the new account's password").await;
+    let row = "#users tr:nth-child(2)";
+    assert!(text_of(&client, row).await.contains("ada@example.com"));
+    assert!(text_of(&client, row).await.contains("active"));
+
+    click(&client, &format!("{row} form[action$='/disable'] button")).await;
+    wait_for(
+        &client,
+        &format!("{row} .badge-stopped"),
+        "the disabled badge",
+    )
+    .await;
+    assert!(text_of(&client, ".notice").await.contains("is disabled"));
+    save_screenshot(&client, "users-disabled.png").await;
+
+    click(&client, &format!("{row} a[href$='/delete']")).await;
+    wait_for(
+        &client,
+        "form[action$='/delete'] .btn-danger",
+        "the confirmation",
+    )
+    .await;
+    assert!(text_of(&client, "h1").await.contains("ada@example.com"));
+    click(&client, "form[action$='/delete'] .btn-danger").await;
+    wait_for(&client, "#users", "the users list").await;
+    assert!(text_of(&client, ".notice").await.contains("is deleted"));
+    assert!(
+        !text_of(&client, "#users table")
+            .await
+            .contains("ada@example.com")
+    );
+    client.close().await.expect("session closed");
 }

@@ -819,3 +819,36 @@ async fn a_plain_http_issuer_on_another_machine_is_refused_with_a_reason() {
         reply.body
     );
 }
+
+#[actix_web::test]
+async fn a_disabled_account_cannot_sign_in_through_the_provider_either() {
+    let idp = MockProvider::start().await;
+    let app = app_with_sso(&idp, |_| {}).await;
+    let session = signed_in(&sign_in(&app, &idp, Person::new("ada@example.com")).await);
+    let (_, users) = app.get("/api/users").await;
+    let id = users
+        .as_array()
+        .and_then(|users| users.iter().find(|u| u["email"] == "ada@example.com"))
+        .and_then(|u| u["id"].as_i64())
+        .unwrap_or_else(|| panic!("{users}"));
+
+    let (status, reply) = app.post_empty(&format!("/api/users/{id}/disable")).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(
+        settings(&app, &session).await.status,
+        StatusCode::SEE_OTHER,
+        "her session ended"
+    );
+    let reply = sign_in(&app, &idp, Person::new("ada@example.com")).await;
+    refused(&reply, StatusCode::FORBIDDEN, "This account is disabled");
+    assert_eq!(
+        accounts_named(&app, "ada@example.com").await,
+        1,
+        "no second account was made for her"
+    );
+
+    let (status, reply) = app.post_empty(&format!("/api/users/{id}/enable")).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    signed_in(&sign_in(&app, &idp, Person::new("ada@example.com")).await);
+    idp.stop().await;
+}
