@@ -6,7 +6,8 @@ use awc::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::accounts::{
-    Session, add_user, login_attempt, password_form, proxy_with_one_request, wait_for_total,
+    Session, add_user, allow_loopback_for_members, login_attempt, password_form,
+    proxy_with_one_request, wait_for_total,
 };
 use super::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, accepts_connections, no_redirects};
 use super::upstream::MockUpstream;
@@ -93,6 +94,7 @@ async fn app_with_members() -> (TestApp, Session, Session, Session) {
     let admin = Session::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     add_user(&admin, ADA, ADA_PASSWORD, "member").await;
     add_user(&admin, BOB, BOB_PASSWORD, "member").await;
+    allow_loopback_for_members(&admin).await;
     let ada = Session::sign_in(&app, ADA, ADA_PASSWORD).await;
     let bob = Session::sign_in(&app, BOB, BOB_PASSWORD).await;
     (app, admin, ada, bob)
