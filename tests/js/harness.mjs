@@ -286,6 +286,10 @@ class Proxy {
 
 let proxyNames = 0;
 
+/** Ports fetch() refuses to connect to ("bad port", the Fetch standard's port blocking list),
+ * from 1024 up: the SDKs built on fetch could never reach a proxy there. */
+const FETCH_BLOCKED_PORTS = new Set([1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080]);
+
 class Suite {
   /** Empty until `start` (so `useSuite` can hand it out before the file's `before` hook runs). */
   constructor() {
@@ -294,6 +298,8 @@ class Suite {
     this.dashboard = null;
     this.log = [];
     this.tempDirs = [];
+    /** Proxy ports not handed out yet. */
+    this.freePorts = [];
   }
 
   api(method, apiPath, body) {
@@ -311,8 +317,10 @@ class Suite {
       name: `js-${provider}-${++proxyNames}`,
       provider,
       upstream_url: this.mock.url + (provider === 'openai' || provider === 'deepseek' ? '/v1' : ''),
+      port: this.freePorts.shift(),
       ...fields,
     };
+    assert.ok(body.port, 'the test file has proxy ports left');
     const { status, body: proxy } = await this.api('POST', '/api/proxies', body);
     assert.equal(status, 201, `creating a ${provider} proxy: ${status} ${JSON.stringify(proxy)}`);
     assert.equal(proxy.status, 'running', JSON.stringify(proxy));
@@ -362,6 +370,9 @@ class Suite {
   /** Starts the mock upstream and rubberduck for the test file at `testFileUrl`. */
   async start(testFileUrl) {
     const [first, last] = portSlice(fileURLToPath(testFileUrl));
+    for (let port = first; port <= last; port++) {
+      if (!FETCH_BLOCKED_PORTS.has(port)) this.freePorts.push(port);
+    }
     const binary = BINARY_FROM_ENV || path.join(REPO, 'target', 'debug', 'rubberduck');
     assert.ok(fs.existsSync(binary), `no rubberduck binary at ${binary} (cargo build, or set RUBBERDUCK_BIN)`);
 
