@@ -440,6 +440,12 @@ impl ProxyRegistry {
         access: Access,
     ) -> Result<Created, RegistryError> {
         self.check_key_file(input.vertex_service_account_file.as_deref(), None, access)?;
+        if access != Access::All && !self.owner_active(owner).await? {
+            return Err(RegistryError::Invalid(vec![FieldError::new(
+                "owner",
+                "This account is disabled.",
+            )]));
+        }
         let valid = validate(input, &self.settings.port_range).map_err(RegistryError::Invalid)?;
         self.check_member_upstream(&valid, access)?;
         let assignment = self.port_assignment.lock().await;
@@ -610,6 +616,12 @@ impl ProxyRegistry {
     pub async fn start(&self, id: ProxyId, access: Access) -> Result<ProxySnapshot, RegistryError> {
         let proxy = self.entry_for(id, access)?;
         let _lifecycle = proxy.lifecycle.lock().await;
+        // A request that was under way when its account was disabled must not start the
+        // proxies the disabling just stopped; admins still may.
+        let owner = proxy.live.spec.load().owner;
+        if access != Access::All && !self.owner_active(owner).await? {
+            return Err(RegistryError::NotFound(id));
+        }
         self.start_locked(id, &proxy).await
     }
 

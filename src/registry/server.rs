@@ -11,6 +11,12 @@ use crate::ids::{ProxyId, UserId};
 use crate::providers::ProviderState;
 
 impl ProxyRegistry {
+    /// Whether `owner`'s account is neither disabled nor deleted.
+    pub(super) async fn owner_active(&self, owner: UserId) -> Result<bool, RegistryError> {
+        let user = db::run(&self.db, move |conn| db::accounts::user(conn, owner.0)).await?;
+        Ok(user.is_some_and(|user| user.disabled_at.is_none() && user.deleted_at.is_none()))
+    }
+
     /// Whether `owner` is an admin, whose proxies may reach any upstream; read at each start.
     async fn owned_by_admin(&self, owner: UserId) -> Result<bool, RegistryError> {
         let user = db::run(&self.db, move |conn| db::accounts::user(conn, owner.0)).await?;
