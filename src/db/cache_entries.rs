@@ -33,6 +33,7 @@ pub fn upsert(conn: &mut SqliteConnection, row: &CacheEntryRow) -> Result<(), Db
             dsl::chunks.eq(excluded(dsl::chunks)),
             dsl::size_bytes.eq(excluded(dsl::size_bytes)),
             dsl::created_at.eq(excluded(dsl::created_at)),
+            dsl::last_used_at.eq(excluded(dsl::last_used_at)),
         ))
         .execute(conn)?;
     Ok(())
@@ -51,6 +52,7 @@ pub fn record_hits(
     .set((
         dsl::hit_count.eq(dsl::hit_count + count),
         dsl::last_hit_at.eq(at),
+        dsl::last_used_at.eq(at),
     ))
     .execute(conn)?;
     Ok(())
@@ -125,4 +127,59 @@ pub fn totals_by_proxy(conn: &mut SqliteConnection) -> Result<Vec<(i32, u64, u64
         .into_iter()
         .map(|r| (r.proxy_id, r.entries.unsigned_abs(), r.bytes.unsigned_abs()))
         .collect())
+}
+
+/// Entry count and bytes of one proxy, read from the `cache_entries_lru` index alone.
+pub fn usage(conn: &mut SqliteConnection, proxy_id: i32) -> Result<(u64, u64), DbError> {
+    let row: TotalsRow = diesel::sql_query(
+        "SELECT proxy_id, COUNT(*) AS entries, COALESCE(SUM(size_bytes), 0) AS bytes \
+         FROM cache_entries INDEXED BY cache_entries_lru WHERE proxy_id = ?",
+    )
+    .bind::<diesel::sql_types::Integer, _>(proxy_id)
+    .get_result(conn)?;
+    Ok((row.entries.unsigned_abs(), row.bytes.unsigned_abs()))
+}
+
+/// An entry as eviction sees it.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct LruEntry {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub id: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub proxy_id: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub size_bytes: i64,
+}
+
+/// Up to `limit` entries, least recently used (stored or hit) first: of one proxy, or of all.
+pub fn least_recently_used(
+    conn: &mut SqliteConnection,
+    proxy_id: Option<i32>,
+    limit: i64,
+) -> Result<Vec<LruEntry>, DbError> {
+    let rows = match proxy_id {
+        Some(proxy_id) => diesel::sql_query(
+            "SELECT id, proxy_id, size_bytes FROM cache_entries INDEXED BY cache_entries_lru \
+             WHERE proxy_id = ? ORDER BY last_used_at, id LIMIT ?",
+        )
+        .bind::<diesel::sql_types::Integer, _>(proxy_id)
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .load(conn)?,
+        None => diesel::sql_query(
+            "SELECT id, proxy_id, size_bytes FROM cache_entries INDEXED BY cache_entries_lru \
+             ORDER BY last_used_at, id LIMIT ?",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .load(conn)?,
+    };
+    Ok(rows)
+}
+
+/// Deletes the entries with these ids; returns the proxy and key of each one deleted.
+pub fn delete_ids(conn: &mut SqliteConnection, ids: &[i32]) -> Result<Vec<(i32, String)>, DbError> {
+    Ok(
+        diesel::delete(dsl::cache_entries.filter(dsl::id.eq_any(ids)))
+            .returning((dsl::proxy_id, dsl::cache_key))
+            .get_results(conn)?,
+    )
 }
