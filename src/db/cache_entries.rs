@@ -131,8 +131,16 @@ pub fn totals_by_proxy(conn: &mut SqliteConnection) -> Result<Vec<(i32, u64, u64
 
 /// Entry count and bytes of one proxy, read from the `cache_entries_lru` index alone.
 pub fn usage(conn: &mut SqliteConnection, proxy_id: i32) -> Result<(u64, u64), DbError> {
-    let row: TotalsRow = diesel::sql_query(
-        "SELECT proxy_id, COUNT(*) AS entries, COALESCE(SUM(size_bytes), 0) AS bytes \
+    #[derive(QueryableByName)]
+    struct UsageRow {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        entries: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bytes: i64,
+    }
+    // No proxy_id column: a proxy without entries gets one row with a NULL there.
+    let row: UsageRow = diesel::sql_query(
+        "SELECT COUNT(*) AS entries, COALESCE(SUM(size_bytes), 0) AS bytes \
          FROM cache_entries INDEXED BY cache_entries_lru WHERE proxy_id = ?",
     )
     .bind::<diesel::sql_types::Integer, _>(proxy_id)
