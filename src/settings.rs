@@ -291,7 +291,7 @@ fn size_text(bytes: u64) -> String {
     }
     SIZE_UNITS
         .iter()
-        .find(|(_, unit)| bytes % unit == 0)
+        .find(|(_, unit)| bytes.is_multiple_of(*unit))
         .map_or_else(
             || format!("{bytes} B"),
             |(name, unit)| format!("{} {name}", bytes / unit),

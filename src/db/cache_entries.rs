@@ -191,3 +191,58 @@ pub fn delete_ids(conn: &mut SqliteConnection, ids: &[i32]) -> Result<Vec<(i32, 
             .get_results(conn)?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel_migrations::MigrationHarness;
+
+    use super::*;
+    use crate::db::old_schema::{migrated_before, revert_through};
+
+    #[test]
+    fn old_entries_are_ordered_by_last_hit_else_creation_and_the_change_reverts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = migrated_before(&dir, "2026-11-25-000001");
+        conn.batch_execute(
+            "PRAGMA foreign_keys = OFF; \
+             INSERT INTO cache_entries (id, proxy_id, cache_key, status, headers, body, size_bytes, \
+             created_at, last_hit_at) VALUES \
+             (1, 7, 'a', 200, '[]', x'00', 10, '2026-11-01 10:00:00', '2026-11-03 10:00:00'), \
+             (2, 7, 'b', 200, '[]', x'00', 20, '2026-11-02 10:00:00', NULL), \
+             (3, 8, 'c', 200, '[]', x'00', 30, '2026-11-01 09:00:00', NULL);",
+        )
+        .expect("entries from before the budgets");
+        conn.run_pending_migrations(crate::db::MIGRATIONS)
+            .expect("the remaining migrations");
+
+        let order = |conn: &mut SqliteConnection, proxy| -> Vec<i32> {
+            least_recently_used(conn, proxy, 10)
+                .expect("candidates")
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(order(&mut conn, None), [3, 2, 1], "hit last, so used last");
+        assert_eq!(order(&mut conn, Some(7)), [2, 1]);
+        assert_eq!(usage(&mut conn, 7).expect("usage"), (2, 30));
+        assert_eq!(usage(&mut conn, 9).expect("usage"), (0, 0), "no entries");
+
+        let hit = NaiveDateTime::parse_from_str("2026-11-04 10:00:00", "%Y-%m-%d %H:%M:%S")
+            .expect("time");
+        record_hits(&mut conn, 8, "c", 1, hit).expect("a hit");
+        assert_eq!(order(&mut conn, None), [2, 1, 3]);
+        let mut deleted = delete_ids(&mut conn, &[2, 1]).expect("deleted");
+        deleted.sort();
+        assert_eq!(deleted, vec![(7, "a".to_owned()), (7, "b".to_owned())]);
+        assert_eq!(usage(&mut conn, 7).expect("usage"), (0, 0));
+
+        revert_through(&mut conn, "2026-11-25-000001");
+        let columns: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT COUNT(*) FROM pragma_table_info('cache_entries') WHERE name = 'last_used_at')",
+        ))
+        .get_result(&mut conn)
+        .expect("columns");
+        assert_eq!(columns, 0, "the column is gone");
+    }
+}

@@ -218,6 +218,11 @@ async fn a_proxy_over_its_budget_loses_its_least_recently_used_entries_only() {
     .await;
     assert_eq!(after["entries"], 5, "{after}");
     assert_eq!(after["bytes"], 5 * size, "{after}");
+    let stored = stored_keys(&app, &busy);
+    assert!(
+        !stored.contains(k101) && !stored.contains(k102),
+        "the oldest are gone"
+    );
 
     // Gone from memory too: asking again goes upstream; and the hit one is still a hit.
     ask(&busy, 100, "HIT").await;
