@@ -166,6 +166,8 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         args.cache_memory_mb.saturating_mul(1 << 20),
     ));
     let _ = cache_slot.set(Arc::downgrade(&cache));
+    // Before the totals are first read, so that nothing over budget is kept from the last run.
+    cache.set_budget(system.get().cache_budget());
     let loaded_cache = Arc::clone(&cache);
     web::block(move || loaded_cache.refresh_totals(&BTreeSet::new()))
         .await

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheBudget;
 use crate::db::{self, DbError, DbPool};
 use crate::forwarded::{self, TrustedProxies};
 use crate::reach::{AllowedUpstreams, MemberUpstreams};
@@ -18,6 +19,9 @@ const MAX_SESSION_HOURS: u32 = 24 * 365;
 const MAX_RETENTION_DAYS: u32 = 3650;
 const MAX_TRUSTED_PROXIES: usize = 50;
 const MAX_MEMBER_UPSTREAMS: usize = 100;
+/// The largest cache budget accepted: 16 TiB.
+const MAX_CACHE_BUDGET: u64 = 16 << 40;
+const MIB: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -36,6 +40,10 @@ pub struct SystemSettings {
     pub trusted_proxies: Vec<IpNet>,
     /// Hosts and networks members' proxies may reach besides public addresses.
     pub member_upstreams: AllowedUpstreams,
+    /// Bytes of cached answers all proxies together keep on disk; 0 means no limit.
+    pub cache_total_bytes: u64,
+    /// Bytes of cached answers each proxy keeps on disk; 0 means no limit.
+    pub cache_proxy_bytes: u64,
 }
 
 impl SystemSettings {
@@ -49,6 +57,15 @@ impl SystemSettings {
             proxy_host,
             trusted_proxies: Vec::new(),
             member_upstreams: AllowedUpstreams::default(),
+            cache_total_bytes: 1024 * MIB,
+            cache_proxy_bytes: 256 * MIB,
+        }
+    }
+
+    pub fn cache_budget(&self) -> CacheBudget {
+        CacheBudget {
+            total_bytes: self.cache_total_bytes,
+            per_proxy_bytes: self.cache_proxy_bytes,
         }
     }
 
@@ -90,6 +107,11 @@ pub struct SettingsForm {
     pub trusted_proxies: String,
     #[serde(default)]
     pub member_upstreams: String,
+    /// Absent from a post: the budget stays as it was (see [`SettingsForm::keep_missing`]).
+    #[serde(default)]
+    pub cache_total_budget: Option<String>,
+    #[serde(default)]
+    pub cache_proxy_budget: Option<String>,
 }
 
 impl SettingsForm {
@@ -114,6 +136,19 @@ impl SettingsForm {
                 .chain(settings.member_upstreams.networks.iter().map(network_text))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            cache_total_budget: Some(size_text(settings.cache_total_bytes)),
+            cache_proxy_budget: Some(size_text(settings.cache_proxy_bytes)),
+        }
+    }
+
+    /// Fills the fields a post left out with the current values, so a client that does not know
+    /// a newer setting leaves it alone.
+    pub fn keep_missing(&mut self, current: &SystemSettings) {
+        if self.cache_total_budget.is_none() {
+            self.cache_total_budget = Some(size_text(current.cache_total_bytes));
+        }
+        if self.cache_proxy_budget.is_none() {
+            self.cache_proxy_budget = Some(size_text(current.cache_proxy_bytes));
         }
     }
 
@@ -153,6 +188,37 @@ impl SettingsForm {
             0,
             MAX_RETENTION_DAYS,
             "Log retention",
+        );
+        let defaults = SystemSettings::default();
+        let mut budget = |field: &'static str, text: &Option<String>, default: u64, what: &str| {
+            let Some(text) = text else {
+                return default;
+            };
+            match parse_size(text) {
+                Some(bytes) if bytes <= MAX_CACHE_BUDGET => bytes,
+                _ => {
+                    errors.push(FieldError::new(
+                        field,
+                        format!(
+                            "{what} must be a size such as 512 MB, 2 GB or 64 KB (a plain number \
+                             is MB), at most 16384 GB; 0 means no limit."
+                        ),
+                    ));
+                    default
+                }
+            }
+        };
+        let cache_total_bytes = budget(
+            "cache_total_budget",
+            &self.cache_total_budget,
+            defaults.cache_total_bytes,
+            "The total cache budget",
+        );
+        let cache_proxy_bytes = budget(
+            "cache_proxy_budget",
+            &self.cache_proxy_budget,
+            defaults.cache_proxy_bytes,
+            "The cache budget per proxy",
         );
         let proxy_host = match self.proxy_host.trim().parse::<IpAddr>() {
             Ok(ip) => ip,
@@ -209,7 +275,60 @@ impl SettingsForm {
             proxy_host,
             trusted_proxies,
             member_upstreams,
+            cache_total_bytes,
+            cache_proxy_bytes,
         })
+    }
+}
+
+/// Units of the size fields; binary, as the dashboard prints sizes (1 MB = 1024 KB).
+const SIZE_UNITS: [(&str, u64); 4] = [("GB", 1 << 30), ("MB", MIB), ("KB", 1 << 10), ("B", 1)];
+
+/// A size as the form shows it: the largest unit that says it exactly (`256 MB`, `1500 B`).
+fn size_text(bytes: u64) -> String {
+    if bytes == 0 {
+        return "0".to_owned();
+    }
+    SIZE_UNITS
+        .iter()
+        .find(|(_, unit)| bytes.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{bytes} B"),
+            |(name, unit)| format!("{} {name}", bytes / unit),
+        )
+}
+
+/// A size as typed: a number, maybe with decimals, then B, KB, MB, GB (or KiB, MiB, GiB; any
+/// case); no unit means MB.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim().to_ascii_uppercase().replace("IB", "B");
+    let multiplier = match unit.as_str() {
+        "" => MIB,
+        "K" => 1 << 10,
+        "M" => MIB,
+        "G" => 1 << 30,
+        other => SIZE_UNITS
+            .iter()
+            .find(|(name, _)| *name == other)
+            .map(|(_, unit)| *unit)?,
+    };
+    if number.is_empty() {
+        return None;
+    }
+    match number.split_once('.') {
+        None => number.parse::<u64>().ok()?.checked_mul(multiplier),
+        Some((whole, fraction)) => {
+            let value: f64 = format!("{}.{fraction}", if whole.is_empty() { "0" } else { whole })
+                .parse()
+                .ok()?;
+            let bytes = (value * multiplier as f64).round();
+            (bytes.is_finite() && bytes < MAX_CACHE_BUDGET as f64 * 2.0).then_some(bytes as u64)
+        }
     }
 }
 
@@ -367,6 +486,42 @@ mod tests {
             fields,
             ["session_idle_hours", "proxy_host", "trusted_proxies"]
         );
+    }
+
+    #[test]
+    fn cache_budgets_take_sizes_with_units_and_say_what_is_wrong() {
+        assert_eq!(parse_size("256"), Some(256 << 20));
+        assert_eq!(parse_size(" 1 GB "), Some(1 << 30));
+        assert_eq!(parse_size("1.5mb"), Some(3 << 19));
+        assert_eq!(parse_size("64 KiB"), Some(64 << 10));
+        assert_eq!(parse_size("1500 B"), Some(1500));
+        assert_eq!(parse_size("0"), Some(0));
+        for bad in ["", "MB", "-1", "1e3", "2 TB", "1.2.3 MB", "ten"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        for bytes in [0, 1500, 64 << 10, 256 << 20, 1 << 30, 3 << 19] {
+            assert_eq!(parse_size(&size_text(bytes)), Some(bytes), "{bytes}");
+        }
+        let mut bad = form();
+        bad.cache_total_budget = Some("lots".into());
+        bad.cache_proxy_budget = Some("20000 GB".into());
+        let errors = bad.validate().expect_err("invalid");
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_ref()).collect();
+        assert_eq!(fields, ["cache_total_budget", "cache_proxy_budget"]);
+
+        let current = SystemSettings {
+            cache_proxy_bytes: 3 << 20,
+            ..SystemSettings::default()
+        };
+        let mut old_client = SettingsForm {
+            cache_total_budget: Some("2 GB".into()),
+            cache_proxy_budget: None,
+            ..form()
+        };
+        old_client.keep_missing(&current);
+        let saved = old_client.validate().expect("valid");
+        assert_eq!(saved.cache_total_bytes, 2 << 30);
+        assert_eq!(saved.cache_proxy_bytes, 3 << 20, "left alone");
     }
 
     #[test]

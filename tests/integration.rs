@@ -16,6 +16,7 @@ mod integration {
     mod binary;
     mod browser;
     mod cache;
+    mod cache_budget;
     mod emulator;
     mod escalation;
     mod faults;

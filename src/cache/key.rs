@@ -36,6 +36,13 @@ impl CacheKey {
         self.0
     }
 
+    /// The key as stored: 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut bytes = [0; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(CacheKey(bytes))
+    }
+
     pub fn of(provider: &dyn Provider, parts: &KeyParts<'_>) -> Self {
         let mut hasher = Sha256::new();
         // Each field ends with a NUL so that no two different requests hash the same bytes.

@@ -1,11 +1,15 @@
 //! The response cache: an in-memory LRU tier (bounded in bytes) in front of SQLite, which keeps
 //! entries across restarts. Lookups never wait on a write; writes go through the DB writer.
+//!
+//! What SQLite keeps is bounded by a [`CacheBudget`]: after each batch of writes (on the writer's
+//! thread, never a request's) the least recently stored or hit entries of a proxy over its
+//! budget, then of the whole cache over the total, are deleted from both tiers.
 
 mod key;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
@@ -17,12 +21,33 @@ pub use key::{CacheKey, KeyParts};
 
 use crate::db::models::CacheEntryRow;
 use crate::db::writer::{DbWriter, WriteOp};
-use crate::db::{self, DbConn, DbError, DbPool};
+use crate::db::{self, DbError, DbPool};
 use crate::ids::ProxyId;
 use crate::providers::Usage;
 
 /// Answers larger than this are passed through but not cached.
 pub const MAX_ENTRY_BYTES: usize = 32 << 20;
+
+/// How many eviction candidates are read at a time.
+const EVICTION_ROUND: i64 = 256;
+
+/// How many bytes of stored answers (bodies) SQLite may hold; 0 means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheBudget {
+    /// All proxies together.
+    pub total_bytes: u64,
+    /// Each proxy.
+    pub per_proxy_bytes: u64,
+}
+
+impl CacheBudget {
+    /// Whether an answer of this size can be kept at all.
+    pub fn fits(&self, bytes: u64) -> bool {
+        [self.total_bytes, self.per_proxy_bytes]
+            .iter()
+            .all(|&limit| limit == 0 || bytes <= limit)
+    }
+}
 
 /// What a hit replays: the status, the content headers and the body, chunk by chunk for a
 /// stream.
@@ -106,6 +131,7 @@ impl CachedResponse {
                 .and_then(|c| serde_json::to_string(c).ok()),
             size_bytes: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
             created_at: self.created_at.naive_utc(),
+            last_used_at: self.created_at.naive_utc(),
         }
     }
 }
@@ -125,6 +151,7 @@ struct ProxyStats {
     misses: AtomicU64,
     entries: AtomicU64,
     bytes: AtomicU64,
+    evictions: AtomicU64,
 }
 
 /// Per-proxy numbers for pages and the API.
@@ -134,6 +161,8 @@ pub struct CacheCounts {
     pub bytes: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Entries deleted since the start to keep within the budgets.
+    pub evictions: u64,
 }
 
 impl CacheCounts {
@@ -152,6 +181,14 @@ pub struct CacheInfo {
     pub newest: Option<DateTime<Utc>>,
 }
 
+/// The whole cache, for the Settings page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub entries: u64,
+    pub bytes: u64,
+    pub evictions: u64,
+}
+
 type MemoryKey = (ProxyId, CacheKey);
 
 pub struct ResponseCache {
@@ -159,6 +196,10 @@ pub struct ResponseCache {
     db: DbPool,
     writer: Arc<DbWriter>,
     stats: RwLock<HashMap<ProxyId, Arc<ProxyStats>>>,
+    total_budget: AtomicU64,
+    proxy_budget: AtomicU64,
+    /// Held while totals are read and entries evicted, so two passes never race.
+    enforcing: Mutex<()>,
 }
 
 impl ResponseCache {
@@ -172,7 +213,37 @@ impl ResponseCache {
             db,
             writer,
             stats: RwLock::new(HashMap::new()),
+            total_budget: AtomicU64::new(0),
+            proxy_budget: AtomicU64::new(0),
+            enforcing: Mutex::new(()),
         }
+    }
+
+    pub fn budget(&self) -> CacheBudget {
+        CacheBudget {
+            total_bytes: self.total_budget.load(Ordering::Relaxed),
+            per_proxy_bytes: self.proxy_budget.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets the budgets the next batch of writes is held to (see [`ResponseCache::apply_budget`]
+    /// to evict at once).
+    pub fn set_budget(&self, budget: CacheBudget) {
+        self.total_budget
+            .store(budget.total_bytes, Ordering::Relaxed);
+        self.proxy_budget
+            .store(budget.per_proxy_bytes, Ordering::Relaxed);
+    }
+
+    /// Sets the budgets and evicts what no longer fits, on the blocking pool.
+    pub async fn apply_budget(self: &Arc<Self>, budget: CacheBudget) -> Result<(), DbError> {
+        self.set_budget(budget);
+        let cache = Arc::clone(self);
+        db::run(&self.db, move |conn| {
+            let _one_pass = cache.enforcing.lock().unwrap_or_else(|p| p.into_inner());
+            cache.enforce_budget(conn, &BTreeSet::new())
+        })
+        .await
     }
 
     fn stats(&self, proxy: ProxyId) -> Arc<ProxyStats> {
@@ -243,7 +314,13 @@ impl ResponseCache {
     }
 
     /// Keeps an answer: in memory at once, in SQLite through the writer.
+    /// An answer larger than a budget is not kept at all.
     pub fn store(&self, proxy: ProxyId, key: CacheKey, response: CachedResponse) {
+        let size = u64::try_from(response.body.len()).unwrap_or(u64::MAX);
+        if !self.budget().fits(size) {
+            log::debug!("not caching an answer of {size} bytes: it exceeds the cache budget");
+            return;
+        }
         self.writer
             .submit(WriteOp::StoreCacheEntry(response.to_row(proxy, &key)));
         self.memory.insert((proxy, key), Arc::new(response));
@@ -256,7 +333,20 @@ impl ResponseCache {
             bytes: stats.bytes.load(Ordering::Relaxed),
             hits: stats.hits.load(Ordering::Relaxed),
             misses: stats.misses.load(Ordering::Relaxed),
+            evictions: stats.evictions.load(Ordering::Relaxed),
         }
+    }
+
+    /// Entries and bytes stored by all proxies (as of the last batch of writes), and the
+    /// evictions since the start.
+    pub fn usage(&self) -> CacheUsage {
+        let all = self.stats.read().unwrap_or_else(|p| p.into_inner());
+        all.values()
+            .fold(CacheUsage::default(), |usage, stats| CacheUsage {
+                entries: usage.entries + stats.entries.load(Ordering::Relaxed),
+                bytes: usage.bytes + stats.bytes.load(Ordering::Relaxed),
+                evictions: usage.evictions + stats.evictions.load(Ordering::Relaxed),
+            })
     }
 
     pub async fn info(&self, proxy: ProxyId) -> Result<CacheInfo, DbError> {
@@ -303,35 +393,116 @@ impl ResponseCache {
             .remove(&proxy);
     }
 
-    /// Re-reads entry counts and sizes from SQLite for the given proxies (all when empty).
-    /// Blocking: call it from the writer thread or at startup.
+    /// Re-reads entry counts and sizes from SQLite for the given proxies (all when empty), then
+    /// evicts what is over budget. Blocking: call it from the writer thread or at startup.
     pub fn refresh_totals(&self, proxies: &BTreeSet<i32>) {
-        let read = |conn: &mut DbConn| -> Result<Vec<(i32, u64, u64)>, DbError> {
-            if proxies.is_empty() {
-                return db::cache_entries::totals_by_proxy(conn);
-            }
-            // Only the proxies that changed, each through the (proxy_id, cache_key) index.
+        let _one_pass = self.enforcing.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match self.db.get() {
+            Ok(mut conn) => self
+                .read_totals(&mut conn, proxies)
+                .and_then(|()| self.enforce_budget(&mut conn, proxies)),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            log::warn!("cannot read cache totals or keep the cache budget: {e}");
+        }
+    }
+
+    fn read_totals(
+        &self,
+        conn: &mut diesel::SqliteConnection,
+        proxies: &BTreeSet<i32>,
+    ) -> Result<(), DbError> {
+        let totals = if proxies.is_empty() {
+            db::cache_entries::totals_by_proxy(conn)?
+        } else {
+            // Only the proxies that changed, each from the index of sizes.
             proxies
                 .iter()
                 .map(|proxy| {
-                    let stored = db::cache_entries::stats(conn, *proxy)?;
-                    Ok((*proxy, stored.entries, stored.bytes))
+                    let (entries, bytes) = db::cache_entries::usage(conn, *proxy)?;
+                    Ok((*proxy, entries, bytes))
                 })
-                .collect()
+                .collect::<Result<Vec<_>, DbError>>()?
         };
-        let totals = match self.db.get() {
-            Ok(mut conn) => read(&mut conn),
-            Err(e) => Err(e.into()),
-        };
-        match totals {
-            Ok(totals) => {
-                for (proxy, entries, bytes) in totals {
-                    let stats = self.stats(ProxyId(proxy));
-                    stats.entries.store(entries, Ordering::Relaxed);
-                    stats.bytes.store(bytes, Ordering::Relaxed);
-                }
-            }
-            Err(e) => log::warn!("cannot read cache totals: {e}"),
+        for (proxy, entries, bytes) in totals {
+            let stats = self.stats(ProxyId(proxy));
+            stats.entries.store(entries, Ordering::Relaxed);
+            stats.bytes.store(bytes, Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Evicts until each of the given proxies (all when empty) is within the per-proxy budget
+    /// and the whole cache within the total. Call with `enforcing` held and totals current.
+    fn enforce_budget(
+        &self,
+        conn: &mut diesel::SqliteConnection,
+        proxies: &BTreeSet<i32>,
+    ) -> Result<(), DbError> {
+        let budget = self.budget();
+        if budget.per_proxy_bytes > 0 {
+            let over: Vec<(ProxyId, u64)> = self
+                .stats
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(proxy, _)| proxies.is_empty() || proxies.contains(&proxy.0))
+                .map(|(proxy, stats)| (*proxy, stats.bytes.load(Ordering::Relaxed)))
+                .filter(|(_, bytes)| *bytes > budget.per_proxy_bytes)
+                .collect();
+            for (proxy, bytes) in over {
+                self.evict(conn, Some(proxy), bytes - budget.per_proxy_bytes)?;
+            }
+        }
+        let total = self.usage().bytes;
+        if budget.total_bytes > 0 && total > budget.total_bytes {
+            self.evict(conn, None, total - budget.total_bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes least recently used entries (of one proxy, or of any) until `excess` bytes are
+    /// freed, from SQLite and from memory, and re-reads the totals of the proxies that lost some.
+    fn evict(
+        &self,
+        conn: &mut diesel::SqliteConnection,
+        scope: Option<ProxyId>,
+        excess: u64,
+    ) -> Result<(), DbError> {
+        let mut freed = 0;
+        let mut losers = BTreeSet::new();
+        // Bounded: every round deletes at least one row or ends the loop.
+        while freed < excess {
+            let candidates =
+                db::cache_entries::least_recently_used(conn, scope.map(|p| p.0), EVICTION_ROUND)?;
+            let mut ids = Vec::new();
+            for candidate in &candidates {
+                if freed >= excess {
+                    break;
+                }
+                ids.push(candidate.id);
+                freed += candidate.size_bytes.unsigned_abs();
+            }
+            let deleted = db::cache_entries::delete_ids(conn, &ids)?;
+            if deleted.is_empty() {
+                break;
+            }
+            for (proxy, key) in deleted {
+                let proxy = ProxyId(proxy);
+                if let Some(key) = CacheKey::from_hex(&key) {
+                    self.memory.invalidate(&(proxy, key));
+                }
+                self.stats(proxy).evictions.fetch_add(1, Ordering::Relaxed);
+                losers.insert(proxy.0);
+            }
+        }
+        if losers.is_empty() {
+            return Ok(());
+        }
+        log::info!(
+            "cache budget: evicted {freed} bytes of least recently used answers (proxies {losers:?})"
+        );
+        self.read_totals(conn, &losers)
     }
 }

@@ -33,6 +33,7 @@ pub fn upsert(conn: &mut SqliteConnection, row: &CacheEntryRow) -> Result<(), Db
             dsl::chunks.eq(excluded(dsl::chunks)),
             dsl::size_bytes.eq(excluded(dsl::size_bytes)),
             dsl::created_at.eq(excluded(dsl::created_at)),
+            dsl::last_used_at.eq(excluded(dsl::last_used_at)),
         ))
         .execute(conn)?;
     Ok(())
@@ -51,6 +52,7 @@ pub fn record_hits(
     .set((
         dsl::hit_count.eq(dsl::hit_count + count),
         dsl::last_hit_at.eq(at),
+        dsl::last_used_at.eq(at),
     ))
     .execute(conn)?;
     Ok(())
@@ -125,4 +127,122 @@ pub fn totals_by_proxy(conn: &mut SqliteConnection) -> Result<Vec<(i32, u64, u64
         .into_iter()
         .map(|r| (r.proxy_id, r.entries.unsigned_abs(), r.bytes.unsigned_abs()))
         .collect())
+}
+
+/// Entry count and bytes of one proxy, read from the `cache_entries_lru` index alone.
+pub fn usage(conn: &mut SqliteConnection, proxy_id: i32) -> Result<(u64, u64), DbError> {
+    #[derive(QueryableByName)]
+    struct UsageRow {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        entries: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bytes: i64,
+    }
+    // No proxy_id column: a proxy without entries gets one row with a NULL there.
+    let row: UsageRow = diesel::sql_query(
+        "SELECT COUNT(*) AS entries, COALESCE(SUM(size_bytes), 0) AS bytes \
+         FROM cache_entries INDEXED BY cache_entries_lru WHERE proxy_id = ?",
+    )
+    .bind::<diesel::sql_types::Integer, _>(proxy_id)
+    .get_result(conn)?;
+    Ok((row.entries.unsigned_abs(), row.bytes.unsigned_abs()))
+}
+
+/// An entry as eviction sees it.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct LruEntry {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub id: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub proxy_id: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub size_bytes: i64,
+}
+
+/// Up to `limit` entries, least recently used (stored or hit) first: of one proxy, or of all.
+pub fn least_recently_used(
+    conn: &mut SqliteConnection,
+    proxy_id: Option<i32>,
+    limit: i64,
+) -> Result<Vec<LruEntry>, DbError> {
+    let rows = match proxy_id {
+        Some(proxy_id) => diesel::sql_query(
+            "SELECT id, proxy_id, size_bytes FROM cache_entries INDEXED BY cache_entries_lru \
+             WHERE proxy_id = ? ORDER BY last_used_at, id LIMIT ?",
+        )
+        .bind::<diesel::sql_types::Integer, _>(proxy_id)
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .load(conn)?,
+        None => diesel::sql_query(
+            "SELECT id, proxy_id, size_bytes FROM cache_entries INDEXED BY cache_entries_lru \
+             ORDER BY last_used_at, id LIMIT ?",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .load(conn)?,
+    };
+    Ok(rows)
+}
+
+/// Deletes the entries with these ids; returns the proxy and key of each one deleted.
+pub fn delete_ids(conn: &mut SqliteConnection, ids: &[i32]) -> Result<Vec<(i32, String)>, DbError> {
+    Ok(
+        diesel::delete(dsl::cache_entries.filter(dsl::id.eq_any(ids)))
+            .returning((dsl::proxy_id, dsl::cache_key))
+            .get_results(conn)?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel_migrations::MigrationHarness;
+
+    use super::*;
+    use crate::db::old_schema::{migrated_before, revert_through};
+
+    #[test]
+    fn old_entries_are_ordered_by_last_hit_else_creation_and_the_change_reverts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = migrated_before(&dir, "2026-11-25-000001");
+        conn.batch_execute(
+            "PRAGMA foreign_keys = OFF; \
+             INSERT INTO cache_entries (id, proxy_id, cache_key, status, headers, body, size_bytes, \
+             created_at, last_hit_at) VALUES \
+             (1, 7, 'a', 200, '[]', x'00', 10, '2026-11-01 10:00:00', '2026-11-03 10:00:00'), \
+             (2, 7, 'b', 200, '[]', x'00', 20, '2026-11-02 10:00:00', NULL), \
+             (3, 8, 'c', 200, '[]', x'00', 30, '2026-11-01 09:00:00', NULL);",
+        )
+        .expect("entries from before the budgets");
+        conn.run_pending_migrations(crate::db::MIGRATIONS)
+            .expect("the remaining migrations");
+
+        let order = |conn: &mut SqliteConnection, proxy| -> Vec<i32> {
+            least_recently_used(conn, proxy, 10)
+                .expect("candidates")
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(order(&mut conn, None), [3, 2, 1], "hit last, so used last");
+        assert_eq!(order(&mut conn, Some(7)), [2, 1]);
+        assert_eq!(usage(&mut conn, 7).expect("usage"), (2, 30));
+        assert_eq!(usage(&mut conn, 9).expect("usage"), (0, 0), "no entries");
+
+        let hit = NaiveDateTime::parse_from_str("2026-11-04 10:00:00", "%Y-%m-%d %H:%M:%S")
+            .expect("time");
+        record_hits(&mut conn, 8, "c", 1, hit).expect("a hit");
+        assert_eq!(order(&mut conn, None), [2, 1, 3]);
+        let mut deleted = delete_ids(&mut conn, &[2, 1]).expect("deleted");
+        deleted.sort();
+        assert_eq!(deleted, vec![(7, "a".to_owned()), (7, "b".to_owned())]);
+        assert_eq!(usage(&mut conn, 7).expect("usage"), (0, 0));
+
+        revert_through(&mut conn, "2026-11-25-000001");
+        let columns: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT COUNT(*) FROM pragma_table_info('cache_entries') WHERE name = 'last_used_at')",
+        ))
+        .get_result(&mut conn)
+        .expect("columns");
+        assert_eq!(columns, 0, "the column is gone");
+    }
 }

@@ -110,6 +110,8 @@ pub struct CacheEntryRow {
     pub chunks: Option<String>,
     pub size_bytes: i64,
     pub created_at: NaiveDateTime,
+    /// When it was stored or last hit: the least recently used go first when over budget.
+    pub last_used_at: NaiveDateTime,
 }
 
 /// A UTC time as microseconds since the Unix epoch: how request logs store their time, because

@@ -40,6 +40,7 @@ diesel::table! {
         created_at -> Timestamp,
         last_hit_at -> Nullable<Timestamp>,
         hit_count -> BigInt,
+        last_used_at -> Timestamp,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct SystemInfo {
     pub data_dir: String,
     pub database_bytes: String,
     pub cache: String,
+    /// The whole cache against its budgets, for the admin's settings form.
+    pub cache_usage: String,
     pub port_range: String,
     pub stop_timeout_seconds: u64,
 }
@@ -127,7 +129,24 @@ fn system_info(state: &AppState, caller: &Caller) -> SystemInfo {
         .fold((0, 0), |(n, b), p| (n + p.cache.entries, b + p.cache.bytes));
     let uptime = state.started_at.elapsed().as_secs();
     let settings = state.registry.settings();
+    let usage = state.cache.usage();
+    let budget = state.cache.budget();
+    let limit = |bytes: u64| {
+        if bytes == 0 {
+            "no limit".to_owned()
+        } else {
+            format::bytes(bytes)
+        }
+    };
     SystemInfo {
+        cache_usage: format!(
+            "Now stored: {} entries, {} (total budget: {}; per proxy: {}). {} evicted since the start.",
+            usage.entries,
+            format::bytes(usage.bytes),
+            limit(budget.total_bytes),
+            limit(budget.per_proxy_bytes),
+            usage.evictions
+        ),
         version: crate::VERSION,
         uptime: format::uptime(uptime),
         data_dir: state.data_dir.display().to_string(),
@@ -155,11 +174,15 @@ pub async fn save_settings(
     if !caller.is_admin() {
         return Err(AuthError::Forbidden.into());
     }
-    let form = form.into_inner();
+    let mut form = form.into_inner();
+    form.keep_missing(&state.settings.get());
     let outcome = match form.validate() {
         Ok(settings) => {
             let host_changed = settings.proxy_host != state.settings.get().proxy_host;
+            let budget = settings.cache_budget();
             state.settings.save(settings).await?;
+            // A smaller budget evicts now, not at the next write.
+            state.cache.apply_budget(budget).await?;
             log::info!("{} changed the settings", caller.user.email);
             Outcome {
                 notice: Some(if host_changed {

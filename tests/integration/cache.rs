@@ -856,7 +856,7 @@ async fn cache_stats_count_and_clearing_empties_the_cache() {
     let proxy = proxy(&app, "openai", &mock, Value::Null).await;
     assert_eq!(
         stats(&app, &proxy).await,
-        json!({"entries": 0, "bytes": 0, "hits": 0, "misses": 0, "oldest": null, "newest": null})
+        json!({"entries": 0, "bytes": 0, "hits": 0, "misses": 0, "evictions": 0, "oldest": null, "newest": null})
     );
     let one = Call::post("/v1/chat/completions", CHAT).stamp("json");
     let two = Call::post("/v1/embeddings", r#"{"model":"e","input":"duck"}"#).stamp("json");
