@@ -306,29 +306,31 @@ impl Accounts {
         address: &str,
     ) -> Result<NewSession, AuthError> {
         let email = email.trim().to_owned();
-        self.throttle
-            .check(&email, address)
+        // Reserved before the password is verified: parallel guesses all count.
+        let attempt = self
+            .throttle
+            .reserve(&email, address)
             .map_err(AuthError::Throttled)?;
         let lookup = email.clone();
         let row = db::run(&self.db, move |conn| {
             db::accounts::user_by_email(conn, &lookup)
         })
         .await?;
-        let attempt = password.to_owned();
+        let guess = password.to_owned();
         let verified = actix_web::web::block(move || match &row {
-            Some(row) => password::verify(&attempt, &row.password_hash).then(|| row.clone()),
+            Some(row) => password::verify(&guess, &row.password_hash).then(|| row.clone()),
             None => {
-                password::verify_nothing(&attempt);
+                password::verify_nothing(&guess);
                 None
             }
         })
         .await
         .map_err(DbError::from)?;
+        // A dropped reservation counts as a failure.
         let Some(row) = verified else {
-            self.throttle.failed(&email, address);
             return Err(AuthError::WrongCredentials);
         };
-        self.throttle.succeeded(&email);
+        attempt.succeeded();
         let user = User::try_from(row)?;
         if user.disabled {
             return Err(AuthError::Disabled);
