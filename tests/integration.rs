@@ -26,6 +26,7 @@ mod integration {
     mod js_sdk;
     mod lifecycle;
     mod loadtest;
+    mod login_hardening;
     mod logs;
     mod oidc;
     mod pages;

@@ -25,6 +25,8 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// The name of the API token `RUBBERDUCK_BOOTSTRAP_TOKEN` registers.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap (RUBBERDUCK_BOOTSTRAP_TOKEN)";
 const MAX_TOKEN_NAME_CHARS: usize = 60;
+/// `RUBBERDUCK_BOOTSTRAP_TOKEN` is a full API token for the first admin: no shorter than this.
+pub const MIN_BOOTSTRAP_TOKEN_CHARS: usize = 16;
 const MAX_EMAIL_CHARS: usize = 254;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,6 +104,14 @@ pub enum Credential {
     Token,
 }
 
+/// The secret a request presented (its session cookie or its API token), which a long-lived
+/// response keeps to ask now and then whether it still works. Never printed.
+#[derive(Clone)]
+pub enum Presented {
+    Session(String),
+    Bearer(String),
+}
+
 /// The signed-in user behind a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -146,6 +156,13 @@ pub enum AuthError {
         "There is no Rubberduck account for {0}; ask an admin to create one, then sign in again."
     )]
     NoAccount(String),
+    /// A secret from the environment that is too easy to guess; the value is never shown.
+    #[error("{variable} is too weak: {reason} {advice}")]
+    WeakBootstrap {
+        variable: &'static str,
+        reason: String,
+        advice: &'static str,
+    },
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("cannot hash the password: {0}")]
@@ -223,6 +240,7 @@ impl Accounts {
     /// proxies from before accounts to the first admin; registers the bootstrap token.
     pub async fn bootstrap(&self, first: FirstAdmin) -> Result<UserId, AuthError> {
         let email = normalize_email(&first.email).map_err(AuthError::Invalid)?;
+        check_bootstrap_secrets(&first, &email)?;
         let existing = db::run(&self.db, db::accounts::first_admin).await?;
         let admin = match existing {
             Some(row) => User::try_from(row)?,
@@ -306,29 +324,31 @@ impl Accounts {
         address: &str,
     ) -> Result<NewSession, AuthError> {
         let email = email.trim().to_owned();
-        self.throttle
-            .check(&email, address)
+        // Reserved before the password is verified: parallel guesses all count.
+        let attempt = self
+            .throttle
+            .reserve(&email, address)
             .map_err(AuthError::Throttled)?;
         let lookup = email.clone();
         let row = db::run(&self.db, move |conn| {
             db::accounts::user_by_email(conn, &lookup)
         })
         .await?;
-        let attempt = password.to_owned();
+        let guess = password.to_owned();
         let verified = actix_web::web::block(move || match &row {
-            Some(row) => password::verify(&attempt, &row.password_hash).then(|| row.clone()),
+            Some(row) => password::verify(&guess, &row.password_hash).then(|| row.clone()),
             None => {
-                password::verify_nothing(&attempt);
+                password::verify_nothing(&guess);
                 None
             }
         })
         .await
         .map_err(DbError::from)?;
+        // A dropped reservation counts as a failure.
         let Some(row) = verified else {
-            self.throttle.failed(&email, address);
             return Err(AuthError::WrongCredentials);
         };
-        self.throttle.succeeded(&email);
+        attempt.succeeded();
         let user = User::try_from(row)?;
         if user.disabled {
             return Err(AuthError::Disabled);
@@ -467,6 +487,33 @@ impl Accounts {
                 })
             })
             .transpose()
+    }
+
+    /// Whether a session or token still works — not signed out, expired, revoked or of a
+    /// disabled account — without counting as a use (a stream left open must not keep a session
+    /// from idling out).
+    pub async fn still_valid(&self, presented: &Presented) -> Result<bool, AuthError> {
+        let idle = chrono::TimeDelta::from_std(self.settings.get().session_idle())
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let presented = presented.clone();
+        Ok(db::run(&self.db, move |conn| {
+            let user = match &presented {
+                Presented::Session(cookie) => {
+                    match db::accounts::session(conn, &secret::digest(cookie))? {
+                        Some(session) if now() - session.last_seen_at <= idle => session.user_id,
+                        _ => return Ok(false),
+                    }
+                }
+                Presented::Bearer(bearer) => {
+                    match db::accounts::token(conn, &secret::digest(bearer))? {
+                        Some(token) => token.user_id,
+                        None => return Ok(false),
+                    }
+                }
+            };
+            Ok(db::accounts::active_user(conn, user)?.is_some())
+        })
+        .await?)
     }
 
     pub async fn logout(&self, cookie_secret: &str) -> Result<(), AuthError> {
@@ -781,6 +828,28 @@ impl Accounts {
     }
 }
 
+/// The environment's password must meet the rules of the change-password form, and its token
+/// must be long enough to be unguessable; either refuses the start, naming the variable.
+fn check_bootstrap_secrets(first: &FirstAdmin, email: &str) -> Result<(), AuthError> {
+    if let Some(password) = &first.password {
+        password::check_rules(password, email).map_err(|reason| AuthError::WeakBootstrap {
+            variable: "RUBBERDUCK_ADMIN_PASSWORD",
+            reason,
+            advice: "Choose a stronger one, or leave it unset to have a password generated and printed once.",
+        })?;
+    }
+    if let Some(token) = first.bootstrap_token.as_deref().filter(|t| !t.is_empty())
+        && token.chars().count() < MIN_BOOTSTRAP_TOKEN_CHARS
+    {
+        return Err(AuthError::WeakBootstrap {
+            variable: "RUBBERDUCK_BOOTSTRAP_TOKEN",
+            reason: format!("Use at least {MIN_BOOTSTRAP_TOKEN_CHARS} characters."),
+            advice: "Generate one, e.g. with `openssl rand -hex 24`.",
+        });
+    }
+    Ok(())
+}
+
 /// Only an admin may disable or delete an account, and never their own.
 fn check_lockout_target(caller: &Caller, user: UserId, verb: &str) -> Result<(), AuthError> {
     if !caller.is_admin() {
@@ -856,6 +925,46 @@ pub fn normalize_email(email: &str) -> Result<String, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_bootstrap_secrets_are_refused_without_being_shown() {
+        let first = |password: Option<&str>, token: Option<&str>| FirstAdmin {
+            email: "admin@localhost".to_owned(),
+            password: password.map(str::to_owned),
+            bootstrap_token: token.map(str::to_owned),
+        };
+        let refused = |first: FirstAdmin| {
+            check_bootstrap_secrets(&first, "admin@localhost")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let weak_password = refused(first(Some("Zq9"), None));
+        assert!(
+            weak_password.contains("RUBBERDUCK_ADMIN_PASSWORD"),
+            "{weak_password}"
+        );
+        assert!(!weak_password.contains("Zq9"), "{weak_password}");
+        let own_email = refused(first(Some("admin@localhost"), None));
+        assert!(
+            own_email.contains("RUBBERDUCK_ADMIN_PASSWORD"),
+            "{own_email}"
+        );
+        let weak_token = refused(first(None, Some("x7Qw")));
+        assert!(
+            weak_token.contains("RUBBERDUCK_BOOTSTRAP_TOKEN"),
+            "{weak_token}"
+        );
+        assert!(!weak_token.contains("x7Qw"), "{weak_token}");
+        assert!(
+            check_bootstrap_secrets(
+                &first(Some("a long enough password"), Some("rd_0123456789abcdef")),
+                "admin@localhost"
+            )
+            .is_ok()
+        );
+        assert!(check_bootstrap_secrets(&first(None, None), "admin@localhost").is_ok());
+    }
 
     #[test]
     fn emails() {

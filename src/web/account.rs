@@ -90,9 +90,14 @@ pub struct NextQuery {
 }
 
 /// Only a path on this server: `next=https://evil.example` must not send a freshly signed-in
-/// user elsewhere.
+/// user elsewhere. Browsers drop tabs and line breaks from a URL (`/\t/evil.example` becomes
+/// `//evil.example`) and treat `\` as `/`, so a path with any control character or backslash is
+/// refused too (which also keeps it a valid `Location` header); anything else is `/`.
 fn safe_next(next: &str) -> String {
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control);
     if local {
         next.to_owned()
     } else {
@@ -338,5 +343,17 @@ mod tests {
         assert_eq!(safe_next("//evil.example/"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
         assert_eq!(safe_next(""), "/");
+        for sneaky in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\0",
+            "/logs\u{7f}",
+            "/\u{85}/evil.example",
+            "evil.example",
+        ] {
+            assert_eq!(safe_next(sneaky), "/", "{sneaky:?}");
+        }
+        assert_eq!(safe_next("/logs?q=a%09b"), "/logs?q=a%09b");
     }
 }

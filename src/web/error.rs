@@ -34,7 +34,9 @@ impl From<AuthError> for ApiError {
             }
             AuthError::NotFound(_) => ApiError::NotFound(e.to_string()),
             AuthError::Database(db) => db.into(),
-            AuthError::Hashing(_) => ApiError::Internal(e.to_string()),
+            AuthError::Hashing(_) | AuthError::WeakBootstrap { .. } => {
+                ApiError::Internal(e.to_string())
+            }
             AuthError::WrongCredentials | AuthError::Throttled(_) => {
                 ApiError::BadRequest(e.to_string())
             }
@@ -125,7 +127,9 @@ impl From<AuthError> for PageError {
             }
             AuthError::NotFound(_) => PageError::NotFound(e.to_string()),
             AuthError::Database(db) => db.into(),
-            AuthError::Hashing(_) => PageError::Internal(e.to_string()),
+            AuthError::Hashing(_) | AuthError::WeakBootstrap { .. } => {
+                PageError::Internal(e.to_string())
+            }
             AuthError::WrongCredentials | AuthError::Throttled(_) | AuthError::Invalid(_) => {
                 PageError::BadRequest(e.to_string())
             }

@@ -2,15 +2,18 @@
 //! whenever its proxy starts, stops, fails or is edited.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::oneshot;
 
 use super::AppState;
 use super::cards::{ProxyCard, ProxyCardFragment};
+use super::guard::presented;
 use super::pages::{PageValues, render_for};
 use super::proxy_host::ProxyHost;
 use crate::auth::{Access, Caller};
@@ -18,6 +21,46 @@ use crate::registry::{RegistryEvent, Totals};
 
 /// How often cards whose traffic changed are pushed again (and, when none did, a keep-alive).
 const TRAFFIC_TICK: Duration = Duration::from_secs(5);
+
+/// How often a live stream asks whether its session or token still works.
+const RECHECK_EVERY: Duration = Duration::from_secs(3);
+
+/// Resolves once the request's session or token stops working (signed out, idle-expired,
+/// revoked, the account disabled or deleted), checked every `RECHECK_EVERY` by a task of its
+/// own, so that a busy stream cannot keep cancelling the check. A live stream ends then: its
+/// browser reconnects through the guard, which sends it to sign in. A check that fails
+/// (the database) ends the stream too; the reconnect checks again. The task ends with the
+/// stream (the receiver dropped).
+pub(super) fn signed_out(req: &HttpRequest, state: &AppState) -> oneshot::Receiver<()> {
+    let (mut sender, receiver) = oneshot::channel();
+    let presented = presented(req);
+    let accounts = Arc::clone(&state.accounts);
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(RECHECK_EVERY);
+        tick.reset();
+        loop {
+            tokio::select! {
+                () = sender.closed() => return,
+                _ = tick.tick() => {}
+            }
+            let valid = match &presented {
+                Some(presented) => match accounts.still_valid(presented).await {
+                    Ok(valid) => valid,
+                    Err(e) => {
+                        log::warn!("cannot check a live stream's credential: {e}");
+                        false
+                    }
+                },
+                None => false,
+            };
+            if !valid {
+                let _ = sender.send(());
+                return;
+            }
+        }
+    });
+    receiver
+}
 
 /// One SSE message; multi-line HTML becomes several `data:` lines, as the format requires, and
 /// empty HTML one empty `data:` line, without which browsers drop the event.
@@ -118,18 +161,28 @@ pub async fn proxy_events(
     };
     let receiver = state.registry.subscribe();
     let shutting_down = state.shutting_down.clone();
+    let signed_out = signed_out(&req, &state);
     let mut seen = HashMap::new();
     traffic_updates(&state, &viewer, &mut seen);
     let mut tick = tokio::time::interval(TRAFFIC_TICK);
     tick.reset();
     let stream = futures_util::stream::unfold(
-        (state, viewer, receiver, shutting_down, seen, tick),
-        |(state, viewer, mut receiver, mut shutting_down, mut seen, mut tick)| async move {
+        (
+            state,
+            viewer,
+            receiver,
+            shutting_down,
+            signed_out,
+            seen,
+            tick,
+        ),
+        |(state, viewer, mut receiver, mut shutting_down, mut signed_out, mut seen, mut tick)| async move {
             if *shutting_down.borrow() {
                 return None;
             }
             let chunk = tokio::select! {
                 _ = shutting_down.changed() => return None,
+                _ = &mut signed_out => return None,
                 _ = tick.tick() => traffic_updates(&state, &viewer, &mut seen),
                 received = receiver.recv() => match received {
                     Ok(event) => render_event(&state, &viewer, event),
@@ -140,7 +193,15 @@ pub async fn proxy_events(
             };
             Some((
                 Ok::<_, actix_web::Error>(chunk),
-                (state, viewer, receiver, shutting_down, seen, tick),
+                (
+                    state,
+                    viewer,
+                    receiver,
+                    shutting_down,
+                    signed_out,
+                    seen,
+                    tick,
+                ),
             ))
         },
     );

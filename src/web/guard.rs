@@ -15,7 +15,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse};
 
 use super::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Presented};
 use crate::forwarded;
 
 pub const SESSION_COOKIE: &str = "rubberduck_session";
@@ -123,6 +123,22 @@ async fn identify(req: &ServiceRequest, state: &AppState) -> Result<Option<Calle
         .session(cookie.value())
         .await
         .map_err(|e| refuse(path, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))
+}
+
+/// The credential a request carries, as `identify` reads it: an `Authorization` header wins
+/// over a session cookie.
+pub fn presented(req: &HttpRequest) -> Option<Presented> {
+    if let Some(authorization) = req.headers().get(header::AUTHORIZATION) {
+        let bearer = authorization
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        return Some(Presented::Bearer(bearer.to_owned()));
+    }
+    req.cookie(SESSION_COOKIE)
+        .map(|cookie| Presented::Session(cookie.value().to_owned()))
 }
 
 /// Browsers say where a request comes from: `Sec-Fetch-Site` (all current browsers), else

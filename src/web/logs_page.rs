@@ -601,6 +601,7 @@ fn render_row(row: &NewLogRow) -> Option<Bytes> {
 
 /// New log entries that match the page's filters, as rendered table rows (`event: log`).
 pub async fn log_events(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<LogsParams>,
@@ -609,13 +610,14 @@ pub async fn log_events(
     filter.visible_proxies = super::visible_proxy_ids(&state, &caller);
     let receiver = state.telemetry.subscribe();
     let shutting_down = state.shutting_down.clone();
+    let signed_out = super::events::signed_out(&req, &state);
     // A comment first, so clients see the stream open at once.
     let hello = futures_util::stream::once(async {
         Ok::<_, actix_web::Error>(Bytes::from_static(b": live logs\n\n"))
     });
     let rows = futures_util::stream::unfold(
-        (filter, receiver, shutting_down),
-        |(filter, mut receiver, mut shutting_down)| async move {
+        (filter, receiver, shutting_down, signed_out),
+        |(filter, mut receiver, mut shutting_down, mut signed_out)| async move {
             let keep_alive = tokio::time::sleep(KEEP_ALIVE);
             tokio::pin!(keep_alive);
             let chunk = loop {
@@ -624,6 +626,7 @@ pub async fn log_events(
                 }
                 tokio::select! {
                     _ = shutting_down.changed() => return None,
+                    _ = &mut signed_out => return None,
                     () = &mut keep_alive => break Bytes::from_static(b": keep-alive\n\n"),
                     received = receiver.recv() => match received {
                         Ok(row) if filter.matches(&row) => {
@@ -640,7 +643,7 @@ pub async fn log_events(
             };
             Some((
                 Ok::<_, actix_web::Error>(chunk),
-                (filter, receiver, shutting_down),
+                (filter, receiver, shutting_down, signed_out),
             ))
         },
     );

@@ -2,7 +2,7 @@
 //! (disable, enable, delete, reset a password) and their API tokens, the settings of this
 //! Rubberduck and facts about it.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
@@ -101,6 +101,9 @@ async fn page(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
+    // A secret shown once must not stay in a browser's or proxy's cache (nor come back with
+    // the Back button).
+    let one_time = outcome.revealed.is_some();
     let page = SettingsPage {
         me: caller.user.clone(),
         is_admin,
@@ -116,7 +119,14 @@ async fn page(
         revealed: outcome.revealed,
         info: system_info(state, caller),
     };
-    html(req, status, &page)
+    let mut response = html(req, status, &page)?;
+    if one_time {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(response)
 }
 
 fn system_info(state: &AppState, caller: &Caller) -> SystemInfo {
