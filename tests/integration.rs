@@ -16,6 +16,7 @@ mod integration {
     mod binary;
     mod browser;
     mod cache;
+    mod drops;
     mod emulator;
     mod escalation;
     mod faults;

@@ -2,12 +2,14 @@
 //! never waits on SQLite. It applies what is queued in batches, one transaction each.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use diesel::Connection;
+use diesel::{Connection, SqliteConnection};
 
 use super::models::{CacheEntryRow, NewLogRow, RollupRow};
 use super::{DbError, DbPool, cache_entries, request_logs};
@@ -34,20 +36,129 @@ pub enum WriteOp {
     Stop,
 }
 
+impl WriteOp {
+    fn kind(&self) -> Option<WriteKind> {
+        match self {
+            WriteOp::StoreCacheEntry(_) => Some(WriteKind::CacheEntry),
+            WriteOp::CacheHit { .. } => Some(WriteKind::CacheHit),
+            WriteOp::DeleteCacheEntry { .. } => Some(WriteKind::CacheDelete),
+            WriteOp::InsertLog(_) => Some(WriteKind::Log),
+            WriteOp::UpsertRollup(_) => Some(WriteKind::Rollup),
+            WriteOp::Stop => None,
+        }
+    }
+}
+
+/// What a lost write was, as `/metrics` labels it (`what`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Log,
+    CacheEntry,
+    CacheHit,
+    CacheDelete,
+    Rollup,
+}
+
+impl WriteKind {
+    pub const ALL: [WriteKind; 5] = [
+        WriteKind::Log,
+        WriteKind::CacheEntry,
+        WriteKind::CacheHit,
+        WriteKind::CacheDelete,
+        WriteKind::Rollup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteKind::Log => "log",
+            WriteKind::CacheEntry => "cache_entry",
+            WriteKind::CacheHit => "cache_hit",
+            WriteKind::CacheDelete => "cache_delete",
+            WriteKind::Rollup => "rollup",
+        }
+    }
+}
+
+/// Why a write was lost, as `/metrics` labels it (`why`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The queue was full when it was submitted: the writer fell behind.
+    QueueFull,
+    /// SQLite refused this row (say a cache entry of a proxy deleted meanwhile); the rest of its
+    /// batch was written.
+    Rejected,
+    /// Nothing could be written: no connection, or the writer had stopped.
+    Unavailable,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::QueueFull,
+        DropReason::Rejected,
+        DropReason::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Rejected => "rejected",
+            DropReason::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Every write that never reached the database, by kind and reason. Shared by the submitting
+/// side (a full queue) and the writer thread (refused rows), so no loss goes uncounted whoever
+/// submitted it.
+#[derive(Debug, Default)]
+pub struct Drops {
+    counts: [[AtomicU64; DropReason::ALL.len()]; WriteKind::ALL.len()],
+}
+
+impl Drops {
+    fn add(&self, kind: WriteKind, reason: DropReason, count: u64) {
+        self.counts[kind as usize][reason as usize].fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, kind: WriteKind, reason: DropReason) -> u64 {
+        self.counts[kind as usize][reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Every kind and reason with its count, zeros included (Prometheus wants series to exist
+    /// before they first count).
+    pub fn all(&self) -> Vec<(WriteKind, DropReason, u64)> {
+        WriteKind::ALL
+            .iter()
+            .flat_map(|kind| {
+                DropReason::ALL
+                    .iter()
+                    .map(move |reason| (*kind, *reason, self.get(*kind, *reason)))
+            })
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.all().iter().map(|(_, _, n)| n).sum()
+    }
+}
+
 /// Told, after each batch, which proxies' cache entries changed.
 pub type BatchListener = Box<dyn Fn(&BTreeSet<i32>) + Send>;
 
 pub struct DbWriter {
     sender: SyncSender<WriteOp>,
+    drops: Arc<Drops>,
 }
 
 impl DbWriter {
     pub fn start(pool: DbPool, on_batch: BatchListener) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (sender, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let drops = Arc::new(Drops::default());
+        let counted = Arc::clone(&drops);
         let thread = std::thread::Builder::new()
             .name("rubberduck-db-writer".into())
-            .spawn(move || run(&pool, &receiver, &on_batch))?;
-        Ok((DbWriter { sender }, thread))
+            .spawn(move || run(&pool, &receiver, &on_batch, &counted))?;
+        Ok((DbWriter { sender, drops }, thread))
     }
 
     /// Queues a write; when the queue is full the write is dropped and counted, so a slow disk
@@ -55,12 +166,25 @@ impl DbWriter {
     pub fn submit(&self, op: WriteOp) -> bool {
         match self.sender.try_send(op) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) => false,
-            Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(op)) => {
+                if let Some(kind) = op.kind() {
+                    self.drops.add(kind, DropReason::QueueFull, 1);
+                }
+                false
+            }
+            Err(TrySendError::Disconnected(op)) => {
                 log::warn!("database writer has stopped; a write was lost");
+                if let Some(kind) = op.kind() {
+                    self.drops.add(kind, DropReason::Unavailable, 1);
+                }
                 false
             }
         }
+    }
+
+    /// The writes lost so far.
+    pub fn drops(&self) -> &Drops {
+        &self.drops
     }
 
     /// Asks the writer to finish; blocks only until the stop request is queued.
@@ -71,7 +195,7 @@ impl DbWriter {
     }
 }
 
-fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
+fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener, drops: &Drops) {
     // Kept from batch to batch: busy proxies fill it at the same rate every time, and a fresh one
     // would cost the writer new pages from the OS twenty times a second.
     let mut batch = Vec::new();
@@ -87,13 +211,10 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
             }
         }
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
-        let size = batch.len();
-        let result = apply(pool, &batch);
+        let changed = apply(pool, &batch, drops);
         batch.clear();
-        match result {
-            Ok(changed) if !changed.is_empty() => on_batch(&changed),
-            Ok(_) => {}
-            Err(e) => log::error!("database writer: a batch of {size} writes failed: {e}"),
+        if !changed.is_empty() {
+            on_batch(&changed);
         }
         if stop {
             break;
@@ -101,9 +222,24 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener) {
     }
 }
 
-/// Returns the proxies whose cache entries were added or removed.
-fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
-    let mut conn = pool.get()?;
+/// A hot entry is hit thousands of times a second: one update per entry per batch.
+type Hits = HashMap<(i32, [u8; 32]), (i64, NaiveDateTime)>;
+
+/// Writes a batch in one transaction; if SQLite refuses any of it, writes it again row by row so
+/// that only the refused rows are lost (and counted). Returns the proxies whose cache entries
+/// were added or removed.
+fn apply(pool: &DbPool, batch: &[WriteOp], drops: &Drops) -> BTreeSet<i32> {
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => {
+            log::error!(
+                "database writer: no connection, {} writes lost: {e}",
+                batch.len()
+            );
+            count_all(batch, DropReason::Unavailable, drops);
+            return BTreeSet::new();
+        }
+    };
     // Log rows go in first and stay in their boxes (copying them out would double the memory
     // this thread touches); the other writes keep their order.
     let logs: Vec<&NewLogRow> = batch
@@ -113,8 +249,7 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
             _ => None,
         })
         .collect();
-    // A hot entry is hit thousands of times a second: one update per entry per batch.
-    let mut hits: HashMap<(i32, [u8; 32]), (i64, NaiveDateTime)> = HashMap::new();
+    let mut hits = Hits::new();
     for op in batch.iter() {
         if let WriteOp::CacheHit { proxy_id, key, at } = op {
             let entry = hits.entry((*proxy_id, *key)).or_insert((0, *at));
@@ -122,35 +257,202 @@ fn apply(pool: &DbPool, batch: &[WriteOp]) -> Result<BTreeSet<i32>, DbError> {
             entry.1 = entry.1.max(*at);
         }
     }
-    conn.transaction(|conn| {
+    let whole = conn.transaction(|conn| {
         request_logs::insert(conn, &logs)?;
         let mut changed = BTreeSet::new();
         for op in batch.iter() {
-            match op {
-                WriteOp::StoreCacheEntry(row) => {
-                    cache_entries::upsert(conn, row)?;
-                    changed.insert(row.proxy_id);
-                }
-                WriteOp::UpsertRollup(row) => super::metric_rollups::upsert(conn, row)?,
-                WriteOp::CacheHit { .. } | WriteOp::InsertLog(_) => {}
-                WriteOp::DeleteCacheEntry { proxy_id, key } => {
-                    cache_entries::delete_one(conn, *proxy_id, key)?;
-                    changed.insert(*proxy_id);
-                }
-                WriteOp::Stop => {}
-            }
+            apply_one(conn, op, &mut changed)?;
         }
         for ((proxy_id, key), (count, at)) in &hits {
             cache_entries::record_hits(conn, *proxy_id, &hex::encode(key), *count, *at)?;
         }
-        Ok(changed)
-    })
+        Ok::<_, DbError>(changed)
+    });
+    match whole {
+        Ok(changed) => changed,
+        // Another connection held the lock past the busy timeout: every row would wait as long
+        // again, so the batch is lost as a whole rather than stalling the writer row by row.
+        Err(e) if is_busy(&e) => {
+            log::error!(
+                "database writer: the database stayed locked, {} writes lost: {e}",
+                batch.len()
+            );
+            count_all(batch, DropReason::Unavailable, drops);
+            BTreeSet::new()
+        }
+        Err(e) => {
+            log::warn!(
+                "database writer: a batch of {} writes failed ({e}); writing them one by one",
+                batch.len()
+            );
+            apply_row_by_row(&mut conn, &logs, batch, &hits, drops)
+        }
+    }
+}
+
+/// SQLite's "database is locked" (SQLITE_BUSY), which Diesel reports without a kind of its own.
+fn is_busy(e: &DbError) -> bool {
+    matches!(
+        e,
+        DbError::Query(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("database is locked")
+    )
+}
+
+/// One write other than a log row or a hit (those are gathered, see [`apply`]).
+fn apply_one(
+    conn: &mut SqliteConnection,
+    op: &WriteOp,
+    changed: &mut BTreeSet<i32>,
+) -> Result<(), DbError> {
+    match op {
+        WriteOp::StoreCacheEntry(row) => {
+            cache_entries::upsert(conn, row)?;
+            changed.insert(row.proxy_id);
+        }
+        WriteOp::UpsertRollup(row) => super::metric_rollups::upsert(conn, row)?,
+        WriteOp::DeleteCacheEntry { proxy_id, key } => {
+            cache_entries::delete_one(conn, *proxy_id, key)?;
+            changed.insert(*proxy_id);
+        }
+        WriteOp::CacheHit { .. } | WriteOp::InsertLog(_) | WriteOp::Stop => {}
+    }
+    Ok(())
+}
+
+/// The slow path after a failed batch: still one transaction (one commit), each row in a
+/// savepoint of its own, so a refused row is rolled back alone. Refusals are counted only once
+/// the transaction has committed; if even that fails, the whole batch is counted as lost.
+fn apply_row_by_row(
+    conn: &mut SqliteConnection,
+    logs: &[&NewLogRow],
+    batch: &[WriteOp],
+    hits: &Hits,
+    drops: &Drops,
+) -> BTreeSet<i32> {
+    let mut refused = [0u64; WriteKind::ALL.len()];
+    let outcome = conn.transaction(|conn| {
+        let mut changed = BTreeSet::new();
+        let mut refuse = |kind: WriteKind, count: u64, e: DbError| {
+            if is_busy(&e) {
+                // Not this row's fault: give up on the batch (see `apply`).
+                return Err(e);
+            }
+            if refused.iter().all(|n| *n == 0) {
+                log::warn!(
+                    "database writer: a {} write was refused: {e}",
+                    kind.as_str()
+                );
+            }
+            refused[kind as usize] += count;
+            Ok(())
+        };
+        for row in logs {
+            if let Err(e) = conn.transaction(|conn| request_logs::insert(conn, &[*row])) {
+                refuse(WriteKind::Log, 1, e)?;
+            }
+        }
+        for op in batch {
+            let mut these = BTreeSet::new();
+            match conn.transaction(|conn| apply_one(conn, op, &mut these)) {
+                Ok(()) => changed.extend(these),
+                Err(e) => {
+                    if let Some(kind) = op.kind() {
+                        refuse(kind, 1, e)?;
+                    }
+                }
+            }
+        }
+        for ((proxy_id, key), (count, at)) in hits {
+            let written = conn.transaction(|conn| {
+                cache_entries::record_hits(conn, *proxy_id, &hex::encode(key), *count, *at)
+            });
+            if let Err(e) = written {
+                refuse(WriteKind::CacheHit, count.unsigned_abs(), e)?;
+            }
+        }
+        Ok::<_, DbError>(changed)
+    });
+    match outcome {
+        Ok(changed) => {
+            for kind in WriteKind::ALL {
+                if refused[kind as usize] > 0 {
+                    drops.add(kind, DropReason::Rejected, refused[kind as usize]);
+                }
+            }
+            changed
+        }
+        Err(e) => {
+            log::error!(
+                "database writer: a batch of {} writes is lost: {e}",
+                batch.len()
+            );
+            count_all(batch, DropReason::Unavailable, drops);
+            BTreeSet::new()
+        }
+    }
+}
+
+fn count_all(batch: &[WriteOp], reason: DropReason, drops: &Drops) {
+    for op in batch {
+        if let Some(kind) = op.kind() {
+            drops.add(kind, reason, 1);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use diesel::prelude::*;
+
+    fn log_row(n: usize) -> WriteOp {
+        WriteOp::InsertLog(Box::new(NewLogRow {
+            path: compact_str::format_compact!("/v1/{n}"),
+            cache: "miss".into(),
+            ..NewLogRow::default()
+        }))
+    }
+
+    #[test]
+    fn a_refused_row_is_dropped_alone_and_counted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = super::super::open(dir.path()).expect("database");
+        let (writer, thread) = DbWriter::start(pool.clone(), Box::new(|_| {})).expect("writer");
+        // No proxy 4242: the foreign key refuses this entry, as it does one of a proxy deleted
+        // while its entry was queued. Submitted first, so the log rows share its batch.
+        let orphan = CacheEntryRow {
+            proxy_id: 4242,
+            cache_key: "k".into(),
+            status: 200,
+            headers: "[]".into(),
+            body: b"{}".to_vec(),
+            chunks: None,
+            size_bytes: 2,
+            created_at: chrono::Utc::now().naive_utc(),
+        };
+        assert!(writer.submit(WriteOp::StoreCacheEntry(orphan)));
+        let count = 76;
+        for n in 0..count {
+            assert!(writer.submit(log_row(n)));
+        }
+        writer.stop();
+        thread.join().expect("writer ends");
+        let mut conn = pool.get().expect("connection");
+        use super::super::schema::request_logs::dsl;
+        let stored: i64 = dsl::request_logs
+            .count()
+            .get_result(&mut conn)
+            .expect("count");
+        assert_eq!(
+            stored,
+            i64::try_from(count).expect("small"),
+            "every log row"
+        );
+        let drops = writer.drops();
+        assert_eq!(drops.get(WriteKind::CacheEntry, DropReason::Rejected), 1);
+        assert_eq!(drops.total(), 1, "{:?}", drops.all());
+    }
 
     #[test]
     fn log_rows_arrive_whole_in_fixed_chunks_and_the_rest() {
