@@ -72,6 +72,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RUBBERDUCK_CACHE_MEMORY_MB", default_value_t = 256)]
     pub cache_memory_mb: u64,
 
+    /// Writes (log entries, cache entries, hits, roll-ups) that may wait for the database
+    /// writer; past this they are dropped and counted in /metrics. ~0.5 KiB each while queued.
+    #[arg(long, env = "RUBBERDUCK_WRITE_QUEUE", default_value_t = DEFAULT_WRITE_QUEUE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub write_queue: u32,
+
     /// Email of the admin created at the first start.
     #[arg(
         long,
@@ -195,6 +201,9 @@ impl ServeArgs {
     }
 }
 
+/// Deep enough for the bench's miss run at 32 connections (BENCHMARKS.md) to lose nothing.
+pub const DEFAULT_WRITE_QUEUE: u32 = 50_000;
+
 impl Default for ServeArgs {
     /// The defaults of the command line.
     fn default() -> Self {
@@ -208,6 +217,7 @@ impl Default for ServeArgs {
             upstream_timeout: 600,
             max_request_mb: 64,
             cache_memory_mb: 256,
+            write_queue: DEFAULT_WRITE_QUEUE,
             admin_email: "admin@localhost".to_owned(),
             admin_password: None,
             bootstrap_token: None,

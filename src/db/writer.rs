@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SendError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use diesel::{Connection, SqliteConnection};
@@ -14,7 +14,6 @@ use diesel::{Connection, SqliteConnection};
 use super::models::{CacheEntryRow, NewLogRow, RollupRow};
 use super::{DbError, DbPool, cache_entries, request_logs};
 
-const QUEUE_CAPACITY: usize = 10_000;
 const MAX_BATCH: usize = 5_000;
 const GATHER: Duration = Duration::from_millis(50);
 
@@ -145,34 +144,59 @@ impl Drops {
 /// Told, after each batch, which proxies' cache entries changed.
 pub type BatchListener = Box<dyn Fn(&BTreeSet<i32>) + Send>;
 
+/// The queue is an unbounded channel with its length counted beside it rather than std's
+/// bounded channel: that one allocates and touches every slot up front, so a queue deep enough
+/// for a burst would cost idle memory all the time.
 pub struct DbWriter {
-    sender: SyncSender<WriteOp>,
+    sender: Sender<WriteOp>,
+    /// Writes submitted and not yet taken by the writer thread.
+    queued: Arc<AtomicUsize>,
+    /// Writes that may wait; past this they are dropped.
+    capacity: usize,
     drops: Arc<Drops>,
 }
 
 impl DbWriter {
-    pub fn start(pool: DbPool, on_batch: BatchListener) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let (sender, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let drops = Arc::new(Drops::default());
-        let counted = Arc::clone(&drops);
+    /// `capacity`: writes that may wait for the writer (a burst it cannot take as it comes, a
+    /// checkpoint, a busy disk); past it they are dropped and counted.
+    pub fn start(
+        pool: DbPool,
+        capacity: usize,
+        on_batch: BatchListener,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (writer, receiver) = Self::queue(capacity);
+        let (taken, counted) = (Arc::clone(&writer.queued), Arc::clone(&writer.drops));
         let thread = std::thread::Builder::new()
             .name("rubberduck-db-writer".into())
-            .spawn(move || run(&pool, &receiver, &on_batch, &counted))?;
-        Ok((DbWriter { sender, drops }, thread))
+            .spawn(move || run(&pool, &receiver, &taken, &on_batch, &counted))?;
+        Ok((writer, thread))
+    }
+
+    fn queue(capacity: usize) -> (Self, Receiver<WriteOp>) {
+        let (sender, receiver) = mpsc::channel();
+        let writer = DbWriter {
+            sender,
+            queued: Arc::new(AtomicUsize::new(0)),
+            capacity,
+            drops: Arc::new(Drops::default()),
+        };
+        (writer, receiver)
     }
 
     /// Queues a write; when the queue is full the write is dropped and counted, so a slow disk
     /// never slows a request. Returns whether it was queued.
     pub fn submit(&self, op: WriteOp) -> bool {
-        match self.sender.try_send(op) {
-            Ok(()) => true,
-            Err(TrySendError::Full(op)) => {
-                if let Some(kind) = op.kind() {
-                    self.drops.add(kind, DropReason::QueueFull, 1);
-                }
-                false
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            if let Some(kind) = op.kind() {
+                self.drops.add(kind, DropReason::QueueFull, 1);
             }
-            Err(TrySendError::Disconnected(op)) => {
+            return false;
+        }
+        match self.sender.send(op) {
+            Ok(()) => true,
+            Err(SendError(op)) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
                 log::warn!("database writer has stopped; a write was lost");
                 if let Some(kind) = op.kind() {
                     self.drops.add(kind, DropReason::Unavailable, 1);
@@ -189,20 +213,32 @@ impl DbWriter {
 
     /// Asks the writer to finish; blocks only until the stop request is queued.
     pub fn stop(&self) {
+        // Past the capacity if need be: the stop must not be dropped.
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if self.sender.send(WriteOp::Stop).is_err() {
             log::debug!("database writer already stopped");
         }
     }
 }
 
-fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener, drops: &Drops) {
+fn run(
+    pool: &DbPool,
+    receiver: &Receiver<WriteOp>,
+    queued: &AtomicUsize,
+    on_batch: &BatchListener,
+    drops: &Drops,
+) {
     // Kept from batch to batch: busy proxies fill it at the same rate every time, and a fresh one
     // would cost the writer new pages from the OS twenty times a second.
     let mut batch = Vec::new();
+    let mut behind = false;
     while let Ok(first) = receiver.recv() {
         // Let a batch gather: a writer that woke for every write would cost each request a
-        // wake-up of this thread.
-        std::thread::sleep(GATHER);
+        // wake-up of this thread. Not when the last batch was full, though: the queue is backed
+        // up then, and a pause would only let it overflow.
+        if !behind {
+            std::thread::sleep(GATHER);
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -210,8 +246,17 @@ fn run(pool: &DbPool, receiver: &Receiver<WriteOp>, on_batch: &BatchListener, dr
                 Err(_) => break,
             }
         }
+        // Taken off the queue: room for as many new writes while these are written.
+        queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
+        behind = batch.len() >= MAX_BATCH;
+        let started = Instant::now();
         let changed = apply(pool, &batch, drops);
+        log::debug!(
+            "database writer: {} writes in {:.1} ms",
+            batch.len(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         batch.clear();
         if !changed.is_empty() {
             on_batch(&changed);
@@ -414,15 +459,9 @@ mod tests {
         }))
     }
 
-    #[test]
-    fn a_refused_row_is_dropped_alone_and_counted() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pool = super::super::open(dir.path()).expect("database");
-        let (writer, thread) = DbWriter::start(pool.clone(), Box::new(|_| {})).expect("writer");
-        // No proxy 4242: the foreign key refuses this entry, as it does one of a proxy deleted
-        // while its entry was queued. Submitted first, so the log rows share its batch.
-        let orphan = CacheEntryRow {
-            proxy_id: 4242,
+    fn entry(proxy_id: i32) -> WriteOp {
+        WriteOp::StoreCacheEntry(CacheEntryRow {
+            proxy_id,
             cache_key: "k".into(),
             status: 200,
             headers: "[]".into(),
@@ -430,8 +469,46 @@ mod tests {
             chunks: None,
             size_bytes: 2,
             created_at: chrono::Utc::now().naive_utc(),
-        };
-        assert!(writer.submit(WriteOp::StoreCacheEntry(orphan)));
+        })
+    }
+
+    #[test]
+    fn writes_past_the_capacity_are_dropped_and_counted_by_kind() {
+        // No writer thread takes from this queue: it stays full.
+        let (writer, _receiver) = DbWriter::queue(3);
+        for n in 0..3 {
+            assert!(writer.submit(log_row(n)));
+        }
+        assert!(!writer.submit(log_row(3)));
+        assert!(!writer.submit(entry(1)));
+        let key = [7; 32];
+        let at = chrono::Utc::now().naive_utc();
+        assert!(!writer.submit(WriteOp::CacheHit {
+            proxy_id: 1,
+            key,
+            at
+        }));
+        assert!(!writer.submit(WriteOp::DeleteCacheEntry {
+            proxy_id: 1,
+            key: "k".into()
+        }));
+        let drops = writer.drops();
+        assert_eq!(drops.get(WriteKind::Log, DropReason::QueueFull), 1);
+        assert_eq!(drops.get(WriteKind::CacheHit, DropReason::QueueFull), 1);
+        assert_eq!(drops.get(WriteKind::CacheDelete, DropReason::QueueFull), 1);
+        assert_eq!(drops.get(WriteKind::CacheEntry, DropReason::QueueFull), 1);
+        assert_eq!(drops.total(), 4, "{:?}", drops.all());
+    }
+
+    #[test]
+    fn a_refused_row_is_dropped_alone_and_counted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = super::super::open(dir.path()).expect("database");
+        let (writer, thread) =
+            DbWriter::start(pool.clone(), 100_000, Box::new(|_| {})).expect("writer");
+        // No proxy 4242: the foreign key refuses this entry, as it does one of a proxy deleted
+        // while its entry was queued. Submitted first, so the log rows share its batch.
+        assert!(writer.submit(entry(4242)));
         let count = 76;
         for n in 0..count {
             assert!(writer.submit(log_row(n)));
@@ -458,7 +535,8 @@ mod tests {
     fn log_rows_arrive_whole_in_fixed_chunks_and_the_rest() {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = super::super::open(dir.path()).expect("database");
-        let (writer, thread) = DbWriter::start(pool.clone(), Box::new(|_| {})).expect("writer");
+        let (writer, thread) =
+            DbWriter::start(pool.clone(), 100_000, Box::new(|_| {})).expect("writer");
         // Two full chunks and a remainder.
         let count = request_logs::ROWS_PER_INSERT * 2 + 7;
         for n in 0..count {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use awc::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{TestApp, id_of, port_of};
+use super::support::{TestApp, id_of, port_block, port_of};
 use super::upstream::MockUpstream;
 
 /// How long the background writer gets to land what the test sent.
@@ -50,20 +50,106 @@ async fn cache_entries(app: &TestApp, proxy_id: i64) -> u64 {
     body["entries"].as_u64().expect("entries")
 }
 
+/// The sum of every `rubberduck_dropped_writes_total` series of one `what`.
+fn dropped_of(text: &str, what: &str) -> u64 {
+    let prefix = format!(r#"rubberduck_dropped_writes_total{{what="{what}","#);
+    text.lines()
+        .filter(|line| line.starts_with(&prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn open_database(app: &TestApp) -> diesel::SqliteConnection {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let path = app.data_dir().join("rubberduck.sqlite3");
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().expect("utf-8 path"))
+        .expect("open the database");
+    conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+        .expect("pragmas");
+    conn
+}
+
 /// Removes a proxy's row behind the app's back, as a delete does, while the proxy keeps
 /// serving: every cache entry it stores from now on is refused by the foreign key, just like
 /// one queued before its proxy was deleted.
 fn delete_row_of(app: &TestApp, proxy_id: i64) {
     use diesel::connection::SimpleConnection;
-    use diesel::{Connection, SqliteConnection};
-    let path = app.data_dir().join("rubberduck.sqlite3");
-    let mut conn =
-        SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open the database");
-    conn.batch_execute(&format!(
-        "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-         DELETE FROM proxies WHERE id = {proxy_id};"
-    ))
-    .expect("delete the proxy's row");
+    open_database(app)
+        .batch_execute(&format!("DELETE FROM proxies WHERE id = {proxy_id};"))
+        .expect("delete the proxy's row");
+}
+
+#[actix_web::test]
+async fn writes_past_a_full_queue_are_counted_log_rows_and_cache_entries_alike() {
+    use diesel::connection::SimpleConnection;
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start_configured(port_block(), |args| args.write_queue = 8).await;
+    let proxy = app
+        .create(json!({"name": "Busy", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+        .await;
+    let id = id_of(&proxy);
+    // Holding SQLite's write lock stalls the writer on its first batch, so the queue of eight
+    // fills up: each miss below submits a log row and a cache entry.
+    let mut lock = open_database(&app);
+    lock.batch_execute("BEGIN IMMEDIATE;")
+        .expect("take the write lock");
+    const SENT: u64 = 40;
+    for n in 0..SENT {
+        assert_eq!(
+            chat(port_of(&proxy), &format!("prompt {n}")).await,
+            StatusCode::OK
+        );
+    }
+    lock.batch_execute("COMMIT;")
+        .expect("release the write lock");
+
+    // Every row either landed or was counted, whatever the writer managed meanwhile.
+    let deadline = Instant::now() + WRITE_WAIT;
+    let (logs, entries, text) = loop {
+        let text = prometheus(&app).await;
+        let (logs, entries) = (logged(&app, id).await, cache_entries(&app, id).await);
+        let whole = logs + dropped_of(&text, "log") == SENT
+            && entries + dropped_of(&text, "cache_entry") == SENT;
+        if whole || Instant::now() > deadline {
+            break (logs, entries, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        logs + dropped_of(&text, "log"),
+        SENT,
+        "{logs} logged: {text}"
+    );
+    assert_eq!(
+        entries + dropped_of(&text, "cache_entry"),
+        SENT,
+        "{entries} stored: {text}"
+    );
+    let full = |what: &str| {
+        series(
+            &text,
+            &format!(r#"rubberduck_dropped_writes_total{{what="{what}",why="queue_full"}}"#),
+        )
+        .unwrap_or(0)
+    };
+    assert!(full("log") > 0, "{text}");
+    assert!(full("cache_entry") > 0, "{text}");
+    assert_eq!(
+        series(&text, "rubberduck_log_entries_dropped_total"),
+        Some(dropped_of(&text, "log"))
+    );
+    let (_, metrics) = app.get("/api/metrics").await;
+    let total = metrics["dropped_writes_total"].as_u64().expect("a total");
+    assert!(
+        total >= dropped_of(&text, "log") + dropped_of(&text, "cache_entry"),
+        "{metrics}"
+    );
+    let (_, html) = app.get_text("/dashboard/stats", true).await;
+    assert!(html.contains("writes dropped"), "{html}");
+    drop(lock);
+    app.shutdown().await;
+    mock.stop().await;
 }
 
 #[actix_web::test]
