@@ -358,12 +358,12 @@ impl Bench {
         check(label, &report)?;
         // Read after the phase, warm-up included: a write is counted as dropped when it is
         // submitted, so nothing of this phase is counted later.
-        let dropped_so_far = self.server.dropped_writes()?;
+        let (dropped_so_far, series) = self.server.dropped_writes_by_series()?;
         let dropped = dropped_so_far.saturating_sub(self.dropped_before.replace(dropped_so_far));
         if dropped > 0 {
             progress(
                 self.started,
-                &format!("{label}: the server DROPPED {dropped} writes"),
+                &format!("{label}: the server DROPPED {dropped} writes (so far: {series})"),
             );
         }
         Ok(Phase {

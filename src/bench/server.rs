@@ -128,8 +128,25 @@ impl Server {
     /// Writes the server lost so far (`/metrics`): every `rubberduck_dropped_writes_total`
     /// series, or, from a server that predates them, its dropped log entries.
     pub fn dropped_writes(&self) -> Result<u64, BenchError> {
+        Ok(self.dropped_writes_by_series()?.0)
+    }
+
+    /// The total, and the non-zero series as `what/why=count` for the progress line.
+    pub fn dropped_writes_by_series(&self) -> Result<(u64, String), BenchError> {
         let bytes = self.call(Method::GET, "/metrics", None)?;
         let text = String::from_utf8_lossy(&bytes);
+        let detail: Vec<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("rubberduck_dropped_writes_total{"))
+            .filter_map(|rest| rest.split_once("} "))
+            .filter(|(_, count)| *count != "0")
+            .map(|(labels, count)| format!("{labels}: {count}"))
+            .collect();
+        let total = self.sum_dropped(&text)?;
+        Ok((total, detail.join(", ")))
+    }
+
+    fn sum_dropped(&self, text: &str) -> Result<u64, BenchError> {
         let sum = |prefix: &str| -> Option<u64> {
             let values: Vec<u64> = text
                 .lines()
