@@ -125,8 +125,9 @@ pub fn main(args: &BenchArgs) -> ExitCode {
             } else {
                 print!("{results}");
             }
-            if results.dropped > 0 {
-                // The throughput numbers were bought by losing logs or cache entries.
+            // The throughput numbers were bought by losing logs or cache entries. A --quick run
+            // only checks that the bench works: its report marks the loss, its status does not.
+            if results.dropped > 0 && !args.quick {
                 eprintln!(
                     "rubberduck bench: the server dropped {} writes (see the \"writes dropped\" column)",
                     results.dropped
