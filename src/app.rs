@@ -152,6 +152,7 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     let listener_slot = Arc::clone(&cache_slot);
     let (writer, writer_thread) = DbWriter::start(
         pool.clone(),
+        usize::try_from(args.write_queue).unwrap_or(usize::MAX),
         Box::new(move |changed| {
             if let Some(cache) = listener_slot.get().and_then(Weak::upgrade) {
                 cache.refresh_totals(changed);

@@ -91,6 +91,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RUBBERDUCK_CACHE_MEMORY_MB", default_value_t = 256)]
     pub cache_memory_mb: u64,
 
+    /// Writes (log entries, cache entries, hits, roll-ups) that may wait for the database
+    /// writer; past this they are dropped and counted in /metrics. ~0.5 KiB each while queued.
+    #[arg(long, env = "RUBBERDUCK_WRITE_QUEUE", default_value_t = DEFAULT_WRITE_QUEUE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub write_queue: u32,
+
     /// Email of the admin created at the first start.
     #[arg(
         long,
@@ -214,6 +220,9 @@ impl ServeArgs {
     }
 }
 
+/// Deep enough for the bench's miss run at 32 connections (BENCHMARKS.md) to lose nothing.
+pub const DEFAULT_WRITE_QUEUE: u32 = 50_000;
+
 impl Default for ServeArgs {
     /// The defaults of the command line.
     fn default() -> Self {
@@ -230,6 +239,7 @@ impl Default for ServeArgs {
             request_bodies_mb: 512,
             max_connections_per_proxy: 0,
             cache_memory_mb: 256,
+            write_queue: DEFAULT_WRITE_QUEUE,
             admin_email: "admin@localhost".to_owned(),
             admin_password: None,
             bootstrap_token: None,

@@ -17,6 +17,7 @@ mod integration {
     mod browser;
     mod cache;
     mod cache_budget;
+    mod drops;
     mod emulator;
     mod escalation;
     mod faults;

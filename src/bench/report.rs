@@ -36,6 +36,8 @@ pub struct Phase {
     pub label: &'static str,
     pub report: Report,
     pub usage: Usage,
+    /// Writes the server lost during the phase (its warm-up included).
+    pub dropped: u64,
 }
 
 impl Phase {
@@ -85,6 +87,8 @@ pub struct Results {
     pub idle: Memory,
     pub after: Memory,
     pub total_seconds: f64,
+    /// Writes the server lost over the whole run, as its `/metrics` counts them.
+    pub dropped: u64,
 }
 
 struct Section {
@@ -179,6 +183,12 @@ impl Results {
                 met: ttfb.map(|v| v <= 1.0),
             },
             Goal {
+                name: "writes dropped over the run (issue 16)",
+                target: "0",
+                measured: self.dropped.to_string(),
+                met: Some(self.dropped == 0),
+            },
+            Goal {
                 name: "idle RSS with 10 proxies",
                 target: "≤ 30 MiB",
                 measured: format!("{idle:.1} MiB"),
@@ -238,6 +248,7 @@ impl Results {
                         .map(|(_, cell)| cell),
                 );
                 row.extend(cpu(&phase.usage));
+                row.push(phase.dropped.to_string());
                 row
             })
             .collect();
@@ -334,6 +345,7 @@ impl Results {
                     "CPU server",
                     "CPU generator",
                     "CPU upstream",
+                    "writes dropped",
                 ],
                 rows: throughput_rows,
                 note: Some(format!(

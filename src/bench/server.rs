@@ -117,6 +117,50 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, BenchError> {
+        let bytes = self.call(method.clone(), path, body)?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| BenchError::Api(format!("{method} {path} answered no JSON: {e}")))
+    }
+
+    /// Writes the server lost so far (`/metrics`): every `rubberduck_dropped_writes_total`
+    /// series, or, from a server that predates them, its dropped log entries.
+    pub fn dropped_writes(&self) -> Result<u64, BenchError> {
+        Ok(self.dropped_writes_by_series()?.0)
+    }
+
+    /// The total, and the non-zero series as `what/why=count` for the progress line.
+    pub fn dropped_writes_by_series(&self) -> Result<(u64, String), BenchError> {
+        let bytes = self.call(Method::GET, "/metrics", None)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let detail: Vec<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("rubberduck_dropped_writes_total{"))
+            .filter_map(|rest| rest.split_once("} "))
+            .filter(|(_, count)| *count != "0")
+            .map(|(labels, count)| format!("{labels}: {count}"))
+            .collect();
+        let total = self.sum_dropped(&text)?;
+        Ok((total, detail.join(", ")))
+    }
+
+    fn sum_dropped(&self, text: &str) -> Result<u64, BenchError> {
+        let sum = |prefix: &str| -> Option<u64> {
+            let values: Vec<u64> = text
+                .lines()
+                .filter(|line| line.starts_with(prefix))
+                .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+                .collect();
+            (!values.is_empty()).then(|| values.iter().sum())
+        };
+        sum("rubberduck_dropped_writes_total{")
+            .or_else(|| sum("rubberduck_log_entries_dropped_total "))
+            .ok_or_else(|| BenchError::Api("/metrics has no dropped-writes counter".to_owned()))
+    }
+
+    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Bytes, BenchError> {
         let mut request = Request::new(Full::new(Bytes::from(
             body.as_ref().map(Value::to_string).unwrap_or_default(),
         )));
@@ -162,11 +206,7 @@ impl Server {
                 String::from_utf8_lossy(&bytes)
             )));
         }
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| BenchError::Api(format!("{method} {path} answered no JSON: {e}")))
+        Ok(bytes)
     }
 
     /// Waits until a proxy's port accepts connections.

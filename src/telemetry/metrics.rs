@@ -10,6 +10,7 @@ use chrono::{
 
 use crate::db::metric_rollups::{self, Spend};
 use crate::db::models::{NewLogRow, RollupRow};
+use crate::db::writer::{Drops, WriteKind};
 use crate::db::{self, DbError, DbPool};
 
 /// Upper bounds of the latency buckets, in milliseconds; one more bucket catches the rest. Fine
@@ -498,7 +499,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of the proxies in `only` (all when `None`).
-    pub fn prometheus(&self, in_flight: usize, dropped: u64, only: Option<&[i32]>) -> String {
+    pub fn prometheus(&self, in_flight: usize, drops: &Drops, only: Option<&[i32]>) -> String {
         let shown = |proxy: &i32| only.is_none_or(|ids| ids.contains(proxy));
         let prometheus = lock(&self.prometheus);
         let mut out = String::new();
@@ -630,13 +631,35 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{proxy=\"{proxy}\"}} {}", amount(totals));
             }
         }
+        // Server-wide: a lost write belongs to no one proxy's numbers (and a row refused for a
+        // deleted proxy has no proxy left to show it under).
+        family(
+            &mut out,
+            "rubberduck_dropped_writes_total",
+            "counter",
+            "Writes that never reached the database, by what they were and why they were lost.",
+        );
+        let all = drops.all();
+        for (kind, reason, count) in &all {
+            let _ = writeln!(
+                out,
+                "rubberduck_dropped_writes_total{{what=\"{}\",why=\"{}\"}} {count}",
+                kind.as_str(),
+                reason.as_str()
+            );
+        }
         family(
             &mut out,
             "rubberduck_log_entries_dropped_total",
             "counter",
-            "Log entries dropped because the writer queue was full.",
+            "Log entries lost for any reason (the sum of rubberduck_dropped_writes_total{what=\"log\"}).",
         );
-        let _ = writeln!(out, "rubberduck_log_entries_dropped_total {dropped}");
+        let logs: u64 = all
+            .iter()
+            .filter(|(kind, _, _)| *kind == WriteKind::Log)
+            .map(|(_, _, count)| count)
+            .sum();
+        let _ = writeln!(out, "rubberduck_log_entries_dropped_total {logs}");
         out
     }
 }

@@ -7,7 +7,6 @@ mod prices;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::HttpRequest;
@@ -16,7 +15,7 @@ use compact_str::{CompactString, ToCompactString};
 use tokio::sync::broadcast;
 
 use crate::db::models::{NewLogRow, RollupRow};
-use crate::db::writer::{DbWriter, WriteOp};
+use crate::db::writer::{DbWriter, Drops, WriteOp};
 use crate::providers::{Provider, Usage};
 use crate::spec::ProxySpec;
 pub use metrics::{Metrics, RecentTraffic, Rollup, minute_of};
@@ -124,7 +123,6 @@ pub struct Telemetry {
     prices: PriceTable,
     live: broadcast::Sender<Arc<NewLogRow>>,
     pub metrics: Metrics,
-    dropped_logs: AtomicU64,
 }
 
 impl Telemetry {
@@ -135,7 +133,6 @@ impl Telemetry {
             prices: PriceTable::bundled(),
             live: broadcast::channel(1024).0,
             metrics: Metrics::with_history(history),
-            dropped_logs: AtomicU64::new(0),
         }
     }
 
@@ -185,14 +182,14 @@ impl Telemetry {
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(Arc::new(row.clone()));
         }
-        if !self.writer.submit(WriteOp::InsertLog(Box::new(row))) {
-            self.dropped_logs.fetch_add(1, Ordering::Relaxed);
-        }
+        // A full queue drops the entry; the writer counts it (see `drops`).
+        self.writer.submit(WriteOp::InsertLog(Box::new(row)));
     }
 
-    /// Log entries lost because the writer's queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_logs.load(Ordering::Relaxed)
+    /// Every write lost on the way to the database (log entries, cache entries and hits,
+    /// roll-ups), counted by the writer whoever submitted it.
+    pub fn drops(&self) -> &Drops {
+        self.writer.drops()
     }
 }
 

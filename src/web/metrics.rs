@@ -24,6 +24,14 @@ pub struct Latency {
     pub p99: Option<f64>,
 }
 
+/// Writes lost on the way to the database since start, of one kind and for one reason.
+#[derive(Debug, Serialize)]
+pub struct DroppedWrites {
+    pub what: &'static str,
+    pub why: &'static str,
+    pub count: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub proxies: ProxyCounts,
@@ -43,6 +51,21 @@ pub struct Summary {
     pub saved_today_usd: f64,
     pub saved_month_usd: f64,
     pub latency_ms: Latency,
+    /// Server-wide, since start: log entries, cache entries and roll-ups that were not saved.
+    pub dropped_writes_total: u64,
+    /// The non-zero counts behind `dropped_writes_total`.
+    pub dropped_writes: Vec<DroppedWrites>,
+}
+
+impl Summary {
+    /// The dropped writes in words, for the dashboard's tooltip.
+    pub fn dropped_detail(&self) -> String {
+        self.dropped_writes
+            .iter()
+            .map(|d| format!("{} {} ({})", d.count, d.what, d.why))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// The numbers of the last 24 hours (costs: today and this month, UTC) of the proxies `caller`
@@ -56,6 +79,18 @@ pub async fn summary(state: &AppState, caller: &Caller) -> Result<Summary, DbErr
     let requests_per_minute = metrics.requests_per_minute(now, only.as_deref());
     let proxies = state.registry.list_for(caller.access());
     let running = proxies.iter().filter(|p| p.status.is_active()).count();
+    let dropped_writes: Vec<DroppedWrites> = state
+        .telemetry
+        .drops()
+        .all()
+        .into_iter()
+        .filter(|(_, _, count)| *count > 0)
+        .map(|(what, why, count)| DroppedWrites {
+            what: what.as_str(),
+            why: why.as_str(),
+            count,
+        })
+        .collect();
     Ok(Summary {
         proxies: ProxyCounts {
             total: proxies.len(),
@@ -81,6 +116,8 @@ pub async fn summary(state: &AppState, caller: &Caller) -> Result<Summary, DbErr
             p95: latency_estimate(day, 0.95),
             p99: latency_estimate(day, 0.99),
         },
+        dropped_writes_total: dropped_writes.iter().map(|d| d.count).sum(),
+        dropped_writes,
     })
 }
 
@@ -113,6 +150,6 @@ pub async fn prometheus(state: web::Data<AppState>, caller: Caller) -> HttpRespo
         .body(
             telemetry
                 .metrics
-                .prometheus(in_flight, telemetry.dropped(), only.as_deref()),
+                .prometheus(in_flight, telemetry.drops(), only.as_deref()),
         )
 }

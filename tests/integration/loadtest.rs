@@ -237,7 +237,7 @@ async fn quick_bench(extra: &[&str]) -> String {
     stdout
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 13] = [
     "Added latency at 1 connection",
     "Throughput at 32 connections",
     "Streaming TTFB at 1 connection",
@@ -249,6 +249,8 @@ const SECTIONS: [&str; 11] = [
     "no request log",
     "request log cost, cache off",
     "Request log cost at 32 connections",
+    "writes dropped over the run (issue 16)",
+    "writes dropped",
 ];
 
 #[actix_web::test]
@@ -262,7 +264,7 @@ async fn a_quick_bench_reports_every_section() {
         .lines()
         .filter(|l| l.ends_with("PASS") || l.ends_with("MISS"))
         .count();
-    assert_eq!(judged, 7, "{stdout}");
+    assert_eq!(judged, 8, "{stdout}");
 
     let markdown = quick_bench(&["--markdown"]).await;
     for section in SECTIONS {
@@ -274,5 +276,5 @@ async fn a_quick_bench_reports_every_section() {
         .lines()
         .filter(|l| l.ends_with("| PASS |") || l.ends_with("| MISS |"))
         .count();
-    assert_eq!(judged, 7, "{markdown}");
+    assert_eq!(judged, 8, "{markdown}");
 }
