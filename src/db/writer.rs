@@ -469,6 +469,7 @@ mod tests {
             chunks: None,
             size_bytes: 2,
             created_at: chrono::Utc::now().naive_utc(),
+            last_used_at: chrono::Utc::now().naive_utc(),
         })
     }
 
