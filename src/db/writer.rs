@@ -2,9 +2,9 @@
 //! never waits on SQLite. It applies what is queued in batches, one transaction each.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SendError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,8 @@ pub enum WriteOp {
     },
     InsertLog(Box<NewLogRow>),
     UpsertRollup(Box<RollupRow>),
+    /// Wakes the writer for hits added up in memory (see [`DbWriter::submit`]).
+    FlushHits,
     /// Ends the writer once everything queued before it is written.
     Stop,
 }
@@ -43,7 +45,7 @@ impl WriteOp {
             WriteOp::DeleteCacheEntry { .. } => Some(WriteKind::CacheDelete),
             WriteOp::InsertLog(_) => Some(WriteKind::Log),
             WriteOp::UpsertRollup(_) => Some(WriteKind::Rollup),
-            WriteOp::Stop => None,
+            WriteOp::FlushHits | WriteOp::Stop => None,
         }
     }
 }
@@ -154,6 +156,9 @@ pub struct DbWriter {
     /// Writes that may wait; past this they are dropped.
     capacity: usize,
     drops: Arc<Drops>,
+    /// Cache hits added up per entry until the writer takes them: a hot entry hit thousands of
+    /// times a second costs one queue slot a batch, not one a hit.
+    pending_hits: Arc<Mutex<Hits>>,
 }
 
 impl DbWriter {
@@ -166,9 +171,10 @@ impl DbWriter {
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (writer, receiver) = Self::queue(capacity);
         let (taken, counted) = (Arc::clone(&writer.queued), Arc::clone(&writer.drops));
+        let hits = Arc::clone(&writer.pending_hits);
         let thread = std::thread::Builder::new()
             .name("rubberduck-db-writer".into())
-            .spawn(move || run(&pool, &receiver, &taken, &on_batch, &counted))?;
+            .spawn(move || run(&pool, &receiver, &taken, &on_batch, &counted, &hits))?;
         Ok((writer, thread))
     }
 
@@ -179,13 +185,41 @@ impl DbWriter {
             queued: Arc::new(AtomicUsize::new(0)),
             capacity,
             drops: Arc::new(Drops::default()),
+            pending_hits: Arc::default(),
         };
         (writer, receiver)
+    }
+
+    /// Adds a hit to the ones waiting for the writer; only an entry not waiting yet, when as
+    /// many entries as the queue's capacity already wait, is dropped.
+    fn add_hit(&self, proxy_id: i32, key: [u8; 32], at: NaiveDateTime) -> bool {
+        let mut hits = lock(&self.pending_hits);
+        let first = hits.is_empty();
+        if hits.len() >= self.capacity && !hits.contains_key(&(proxy_id, key)) {
+            self.drops
+                .add(WriteKind::CacheHit, DropReason::QueueFull, 1);
+            return false;
+        }
+        let entry = hits.entry((proxy_id, key)).or_insert((0, at));
+        entry.0 += 1;
+        entry.1 = entry.1.max(at);
+        drop(hits);
+        // One wake-up per gathering, past the capacity if need be: it carries no data.
+        if first {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+            if self.sender.send(WriteOp::FlushHits).is_err() {
+                log::debug!("database writer already stopped");
+            }
+        }
+        true
     }
 
     /// Queues a write; when the queue is full the write is dropped and counted, so a slow disk
     /// never slows a request. Returns whether it was queued.
     pub fn submit(&self, op: WriteOp) -> bool {
+        if let WriteOp::CacheHit { proxy_id, key, at } = op {
+            return self.add_hit(proxy_id, key, at);
+        }
         if self.queued.fetch_add(1, Ordering::Relaxed) >= self.capacity {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             if let Some(kind) = op.kind() {
@@ -227,6 +261,7 @@ fn run(
     queued: &AtomicUsize,
     on_batch: &BatchListener,
     drops: &Drops,
+    pending_hits: &Mutex<Hits>,
 ) {
     // Kept from batch to batch: busy proxies fill it at the same rate every time, and a fresh one
     // would cost the writer new pages from the OS twenty times a second.
@@ -251,7 +286,7 @@ fn run(
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
         behind = batch.len() >= MAX_BATCH;
         let started = Instant::now();
-        let changed = apply(pool, &batch, drops);
+        let changed = apply(pool, &batch, drops, pending_hits);
         log::debug!(
             "database writer: {} writes in {:.1} ms",
             batch.len(),
@@ -273,7 +308,12 @@ type Hits = HashMap<(i32, [u8; 32]), (i64, NaiveDateTime)>;
 /// Writes a batch in one transaction; if SQLite refuses any of it, writes it again row by row so
 /// that only the refused rows are lost (and counted). Returns the proxies whose cache entries
 /// were added or removed.
-fn apply(pool: &DbPool, batch: &[WriteOp], drops: &Drops) -> BTreeSet<i32> {
+fn apply(
+    pool: &DbPool,
+    batch: &[WriteOp],
+    drops: &Drops,
+    pending_hits: &Mutex<Hits>,
+) -> BTreeSet<i32> {
     let mut conn = match pool.get() {
         Ok(conn) => conn,
         Err(e) => {
@@ -294,7 +334,7 @@ fn apply(pool: &DbPool, batch: &[WriteOp], drops: &Drops) -> BTreeSet<i32> {
             _ => None,
         })
         .collect();
-    let mut hits = Hits::new();
+    let mut hits = std::mem::take(&mut *lock(pending_hits));
     for op in batch.iter() {
         if let WriteOp::CacheHit { proxy_id, key, at } = op {
             let entry = hits.entry((*proxy_id, *key)).or_insert((0, *at));
@@ -323,6 +363,7 @@ fn apply(pool: &DbPool, batch: &[WriteOp], drops: &Drops) -> BTreeSet<i32> {
                 batch.len()
             );
             count_all(batch, DropReason::Unavailable, drops);
+            count_hits(&hits, DropReason::Unavailable, drops);
             BTreeSet::new()
         }
         Err(e) => {
@@ -360,7 +401,7 @@ fn apply_one(
             cache_entries::delete_one(conn, *proxy_id, key)?;
             changed.insert(*proxy_id);
         }
-        WriteOp::CacheHit { .. } | WriteOp::InsertLog(_) | WriteOp::Stop => {}
+        WriteOp::CacheHit { .. } | WriteOp::InsertLog(_) | WriteOp::FlushHits | WriteOp::Stop => {}
     }
     Ok(())
 }
@@ -433,9 +474,24 @@ fn apply_row_by_row(
                 batch.len()
             );
             count_all(batch, DropReason::Unavailable, drops);
+            count_hits(hits, DropReason::Unavailable, drops);
             BTreeSet::new()
         }
     }
+}
+
+/// Hits are counted one by one, as they were submitted.
+fn count_hits(hits: &Hits, reason: DropReason, drops: &Drops) {
+    let count: i64 = hits.values().map(|(count, _)| count).sum();
+    if count > 0 {
+        drops.add(WriteKind::CacheHit, reason, count.unsigned_abs());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn count_all(batch: &[WriteOp], reason: DropReason, drops: &Drops) {
@@ -482,13 +538,29 @@ mod tests {
         }
         assert!(!writer.submit(log_row(3)));
         assert!(!writer.submit(entry(1)));
-        let key = [7; 32];
+        // Hits do not wait in the queue: they are added up in memory, up to as many entries as
+        // the queue holds writes, and only an entry past that is dropped.
         let at = chrono::Utc::now().naive_utc();
-        assert!(!writer.submit(WriteOp::CacheHit {
+        let hit = |key: u8| WriteOp::CacheHit {
             proxy_id: 1,
-            key,
-            at
-        }));
+            key: [key; 32],
+            at,
+        };
+        for _ in 0..10 {
+            assert!(writer.submit(hit(7)), "hits of one entry add up");
+        }
+        assert!(writer.submit(hit(8)));
+        assert!(writer.submit(hit(9)));
+        assert!(
+            !writer.submit(hit(10)),
+            "a fourth entry is past the capacity"
+        );
+        assert_eq!(
+            lock(&writer.pending_hits)
+                .get(&(1, [7; 32]))
+                .map(|(n, _)| *n),
+            Some(10)
+        );
         assert!(!writer.submit(WriteOp::DeleteCacheEntry {
             proxy_id: 1,
             key: "k".into()
