@@ -1,6 +1,7 @@
 use actix_web::HttpResponse;
 
 use super::openai::openai_error;
+use super::openai_style_chat_body;
 use super::path_segment_after;
 use super::{
     ChatCall, Provider, ProviderKind, ProxyErrorKind, RateLimitCounters, SdkHint, Usage,
@@ -94,11 +95,7 @@ impl Provider for AzureOpenAi {
 
     /// The deployment in the path names the model.
     fn chat_body(&self, call: &ChatCall<'_>, prompt: &str) -> serde_json::Value {
-        let mut body = serde_json::json!({"messages": [{"role": "user", "content": prompt}]});
-        if call.stream {
-            body["stream"] = serde_json::Value::Bool(true);
-        }
-        body
+        openai_style_chat_body(None, call.stream, prompt)
     }
 
     fn cache_query_params(&self) -> &'static [&'static str] {

@@ -647,6 +647,27 @@ pub(crate) fn openai_style_url(base: &str, path: &str, query: Option<&str>) -> S
     join_url(base, unversioned, query)
 }
 
+/// A Chat Completions body asking `prompt`, as the OpenAI SDKs send it (`model` first, `stream`
+/// last; Azure names the model by its deployment in the path instead).
+pub(crate) fn openai_style_chat_body(
+    model: Option<&str>,
+    stream: bool,
+    prompt: &str,
+) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    if let Some(model) = model {
+        body.insert("model".into(), model.into());
+    }
+    body.insert(
+        "messages".into(),
+        serde_json::json!([{"role": "user", "content": prompt}]),
+    );
+    if stream {
+        body.insert("stream".into(), true.into());
+    }
+    serde_json::Value::Object(body)
+}
+
 /// `/v1/chat/completions` and `/chat/completions` are the same request to an OpenAI-style API.
 pub(crate) fn openai_style_cache_path(path: &str) -> Cow<'_, str> {
     match path.strip_prefix("/v1") {

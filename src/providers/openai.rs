@@ -1,6 +1,7 @@
 use actix_web::HttpResponse;
 use actix_web::http::header::HeaderMap;
 
+use super::openai_style_chat_body;
 use super::{
     ChatCall, Provider, ProviderError, ProviderKind, ProviderState, ProxyErrorKind,
     RateLimitCounters, SdkHint, UpstreamTarget, Usage, injected_message, json_error,
@@ -84,14 +85,7 @@ impl Provider for OpenAi {
     }
 
     fn chat_body(&self, call: &ChatCall<'_>, prompt: &str) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "model": call.model,
-            "messages": [{"role": "user", "content": prompt}]
-        });
-        if call.stream {
-            body["stream"] = serde_json::Value::Bool(true);
-        }
-        body
+        openai_style_chat_body(Some(call.model), call.stream, prompt)
     }
 
     fn cache_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {

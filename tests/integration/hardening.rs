@@ -22,6 +22,33 @@ async fn openai_proxy(app: &TestApp, mock: &MockUpstream, extra: Value) -> Value
     app.create(body).await
 }
 
+/// A POST written byte for byte (no client library normalises its path or merges its headers),
+/// and everything the server answers before it closes.
+async fn raw_post(
+    port: u16,
+    path: &'static str,
+    extra_headers: &'static str,
+    body: &'static str,
+) -> String {
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("sent");
+        let mut answer = String::new();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a timeout");
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .expect("the client thread")
+}
+
 #[actix_web::test]
 async fn every_forwarded_for_line_counts() {
     let mock = MockUpstream::start().await;
@@ -37,24 +64,14 @@ async fn every_forwarded_for_line_counts() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // A second reverse proxy added its own line: the nearest client is on the last one.
     let port = port_of(&proxy);
-    let answer = actix_web::rt::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
-        let body = r#"{"model":"gpt-4o-mini","messages":[]}"#;
-        write!(
-            stream,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 203.0.113.9\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("sent");
-        let mut answer = String::new();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a timeout");
-        let _ = stream.read_to_string(&mut answer);
-        answer
-    })
-    .await
-    .expect("the client thread");
+    let body = r#"{"model":"gpt-4o-mini","messages":[]}"#;
+    let answer = raw_post(
+        port,
+        "/v1/chat/completions",
+        "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 203.0.113.9\r\n",
+        body,
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(mock.requests().is_empty());
 }
@@ -65,22 +82,7 @@ async fn dot_segments_never_reach_the_upstream() {
     let app = TestApp::start().await;
     let port = port_of(&openai_proxy(&app, &mock, json!({})).await);
     for path in ["/v1/../admin", "/v1/%2e%2e/admin", "/v1/./chat/completions"] {
-        let answer = actix_web::rt::task::spawn_blocking(move || {
-            let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
-            write!(
-                stream,
-                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            )
-            .expect("sent");
-            let mut answer = String::new();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("a timeout");
-            let _ = stream.read_to_string(&mut answer);
-            answer
-        })
-        .await
-        .expect("the client thread");
+        let answer = raw_post(port, path, "", "{}").await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
         assert!(answer.contains("invalid_request_error"), "{path}: {answer}");
     }
