@@ -135,6 +135,17 @@ pub enum Lockout {
     LastAdmin,
 }
 
+/// The account `id`, unless it is missing or the last active admin (who must stay).
+fn removable(conn: &mut SqliteConnection, id: i32) -> Result<Result<UserRow, Lockout>, DbError> {
+    let Some(row) = user(conn, id)? else {
+        return Ok(Err(Lockout::NotFound));
+    };
+    if row.disabled_at.is_none() && row.role == "admin" && active_admin_count(conn)? <= 1 {
+        return Ok(Err(Lockout::LastAdmin));
+    }
+    Ok(Ok(row))
+}
+
 /// Disables an account and ends its sessions and tokens, unless it is the last active admin.
 /// The check and the change are one immediate transaction, so two admins disabling each other
 /// at once cannot both succeed.
@@ -144,12 +155,10 @@ pub fn disable_user(
     at: NaiveDateTime,
 ) -> Result<Lockout, DbError> {
     conn.immediate_transaction(|conn| {
-        let Some(row) = user(conn, id)? else {
-            return Ok(Lockout::NotFound);
+        let row = match removable(conn, id)? {
+            Ok(row) => row,
+            Err(refusal) => return Ok(refusal),
         };
-        if row.disabled_at.is_none() && row.role == "admin" && active_admin_count(conn)? <= 1 {
-            return Ok(Lockout::LastAdmin);
-        }
         if row.disabled_at.is_none() {
             diesel::update(users::table.find(id))
                 .set(users::disabled_at.eq(Some(at)))
@@ -176,12 +185,10 @@ pub fn delete_user(
     at: NaiveDateTime,
 ) -> Result<Lockout, DbError> {
     conn.immediate_transaction(|conn| {
-        let Some(row) = user(conn, id)? else {
-            return Ok(Lockout::NotFound);
+        let row = match removable(conn, id)? {
+            Ok(row) => row,
+            Err(refusal) => return Ok(refusal),
         };
-        if row.disabled_at.is_none() && row.role == "admin" && active_admin_count(conn)? <= 1 {
-            return Ok(Lockout::LastAdmin);
-        }
         // Spaces never pass `normalize_email`, so no sign-in or new account can match this.
         let tombstone = format!("{} (deleted account {id})", row.email);
         diesel::update(users::table.find(id))

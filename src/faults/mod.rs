@@ -330,8 +330,14 @@ impl Faults {
         &self.config
     }
 
+    /// Read for every request: no list is built.
     pub fn is_active(&self) -> bool {
-        !self.config.active_kinds().is_empty()
+        let config = &self.config;
+        config.ip_filter.enabled
+            || config.rate_limit.enabled
+            || config.timeout.enabled
+            || config.errors.enabled
+            || config.response_delay.enabled
     }
 
     /// The client as the filter sees it: the socket peer, or, when the peer is a trusted

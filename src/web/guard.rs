@@ -91,16 +91,24 @@ pub async fn authenticate(
     next.call(req).await
 }
 
-/// `Ok(None)` when the request carries no credential at all.
-async fn identify(req: &ServiceRequest, state: &AppState) -> Result<Option<Caller>, HttpResponse> {
-    let path = req.path();
-    if let Some(authorization) = req.headers().get(header::AUTHORIZATION) {
-        let bearer = authorization
+/// The token of an `Authorization` header: empty when the header is not `Bearer …` (which the
+/// token check then refuses), `None` without the header.
+fn bearer_of(headers: &header::HeaderMap) -> Option<&str> {
+    let authorization = headers.get(header::AUTHORIZATION)?;
+    Some(
+        authorization
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .unwrap_or_default();
+            .unwrap_or_default(),
+    )
+}
+
+/// `Ok(None)` when the request carries no credential at all.
+async fn identify(req: &ServiceRequest, state: &AppState) -> Result<Option<Caller>, HttpResponse> {
+    let path = req.path();
+    if let Some(bearer) = bearer_of(req.headers()) {
         return match state.accounts.token(bearer).await {
             Ok(Some(caller)) => Ok(Some(caller)),
             Ok(None) => Err(refuse(
@@ -128,13 +136,7 @@ async fn identify(req: &ServiceRequest, state: &AppState) -> Result<Option<Calle
 /// The credential a request carries, as `identify` reads it: an `Authorization` header wins
 /// over a session cookie.
 pub fn presented(req: &HttpRequest) -> Option<Presented> {
-    if let Some(authorization) = req.headers().get(header::AUTHORIZATION) {
-        let bearer = authorization
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or_default();
+    if let Some(bearer) = bearer_of(req.headers()) {
         return Some(Presented::Bearer(bearer.to_owned()));
     }
     req.cookie(SESSION_COOKIE)
