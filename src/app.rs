@@ -153,9 +153,9 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     let (writer, writer_thread) = DbWriter::start(
         pool.clone(),
         usize::try_from(args.write_queue).unwrap_or(usize::MAX),
-        Box::new(move |changed| {
+        Box::new(move |report| {
             if let Some(cache) = listener_slot.get().and_then(Weak::upgrade) {
-                cache.refresh_totals(changed);
+                cache.batch_written(report);
             }
         }),
     )

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod emulator;
 pub mod faults;
+pub mod fixtures;
 pub mod forwarded;
 pub mod gateway;
 pub mod ids;

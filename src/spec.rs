@@ -1,5 +1,6 @@
 //! A proxy's validated configuration as the running product holds it in memory.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -13,8 +14,12 @@ use crate::providers::ProviderKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheMode {
+    /// Replays what is recorded, records what is not.
     ReadWrite,
+    /// Never asks the upstream: a request with no recorded answer gets an error.
     ReplayOnly,
+    /// Always asks the upstream and records its answer over the old one.
+    Refresh,
 }
 
 impl CacheMode {
@@ -22,7 +27,13 @@ impl CacheMode {
         match self {
             CacheMode::ReadWrite => "read_write",
             CacheMode::ReplayOnly => "replay_only",
+            CacheMode::Refresh => "refresh",
         }
+    }
+
+    /// Whether new answers are recorded.
+    pub fn records(self) -> bool {
+        self != CacheMode::ReplayOnly
     }
 }
 
@@ -33,8 +44,9 @@ impl FromStr for CacheMode {
         match s {
             "read_write" => Ok(CacheMode::ReadWrite),
             "replay_only" => Ok(CacheMode::ReplayOnly),
+            "refresh" => Ok(CacheMode::Refresh),
             other => Err(format!(
-                "unknown cache mode “{other}”; expected read_write or replay_only"
+                "unknown cache mode “{other}”; expected read_write, replay_only or refresh"
             )),
         }
     }
@@ -47,6 +59,9 @@ pub struct CacheSettings {
     pub ttl_seconds: Option<u64>,
     /// Keys include a hash of the client's credential, so two API keys never share answers.
     pub partition_by_credential: bool,
+    /// A directory on the server the entries are loaded from at start, and (when the mode
+    /// records) every new entry is written to as a fixture file. Absolute.
+    pub fixtures_dir: Option<PathBuf>,
 }
 
 impl Default for CacheSettings {
@@ -56,6 +71,7 @@ impl Default for CacheSettings {
             mode: CacheMode::ReadWrite,
             ttl_seconds: None,
             partition_by_credential: false,
+            fixtures_dir: None,
         }
     }
 }
@@ -79,6 +95,8 @@ pub struct ProxySpec {
     pub log_requests: bool,
     pub created_at: DateTime<Utc>,
     pub owner: UserId,
+    /// The config file that declares this proxy; its entries replace edits at the next start.
+    pub declared_in: Option<PathBuf>,
 }
 
 impl ProxySpec {

@@ -29,6 +29,9 @@ pub struct KeyParts<'a> {
     /// Answered by the emulator: its answers never stand in for a real upstream's (or back)
     /// when the proxy's upstream changes.
     pub emulated: bool,
+    /// Named by `X-Rubberduck-Cassette`: a partition of its own, so two tests may record
+    /// different answers to the same request.
+    pub cassette: Option<&'a str>,
 }
 
 impl CacheKey {
@@ -74,6 +77,11 @@ impl CacheKey {
         if parts.emulated {
             hasher.update(b"\0emulator\0");
         }
+        if let Some(cassette) = parts.cassette {
+            hasher.update(b"\0cassette\0");
+            hasher.update(cassette.as_bytes());
+            hasher.update([0]);
+        }
         if parts.partition_by_credential {
             hasher.update(b"\0credential\0");
             if let Some(credential) = provider.credential_identity(parts.headers) {
@@ -86,7 +94,10 @@ impl CacheKey {
 }
 
 /// Selected query parameters, sorted, so their order in the URL does not matter.
-fn answer_changing_params<'a>(query: Option<&'a str>, names: &[&str]) -> Vec<(&'a str, &'a str)> {
+pub(super) fn answer_changing_params<'a>(
+    query: Option<&'a str>,
+    names: &[&str],
+) -> Vec<(&'a str, &'a str)> {
     let mut params: Vec<(&str, &str)> = query
         .unwrap_or("")
         .split('&')
@@ -169,6 +180,7 @@ mod tests {
                 body: body.as_bytes(),
                 partition_by_credential: false,
                 emulated: false,
+                cassette: None,
             },
         )
     }
@@ -280,6 +292,7 @@ mod tests {
                     body: b"{}",
                     partition_by_credential: partition,
                     emulated: false,
+                    cassette: None,
                 },
             )
         };

@@ -5,7 +5,9 @@
 //! thread, never a request's) the least recently stored or hit entries of a proxy over its
 //! budget, then of the whole cache over the total, are deleted from both tiers.
 
+mod control;
 mod key;
+mod recording;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,10 +19,12 @@ use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use control::{CACHE_HEADER, CASSETTE_HEADER, Directive, Handling, RequestControl};
 pub use key::{CacheKey, KeyParts};
+pub use recording::{Payload, RecordedChunk, RecordedRequest, Recording};
 
 use crate::db::models::CacheEntryRow;
-use crate::db::writer::{DbWriter, WriteOp};
+use crate::db::writer::{BatchReport, CacheReplacement, DbWriter, Replaced, WriteOp};
 use crate::db::{self, DbError, DbPool};
 use crate::ids::ProxyId;
 use crate::providers::Usage;
@@ -104,7 +108,7 @@ impl CachedResponse {
         }
     }
 
-    fn from_row(row: CacheEntryRow) -> Option<Self> {
+    pub fn from_row(row: CacheEntryRow) -> Option<Self> {
         Some(CachedResponse {
             status: u16::try_from(row.status).ok()?,
             headers: serde_json::from_str(&row.headers).ok()?,
@@ -118,8 +122,14 @@ impl CachedResponse {
         })
     }
 
-    fn to_row(&self, proxy: ProxyId, key: &CacheKey) -> CacheEntryRow {
+    pub fn to_row(
+        &self,
+        proxy: ProxyId,
+        key: &CacheKey,
+        recording: Option<&Recording>,
+    ) -> CacheEntryRow {
         CacheEntryRow {
+            recording: recording.and_then(|r| serde_json::to_string(r).ok()),
             proxy_id: proxy.0,
             cache_key: key.to_string(),
             status: i32::from(self.status),
@@ -152,6 +162,42 @@ struct ProxyStats {
     entries: AtomicU64,
     bytes: AtomicU64,
     evictions: AtomicU64,
+    /// Counts clears and replacements: an entry read from SQLite before one goes into memory
+    /// only if none happened meanwhile (held for reading while it goes in).
+    generation: RwLock<u64>,
+}
+
+impl ProxyStats {
+    fn generation(&self) -> u64 {
+        *self.generation.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What [`ResponseCache::lookup`] found.
+pub enum Lookup {
+    Hit(Arc<CachedResponse>),
+    /// No answer; with a [`Leader`] when this request is the one to fetch and record it.
+    Miss(Option<Leader>),
+}
+
+type Leaders = Mutex<HashMap<MemoryKey, tokio::sync::watch::Receiver<()>>>;
+
+/// Held by the one request fetching an answer that identical requests wait for; dropped once
+/// the answer is stored (or given up), which wakes them to look again.
+pub struct Leader {
+    leaders: Arc<Leaders>,
+    key: MemoryKey,
+    _signal: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        lock(&self.leaders).remove(&self.key);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Per-proxy numbers for pages and the API.
@@ -200,6 +246,11 @@ pub struct ResponseCache {
     proxy_budget: AtomicU64,
     /// Held while totals are read and entries evicted, so two passes never race.
     enforcing: Mutex<()>,
+    /// Keys being fetched by a request that identical ones wait for.
+    leaders: Arc<Leaders>,
+    /// Entries handed to the writer and not yet taken by it, with their sizes: counted by
+    /// [`ResponseCache::info`] before they are in SQLite.
+    unflushed: Mutex<HashMap<MemoryKey, u64>>,
 }
 
 impl ResponseCache {
@@ -216,6 +267,8 @@ impl ResponseCache {
             total_budget: AtomicU64::new(0),
             proxy_budget: AtomicU64::new(0),
             enforcing: Mutex::new(()),
+            leaders: Arc::default(),
+            unflushed: Mutex::default(),
         }
     }
 
@@ -259,19 +312,95 @@ impl ResponseCache {
         Arc::clone(all.entry(proxy).or_default())
     }
 
-    /// A fresh stored answer, from memory or else from SQLite (through the blocking pool).
-    /// Counts the lookup as a hit or a miss.
+    /// Looks an answer up and counts the lookup as a hit or a miss. With `lead`, a miss is
+    /// handed a [`Leader`] unless an identical request is already fetching the answer: then this
+    /// one waits for it and looks again, so an answer is fetched (and paid for) once, and a
+    /// request right after an answer ends never misses it.
     pub async fn lookup(
         &self,
         proxy: ProxyId,
         key: &CacheKey,
         ttl_seconds: Option<u64>,
+        lead: bool,
+    ) -> Lookup {
+        let memory_key = (proxy, *key);
+        let stats = self.stats(proxy);
+        loop {
+            if let Some(found) = self.find(proxy, key, ttl_seconds, &stats).await {
+                return self.hit(proxy, key, found, &stats);
+            }
+            if !lead {
+                stats.misses.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Miss(None);
+            }
+            let mut waiting = {
+                let mut leaders = lock(&self.leaders);
+                match leaders.get(&memory_key) {
+                    Some(leading) => leading.clone(),
+                    None => {
+                        let (signal, receiver) = tokio::sync::watch::channel(());
+                        leaders.insert(memory_key, receiver);
+                        let leader = Leader {
+                            leaders: Arc::clone(&self.leaders),
+                            key: memory_key,
+                            _signal: signal,
+                        };
+                        // The previous leader may have stored it between the look and now.
+                        if let Some(found) = self.fresh_in_memory(&memory_key, ttl_seconds) {
+                            drop(leaders);
+                            drop(leader);
+                            return self.hit(proxy, key, found, &stats);
+                        }
+                        stats.misses.fetch_add(1, Ordering::Relaxed);
+                        return Lookup::Miss(Some(leader));
+                    }
+                }
+            };
+            // Ends when the leader drops its side: stored, or given up.
+            let _ = waiting.changed().await;
+        }
+    }
+
+    fn hit(
+        &self,
+        proxy: ProxyId,
+        key: &CacheKey,
+        found: Arc<CachedResponse>,
+        stats: &ProxyStats,
+    ) -> Lookup {
+        stats.hits.fetch_add(1, Ordering::Relaxed);
+        self.writer.submit(WriteOp::CacheHit {
+            proxy_id: proxy.0,
+            key: key.bytes(),
+            at: Utc::now().naive_utc(),
+        });
+        Lookup::Hit(found)
+    }
+
+    fn fresh_in_memory(
+        &self,
+        memory_key: &MemoryKey,
+        ttl_seconds: Option<u64>,
     ) -> Option<Arc<CachedResponse>> {
-        let now = Utc::now();
+        self.memory
+            .get(memory_key)
+            .filter(|found| found.is_fresh(ttl_seconds, Utc::now()))
+    }
+
+    /// A fresh stored answer, from memory or else from SQLite (through the blocking pool). An
+    /// expired one is deleted.
+    async fn find(
+        &self,
+        proxy: ProxyId,
+        key: &CacheKey,
+        ttl_seconds: Option<u64>,
+        stats: &ProxyStats,
+    ) -> Option<Arc<CachedResponse>> {
         let memory_key = (proxy, *key);
         let found = match self.memory.get(&memory_key) {
             Some(found) => Some(found),
             None => {
+                let generation = stats.generation();
                 let text_key = key.to_string();
                 let stored = db::run(&self.db, move |conn| {
                     db::cache_entries::find(conn, proxy.0, &text_key)
@@ -283,47 +412,68 @@ impl ResponseCache {
                 });
                 let found = stored.and_then(CachedResponse::from_row).map(Arc::new);
                 if let Some(found) = &found {
+                    let current = stats.generation.read().unwrap_or_else(|p| p.into_inner());
+                    // Read before a clear that has ended since: the entry is gone.
+                    if *current != generation {
+                        return None;
+                    }
                     self.memory.insert(memory_key, Arc::clone(found));
                 }
                 found
             }
         };
-        let stats = self.stats(proxy);
         match found {
-            Some(found) if found.is_fresh(ttl_seconds, now) => {
-                stats.hits.fetch_add(1, Ordering::Relaxed);
-                self.writer.submit(WriteOp::CacheHit {
+            Some(found) if found.is_fresh(ttl_seconds, Utc::now()) => Some(found),
+            Some(_) => {
+                self.memory.invalidate(&memory_key);
+                self.writer.submit(WriteOp::DeleteCacheEntry {
                     proxy_id: proxy.0,
-                    key: key.bytes(),
-                    at: now.naive_utc(),
+                    key: key.to_string(),
                 });
-                Some(found)
-            }
-            expired => {
-                if expired.is_some() {
-                    self.memory.invalidate(&memory_key);
-                    self.writer.submit(WriteOp::DeleteCacheEntry {
-                        proxy_id: proxy.0,
-                        key: key.to_string(),
-                    });
-                }
-                stats.misses.fetch_add(1, Ordering::Relaxed);
                 None
             }
+            None => None,
         }
     }
 
-    /// Keeps an answer: in memory at once, in SQLite through the writer.
-    /// An answer larger than a budget is not kept at all.
-    pub fn store(&self, proxy: ProxyId, key: CacheKey, response: CachedResponse) {
+    /// Keeps an answer: in memory at once, in SQLite through the writer. An answer larger
+    /// than a budget is not kept at all. In memory first: a clear that starts meanwhile then
+    /// finds it there, or (queued after the clear) it stays in both.
+    pub fn store(
+        &self,
+        proxy: ProxyId,
+        key: CacheKey,
+        response: CachedResponse,
+        recording: Option<&Recording>,
+    ) {
         let size = u64::try_from(response.body.len()).unwrap_or(u64::MAX);
         if !self.budget().fits(size) {
             log::debug!("not caching an answer of {size} bytes: it exceeds the cache budget");
             return;
         }
-        self.writer
-            .submit(WriteOp::StoreCacheEntry(response.to_row(proxy, &key)));
+        let row = response.to_row(proxy, &key, recording);
         self.memory.insert((proxy, key), Arc::new(response));
+        let mut unflushed = lock(&self.unflushed);
+        unflushed.insert((proxy, key), size);
+        if !self.writer.submit(WriteOp::StoreCacheEntry(row)) {
+            unflushed.remove(&(proxy, key));
+        }
+    }
+
+    /// What the writer did with a batch: entries it took are no longer waiting; totals of the
+    /// proxies that changed are read again. Blocking: call it from the writer thread.
+    pub fn batch_written(&self, report: &BatchReport) {
+        if !report.taken.is_empty() {
+            let mut unflushed = lock(&self.unflushed);
+            for (proxy, key) in &report.taken {
+                if let Some(key) = CacheKey::from_hex(key) {
+                    unflushed.remove(&(ProxyId(*proxy), key));
+                }
+            }
+        }
+        if !report.changed.is_empty() {
+            self.refresh_totals(&report.changed);
+        }
     }
 
     pub fn counts(&self, proxy: ProxyId) -> CacheCounts {
@@ -349,14 +499,29 @@ impl ResponseCache {
             })
     }
 
+    /// The proxy's entries as stored, and those still on their way to SQLite.
     pub async fn info(&self, proxy: ProxyId) -> Result<CacheInfo, DbError> {
-        let stored = db::run(&self.db, move |conn| {
-            db::cache_entries::stats(conn, proxy.0)
+        let waiting: Vec<(String, u64)> = lock(&self.unflushed)
+            .iter()
+            .filter(|((owner, _), _)| *owner == proxy)
+            .map(|((_, key), size)| (key.to_string(), *size))
+            .collect();
+        let (stored, already) = db::run(&self.db, move |conn| {
+            let keys: Vec<String> = waiting.iter().map(|(key, _)| key.clone()).collect();
+            let stored = db::cache_entries::stats(conn, proxy.0)?;
+            let already = db::cache_entries::stored_keys(conn, proxy.0, &keys)?;
+            let already: BTreeSet<String> = already.into_iter().collect();
+            let not_yet: Vec<u64> = waiting
+                .into_iter()
+                .filter(|(key, _)| !already.contains(key))
+                .map(|(_, size)| size)
+                .collect();
+            Ok((stored, not_yet))
         })
         .await?;
         let mut counts = self.counts(proxy);
-        counts.entries = stored.entries;
-        counts.bytes = stored.bytes;
+        counts.entries = stored.entries + already.len() as u64;
+        counts.bytes = stored.bytes + already.iter().sum::<u64>();
         Ok(CacheInfo {
             counts,
             oldest: stored.oldest.map(|t| t.and_utc()),
@@ -364,19 +529,58 @@ impl ResponseCache {
         })
     }
 
-    /// Removes every entry of a proxy; returns how many were stored.
+    /// Removes every entry of a proxy, those still queued for SQLite too; returns how many
+    /// there were.
     pub async fn clear(&self, proxy: ProxyId) -> Result<usize, DbError> {
-        self.memory
-            .invalidate_entries_if(move |(owner, _), _| *owner == proxy)
-            .map_err(|e| DbError::Corrupt(format!("cannot clear the memory cache: {e}")))?;
-        let removed = db::run(&self.db, move |conn| {
-            db::cache_entries::delete_for_proxy(conn, proxy.0)
-        })
-        .await?;
+        Ok(self.replace(proxy, true, Vec::new()).await?.removed)
+    }
+
+    /// Writes entries into a proxy's cache, after removing all it had when `clear`; in order
+    /// with the writes queued before, and in memory only once SQLite has them.
+    pub async fn replace(
+        &self,
+        proxy: ProxyId,
+        clear: bool,
+        rows: Vec<CacheEntryRow>,
+    ) -> Result<Replaced, DbError> {
+        let keys: Vec<CacheKey> = rows
+            .iter()
+            .filter_map(|row| CacheKey::from_hex(&row.cache_key))
+            .collect();
+        let (replacement, done) = CacheReplacement::new(proxy.0, clear, rows);
+        if !self
+            .writer
+            .submit_always(WriteOp::ReplaceCache(Box::new(replacement)))
+        {
+            return Err(DbError::Corrupt("the database writer has stopped".into()));
+        }
+        let outcome = done
+            .await
+            .map_err(|_| DbError::Corrupt("the database writer has stopped".into()))?
+            .map_err(DbError::Corrupt)?;
         let stats = self.stats(proxy);
-        stats.entries.store(0, Ordering::Relaxed);
-        stats.bytes.store(0, Ordering::Relaxed);
-        Ok(removed)
+        let mut generation = stats.generation.write().unwrap_or_else(|p| p.into_inner());
+        if clear {
+            self.memory
+                .invalidate_entries_if(move |(owner, _), _| *owner == proxy)
+                .map_err(|e| DbError::Corrupt(format!("cannot clear the memory cache: {e}")))?;
+            lock(&self.unflushed).retain(|(owner, _), _| *owner != proxy);
+        } else {
+            for key in keys {
+                self.memory.invalidate(&(proxy, key));
+            }
+        }
+        *generation += 1;
+        Ok(outcome)
+    }
+
+    /// Every stored entry of a proxy (for export), after what was queued before is written.
+    pub async fn entries(&self, proxy: ProxyId) -> Result<Vec<CacheEntryRow>, DbError> {
+        self.replace(proxy, false, Vec::new()).await?;
+        db::run(&self.db, move |conn| {
+            db::cache_entries::all_for_proxy(conn, proxy.0)
+        })
+        .await
     }
 
     /// Forgets a deleted proxy (its rows went with it, by foreign key).
@@ -387,6 +591,7 @@ impl ResponseCache {
         {
             log::warn!("cannot drop the memory cache of proxy {proxy}: {e}");
         }
+        lock(&self.unflushed).retain(|(owner, _), _| *owner != proxy);
         self.stats
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -34,9 +34,47 @@ pub fn upsert(conn: &mut SqliteConnection, row: &CacheEntryRow) -> Result<(), Db
             dsl::size_bytes.eq(excluded(dsl::size_bytes)),
             dsl::created_at.eq(excluded(dsl::created_at)),
             dsl::last_used_at.eq(excluded(dsl::last_used_at)),
+            dsl::recording.eq(excluded(dsl::recording)),
         ))
         .execute(conn)?;
     Ok(())
+}
+
+pub fn exists(conn: &mut SqliteConnection, proxy_id: i32, key: &str) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        dsl::cache_entries.filter(dsl::proxy_id.eq(proxy_id).and(dsl::cache_key.eq(key))),
+    ))
+    .get_result(conn)?)
+}
+
+/// Which of these keys a proxy has stored.
+pub fn stored_keys(
+    conn: &mut SqliteConnection,
+    proxy_id: i32,
+    keys: &[String],
+) -> Result<Vec<String>, DbError> {
+    let mut found = Vec::new();
+    for some in keys.chunks(500) {
+        found.extend(
+            dsl::cache_entries
+                .filter(dsl::proxy_id.eq(proxy_id).and(dsl::cache_key.eq_any(some)))
+                .select(dsl::cache_key)
+                .load::<String>(conn)?,
+        );
+    }
+    Ok(found)
+}
+
+/// Every entry of a proxy, oldest first.
+pub fn all_for_proxy(
+    conn: &mut SqliteConnection,
+    proxy_id: i32,
+) -> Result<Vec<CacheEntryRow>, DbError> {
+    Ok(dsl::cache_entries
+        .filter(dsl::proxy_id.eq(proxy_id))
+        .order((dsl::created_at.asc(), dsl::id.asc()))
+        .select(CacheEntryRow::as_select())
+        .load(conn)?)
 }
 
 pub fn record_hits(

@@ -37,6 +37,8 @@ pub struct ProxyRow {
     pub log_requests: bool,
     pub emulator_ttft_ms: i32,
     pub emulator_tokens_per_second: i32,
+    pub cache_fixtures_dir: Option<String>,
+    pub declared_in: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -62,6 +64,8 @@ pub struct NewProxyRow {
     pub log_requests: bool,
     pub emulator_ttft_ms: i32,
     pub emulator_tokens_per_second: i32,
+    pub cache_fixtures_dir: Option<String>,
+    pub declared_in: Option<String>,
 }
 
 /// The user-editable settings of a proxy; every field is written (the registry holds the whole
@@ -85,6 +89,7 @@ pub struct ProxySettingsChange {
     pub emulator_ttft_ms: i32,
     pub emulator_tokens_per_second: i32,
     pub log_requests: bool,
+    pub cache_fixtures_dir: Option<String>,
 }
 
 /// A deleted proxy, remembered so its owner can still read its logs and numbers.
@@ -112,6 +117,9 @@ pub struct CacheEntryRow {
     pub created_at: NaiveDateTime,
     /// When it was stored or last hit: the least recently used go first when over budget.
     pub last_used_at: NaiveDateTime,
+    /// The request and what a fixture file says beside the answer (`cache::Recording`, as
+    /// JSON).
+    pub recording: Option<String>,
 }
 
 /// A UTC time as microseconds since the Unix epoch: how request logs store their time, because

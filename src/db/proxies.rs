@@ -1,5 +1,7 @@
 //! Queries on the `proxies` table.
 
+use std::path::PathBuf;
+
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
@@ -71,6 +73,18 @@ pub fn all_deleted(conn: &mut SqliteConnection) -> Result<Vec<DeletedProxyRow>, 
         .load(conn)?)
 }
 
+/// Marks a proxy as declared in a config file, or (`None`) as no longer declared.
+pub fn set_declared_in(
+    conn: &mut SqliteConnection,
+    id: i32,
+    file: Option<&str>,
+) -> Result<(), DbError> {
+    diesel::update(dsl::proxies.find(id))
+        .set(dsl::declared_in.eq(file))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn set_failure_config(
     conn: &mut SqliteConnection,
     id: i32,
@@ -103,6 +117,7 @@ impl TryFrom<ProxyRow> for ProxySpec {
                     .map(|ttl| u64::try_from(ttl).map_err(|_| corrupt("negative cache TTL")))
                     .transpose()?,
                 partition_by_credential: row.cache_partition_by_credential,
+                fixtures_dir: row.cache_fixtures_dir.map(PathBuf::from),
             },
             failure_config: serde_json::from_str::<serde_json::Value>(&row.failure_config)
                 .ok()
@@ -125,6 +140,7 @@ impl TryFrom<ProxyRow> for ProxySpec {
             vertex_service_account_file: row.vertex_service_account_file,
             aws_region: row.aws_region,
             created_at: row.created_at.and_utc(),
+            declared_in: row.declared_in.map(PathBuf::from),
         })
     }
 }
@@ -175,6 +191,8 @@ impl NewProxyRow {
             emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
             emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
             log_requests: valid.log_requests,
+            cache_fixtures_dir: fixtures_dir_column(valid),
+            declared_in: None,
         }
     }
 }
@@ -198,8 +216,17 @@ impl ProxySettingsChange {
             emulator_ttft_ms: emulator_column(valid.emulator.ttft_ms),
             emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
             log_requests: valid.log_requests,
+            cache_fixtures_dir: fixtures_dir_column(valid),
         }
     }
+}
+
+fn fixtures_dir_column(valid: &ValidProxy) -> Option<String> {
+    valid
+        .cache
+        .fixtures_dir
+        .as_ref()
+        .map(|dir| dir.to_string_lossy().into_owned())
 }
 
 /// Validation bounds the emulator settings far below `i32::MAX`.

@@ -24,6 +24,8 @@ diesel::table! {
         log_requests -> Bool,
         emulator_ttft_ms -> Integer,
         emulator_tokens_per_second -> Integer,
+        cache_fixtures_dir -> Nullable<Text>,
+        declared_in -> Nullable<Text>,
     }
 }
 
@@ -41,6 +43,7 @@ diesel::table! {
         last_hit_at -> Nullable<Timestamp>,
         hit_count -> BigInt,
         last_used_at -> Timestamp,
+        recording -> Nullable<Text>,
     }
 }
 

@@ -31,6 +31,10 @@ pub enum WriteOp {
     },
     InsertLog(Box<NewLogRow>),
     UpsertRollup(Box<RollupRow>),
+    /// Puts rows into a proxy's cache (after removing all it held, for a clear or a reload
+    /// from fixtures), in order with the writes queued before: a store still waiting when a
+    /// clear is asked for is cleared too.
+    ReplaceCache(Box<CacheReplacement>),
     /// Wakes the writer for hits added up in memory (see [`DbWriter::submit`]).
     FlushHits,
     /// Ends the writer once everything queued before it is written.
@@ -45,7 +49,7 @@ impl WriteOp {
             WriteOp::DeleteCacheEntry { .. } => Some(WriteKind::CacheDelete),
             WriteOp::InsertLog(_) => Some(WriteKind::Log),
             WriteOp::UpsertRollup(_) => Some(WriteKind::Rollup),
-            WriteOp::FlushHits | WriteOp::Stop => None,
+            WriteOp::ReplaceCache(_) | WriteOp::FlushHits | WriteOp::Stop => None,
         }
     }
 }
@@ -143,8 +147,91 @@ impl Drops {
     }
 }
 
-/// Told, after each batch, which proxies' cache entries changed.
-pub type BatchListener = Box<dyn Fn(&BTreeSet<i32>) + Send>;
+/// A clear, reload or import of one proxy's cache; whoever asked waits for `done`.
+pub struct CacheReplacement {
+    pub proxy_id: i32,
+    /// Remove every entry of the proxy first.
+    pub clear: bool,
+    pub rows: Vec<CacheEntryRow>,
+    pub done: Mutex<Option<tokio::sync::oneshot::Sender<Result<Replaced, String>>>>,
+    outcome: Mutex<Replaced>,
+}
+
+impl CacheReplacement {
+    pub fn new(
+        proxy_id: i32,
+        clear: bool,
+        rows: Vec<CacheEntryRow>,
+    ) -> (
+        Self,
+        tokio::sync::oneshot::Receiver<Result<Replaced, String>>,
+    ) {
+        let (done, receiver) = tokio::sync::oneshot::channel();
+        let replacement = CacheReplacement {
+            proxy_id,
+            clear,
+            rows,
+            done: Mutex::new(Some(done)),
+            outcome: Mutex::default(),
+        };
+        (replacement, receiver)
+    }
+
+    fn apply(&self, conn: &mut SqliteConnection) -> Result<(), DbError> {
+        let removed = if self.clear {
+            cache_entries::delete_for_proxy(conn, self.proxy_id)?
+        } else {
+            0
+        };
+        let (mut added, mut replaced) = (0, 0);
+        for row in &self.rows {
+            if !self.clear && cache_entries::exists(conn, row.proxy_id, &row.cache_key)? {
+                replaced += 1;
+            } else {
+                added += 1;
+            }
+            cache_entries::upsert(conn, row)?;
+        }
+        *lock(&self.outcome) = Replaced {
+            removed,
+            added,
+            replaced,
+        };
+        Ok(())
+    }
+
+    fn answer(&self, written: bool) {
+        let outcome = if written {
+            Ok(*lock(&self.outcome))
+        } else {
+            Err("the database did not take the change; see the server's log".to_owned())
+        };
+        if let Some(done) = lock(&self.done).take() {
+            // Whoever asked may have given up waiting.
+            let _ = done.send(outcome);
+        }
+    }
+}
+
+/// What a [`CacheReplacement`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replaced {
+    pub removed: usize,
+    pub added: usize,
+    pub replaced: usize,
+}
+
+/// What a batch changed, for the cache's numbers.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    /// Proxies whose cache entries were added or removed.
+    pub changed: BTreeSet<i32>,
+    /// Every entry the batch took to store (written or lost): no longer waiting.
+    pub taken: Vec<(i32, String)>,
+}
+
+/// Told what each batch changed.
+pub type BatchListener = Box<dyn Fn(&BatchReport) + Send>;
 
 /// The queue is an unbounded channel with its length counted beside it rather than std's
 /// bounded channel: that one allocates and touches every slot up front, so a queue deep enough
@@ -245,6 +332,18 @@ impl DbWriter {
         &self.drops
     }
 
+    /// Queues a write that must not be dropped (past the capacity if need be): one somebody
+    /// waits for.
+    pub fn submit_always(&self, op: WriteOp) -> bool {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.sender.send(op).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            log::warn!("database writer has stopped; a write was lost");
+            return false;
+        }
+        true
+    }
+
     /// Asks the writer to finish; blocks only until the stop request is queued.
     pub fn stop(&self) {
         // Past the capacity if need be: the stop must not be dropped.
@@ -292,9 +391,19 @@ fn run(
             batch.len(),
             started.elapsed().as_secs_f64() * 1000.0
         );
-        batch.clear();
-        if !changed.is_empty() {
-            on_batch(&changed);
+        let mut report = BatchReport::default();
+        for op in batch.drain(..) {
+            match op {
+                WriteOp::StoreCacheEntry(row) => report.taken.push((row.proxy_id, row.cache_key)),
+                WriteOp::ReplaceCache(replacement) => {
+                    replacement.answer(changed.contains(&replacement.proxy_id));
+                }
+                _ => {}
+            }
+        }
+        report.changed = changed;
+        if !report.changed.is_empty() || !report.taken.is_empty() {
+            on_batch(&report);
         }
         if stop {
             break;
@@ -400,6 +509,10 @@ fn apply_one(
         WriteOp::DeleteCacheEntry { proxy_id, key } => {
             cache_entries::delete_one(conn, *proxy_id, key)?;
             changed.insert(*proxy_id);
+        }
+        WriteOp::ReplaceCache(replacement) => {
+            replacement.apply(conn)?;
+            changed.insert(replacement.proxy_id);
         }
         WriteOp::CacheHit { .. } | WriteOp::InsertLog(_) | WriteOp::FlushHits | WriteOp::Stop => {}
     }
@@ -526,6 +639,7 @@ mod tests {
             size_bytes: 2,
             created_at: chrono::Utc::now().naive_utc(),
             last_used_at: chrono::Utc::now().naive_utc(),
+            recording: None,
         })
     }
 

@@ -1,9 +1,11 @@
 //! Forwarding: the client's bytes go upstream unchanged (bar hop-by-hop headers and provider
 //! credentials), and the upstream's answer streams back without buffering.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use actix_tls::connect::Resolver;
 use actix_web::HttpResponse;
@@ -20,10 +22,13 @@ use super::headers::{connection_tokens, forwardable, returnable};
 use super::reach::MembersResolver;
 use super::usage::UsageMeter;
 use super::{InFlight, UpstreamSettings};
-use crate::cache::{CacheKey, CachedResponse, MAX_ENTRY_BYTES, ResponseCache, is_content_header};
+use crate::cache::{
+    CacheKey, CachedResponse, Leader, MAX_ENTRY_BYTES, Recording, ResponseCache, is_content_header,
+};
 use crate::emulator;
+use crate::fixtures::{self, Fixture};
 use crate::ids::ProxyId;
-use crate::providers::{Provider, UpstreamRequest, Usage};
+use crate::providers::{Provider, ProviderKind, UpstreamRequest, Usage};
 use crate::reach::MemberUpstreams;
 use crate::telemetry::{LogDraft, Telemetry};
 
@@ -60,17 +65,31 @@ impl<S> MeteredBody<S> {
     }
 }
 
+/// Where a successful answer is kept, and what is kept with it.
+pub(super) struct Keeping {
+    pub cache: Arc<ResponseCache>,
+    pub proxy: ProxyId,
+    pub provider: ProviderKind,
+    pub key: CacheKey,
+    /// Released once the answer is stored (or given up): identical requests wait for it.
+    pub leader: Option<Leader>,
+    /// The request; usage and chunk timing are added as the answer passes.
+    pub recording: Recording,
+    /// Written there as a fixture file too.
+    pub fixtures_dir: Option<PathBuf>,
+}
+
 /// Copies a successful answer as it streams through (chunks are reference-counted, not
 /// copied) and stores it once the upstream has sent all of it; an answer cut short is dropped.
 pub(super) struct Recorder {
-    cache: Arc<ResponseCache>,
-    proxy: ProxyId,
-    key: CacheKey,
+    keeping: Keeping,
     status: u16,
     headers: Vec<(String, String)>,
     streamed: bool,
     chunks: Vec<Bytes>,
     size: usize,
+    /// When the last chunk (or the head) arrived.
+    last: Instant,
 }
 
 impl Recorder {
@@ -78,6 +97,15 @@ impl Recorder {
     fn push(&mut self, chunk: &Bytes) -> bool {
         self.size += chunk.len();
         self.chunks.push(chunk.clone());
+        if self.streamed {
+            let now = Instant::now();
+            let gap = now.duration_since(self.last).as_millis();
+            self.keeping
+                .recording
+                .chunk_gaps_ms
+                .push(u64::try_from(gap).unwrap_or(u64::MAX));
+            self.last = now;
+        }
         self.size <= MAX_ENTRY_BYTES
     }
 
@@ -94,7 +122,24 @@ impl Recorder {
             created_at: Utc::now(),
             usage: OnceLock::from(usage),
         };
-        self.cache.store(self.proxy, self.key, response);
+        let Keeping {
+            cache,
+            proxy,
+            provider,
+            key,
+            leader,
+            mut recording,
+            fixtures_dir,
+        } = self.keeping;
+        recording.usage = usage;
+        let fixture =
+            fixtures_dir.map(|dir| (dir, Fixture::of(provider, &key, &response, &recording)));
+        cache.store(proxy, key, response, Some(&recording));
+        // Stored: the requests waiting for this answer find it now.
+        drop(leader);
+        if let Some((dir, fixture)) = fixture {
+            fixtures::write_in_background(dir, fixture);
+        }
     }
 }
 
@@ -314,15 +359,15 @@ impl Outgoing {
         }
     }
 
-    /// Keeps a copy of a successful answer for the cache as it streams through.
-    pub fn record(&mut self, cache: &Arc<ResponseCache>, proxy: ProxyId, key: CacheKey) {
+    /// Keeps a copy of a successful answer for the cache as it streams through. Anything else
+    /// is not kept (and whoever waited for it is released now).
+    pub fn record(&mut self, keeping: Keeping) {
         if !self.status.is_success() {
             return;
         }
         self.recorder = Some(Recorder {
-            cache: Arc::clone(cache),
-            proxy,
-            key,
+            keeping,
+            last: Instant::now(),
             status: self.status.as_u16(),
             headers: self
                 .headers

@@ -15,8 +15,12 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Headers addressed to the proxy itself (cassette, cache and fault control).
+const RUBBERDUCK_PREFIX: &str = "x-rubberduck-";
+
 /// Headers of the client's request that must not be copied upstream: hop-by-hop ones, those
-/// named in `Connection`, and those the proxy sets itself (`Host`, `Content-Length`).
+/// named in `Connection`, those addressed to the proxy (`X-Rubberduck-*`), and those the proxy
+/// sets itself (`Host`, `Content-Length`).
 pub fn forwardable(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
     let named_in_connection = connection_tokens(headers);
     headers.iter().filter(move |(name, _)| {
@@ -24,6 +28,7 @@ pub fn forwardable(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &H
         !HOP_BY_HOP.contains(&name)
             && name != "host"
             && name != "content-length"
+            && !name.starts_with(RUBBERDUCK_PREFIX)
             && !named_in_connection.iter().any(|token| token == name)
     })
 }
@@ -62,6 +67,8 @@ mod tests {
             ("content-length", "2"),
             ("authorization", "Bearer sk"),
             ("openai-organization", "org"),
+            ("x-rubberduck-cassette", "test_a"),
+            ("x-rubberduck-cache", "refresh"),
         ] {
             headers.append(
                 HeaderName::from_static(name),

@@ -23,11 +23,14 @@ use super::body::{self, Reservation};
 use super::error::GatewayError;
 use super::faults;
 use super::forward::{
-    Outgoing, cache_headers, client_left, forwarded_headers, replay, send, stored_usage,
+    Keeping, Outgoing, cache_headers, client_left, forwarded_headers, replay, send, stored_usage,
 };
 use super::reach;
 use super::{InFlight, ProxyServerState};
-use crate::cache::{CacheKey, CachedResponse, KeyParts};
+use crate::cache::{
+    self, CacheKey, CachedResponse, Handling, KeyParts, Leader, RecordedRequest, Recording,
+    RequestControl,
+};
 use crate::emulator;
 use crate::faults::{Decision, Faults, Injection};
 use crate::forwarded;
@@ -50,7 +53,14 @@ struct Exchange<'a> {
     /// request is done with its body.
     body_reservation: Reservation,
     decision: Decision,
+    /// The `X-Rubberduck-*` cache headers of the request.
+    control: RequestControl,
+    /// The model the request names, for its log entry and its recording.
+    model: Option<String>,
+    /// Set when the answer is to be stored (and sent with `X-Cache: MISS`).
     key: Option<CacheKey>,
+    /// Held while this request fetches an answer identical requests wait for.
+    leader: Option<Leader>,
     /// Taken by a streamed answer's body, which logs when its last byte is sent.
     draft: Option<LogDraft>,
     /// Counts the request as in flight; a streamed answer's body carries it to the end.
@@ -100,7 +110,7 @@ async fn stages(x: &mut Exchange<'_>, payload: web::Payload) -> Result<Answer, G
     if let Some(answer) = error(x).await {
         return Ok(answer);
     }
-    let hit = match cache_lookup(x).await {
+    let hit = match cache_lookup(x).await? {
         Lookup::Hit(hit, key) => Some((hit, key)),
         Lookup::Miss => None,
         Lookup::Refused(refusal) => return Ok(Answer::Ready(refusal)),
@@ -131,7 +141,10 @@ impl<'a> Exchange<'a> {
             body: Bytes::new(),
             body_reservation: Reservation::default(),
             decision: Decision::default(),
+            control: RequestControl::default(),
+            model: None,
             key: None,
+            leader: None,
             in_flight,
         }
     }
@@ -182,10 +195,12 @@ async fn read_request(x: &mut Exchange<'_>, payload: web::Payload) -> Result<(),
     let (body, reservation) = body::receive(payload, declared, &x.state.upstream.bodies).await?;
     x.body = body;
     x.body_reservation = reservation;
-    let model = model_of(x.provider, x.req.path(), &x.body);
+    x.model = model_of(x.provider, x.req.path(), &x.body);
+    let model = x.model.clone();
     if let Some(draft) = x.draft.as_mut() {
         draft.request(&x.body, model);
     }
+    x.control = RequestControl::of(x.req.headers()).map_err(GatewayError::BadRequest)?;
     Ok(())
 }
 
@@ -238,11 +253,20 @@ async fn error(x: &mut Exchange<'_>) -> Option<Answer> {
     Some(x.inject(error).await)
 }
 
-/// Looks the request up in the proxy's cache, when it caches.
-async fn cache_lookup(x: &mut Exchange<'_>) -> Lookup {
+/// Looks the request up in the proxy's cache, when it caches: in the proxy's mode, or the
+/// one the request's `X-Rubberduck-Cache` header asks for, under its cassette.
+async fn cache_lookup(x: &mut Exchange<'_>) -> Result<Lookup, GatewayError> {
     if !x.spec.cache.enabled {
-        return Lookup::Miss;
+        return Ok(Lookup::Miss);
     }
+    let mode = match x
+        .control
+        .handling(x.spec.cache.mode)
+        .map_err(GatewayError::BadRequest)?
+    {
+        Handling::Bypass => return Ok(Lookup::Miss),
+        Handling::Mode(mode) => mode,
+    };
     let key = CacheKey::of(
         x.provider,
         &KeyParts {
@@ -253,27 +277,40 @@ async fn cache_lookup(x: &mut Exchange<'_>) -> Lookup {
             body: &x.body,
             partition_by_credential: x.spec.cache.partition_by_credential,
             emulated: x.spec.emulated(),
+            cassette: x.control.cassette.as_deref(),
         },
     );
+    let name = key.to_string();
+    if mode == CacheMode::Refresh {
+        x.key = Some(key);
+        x.note(|d| d.cache("miss", Some(name)));
+        return Ok(Lookup::Miss);
+    }
     let found = x
         .state
         .cache
-        .lookup(x.spec.id, &key, x.spec.cache.ttl_seconds)
+        .lookup(
+            x.spec.id,
+            &key,
+            x.spec.cache.ttl_seconds,
+            mode == CacheMode::ReadWrite,
+        )
         .await;
-    if let Some(hit) = found {
-        return Lookup::Hit(hit, key);
-    }
-    let name = key.to_string();
+    let leader = match found {
+        cache::Lookup::Hit(hit) => return Ok(Lookup::Hit(hit, key)),
+        cache::Lookup::Miss(leader) => leader,
+    };
     x.key = Some(key);
+    x.leader = leader;
     x.note(|d| d.cache("miss", Some(name)));
-    if x.spec.cache.mode == CacheMode::ReplayOnly {
+    if mode == CacheMode::ReplayOnly {
         let mut refusal = x.refuse(&GatewayError::NotCached);
         for (name, value) in cache_headers(x.key.as_ref()) {
             refusal.headers_mut().insert(name, value);
         }
-        return Lookup::Refused(refusal);
+        return Ok(Lookup::Refused(refusal));
     }
-    Lookup::Miss
+    Ok(Lookup::Miss)
 }
 
 /// Waits the response delay before a cache hit, and before a miss unless the delay is for hits
@@ -372,11 +409,33 @@ async fn emulate(x: &mut Exchange<'_>) -> Answer {
     Answer::Streaming(outgoing)
 }
 
-/// Keeps a successful answer in the cache once all of it has passed through.
+/// Keeps a successful answer in the cache once all of it has passed through, with what a
+/// fixture file needs: the request (never its headers), cassette and model; and, when the
+/// proxy is bound to a fixtures directory, as a file there too.
 fn store(x: &mut Exchange<'_>, answer: Answer) -> Answer {
     match (answer, x.key) {
         (Answer::Streaming(mut outgoing), Some(key)) => {
-            outgoing.record(&x.state.cache, x.spec.id, key);
+            let request = RecordedRequest::of(
+                x.provider,
+                x.req.method().as_str(),
+                x.req.path(),
+                x.query(),
+                &x.body,
+            );
+            outgoing.record(Keeping {
+                cache: Arc::clone(&x.state.cache),
+                proxy: x.spec.id,
+                provider: x.spec.provider,
+                key,
+                leader: x.leader.take(),
+                recording: Recording {
+                    cassette: x.control.cassette.clone(),
+                    request,
+                    model: x.model.clone(),
+                    ..Recording::default()
+                },
+                fixtures_dir: x.spec.cache.fixtures_dir.clone(),
+            });
             Answer::Streaming(outgoing)
         }
         (answer, _) => answer,

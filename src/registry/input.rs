@@ -2,7 +2,7 @@
 //! Checks that need the registry's state (ports taken by other proxies) live in the registry.
 
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use actix_web::http::Uri;
 use serde_json::Value;
@@ -39,6 +39,8 @@ pub struct CacheInput {
     pub partition_by_credential: Option<bool>,
     /// Whether `ttl_seconds` was given, so that an explicit null (keep forever) is an edit.
     pub ttl_explicit: bool,
+    /// `Some(None)`: an explicit null, which unbinds the directory.
+    pub fixtures_dir: Option<Option<String>>,
 }
 
 /// The emulator's latency as typed; absent fields keep their value (or the default).
@@ -146,6 +148,12 @@ impl ProxyInput {
                 ttl_seconds: spec.cache.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
                 partition_by_credential: Some(spec.cache.partition_by_credential),
                 ttl_explicit: true,
+                fixtures_dir: Some(
+                    spec.cache
+                        .fixtures_dir
+                        .as_ref()
+                        .map(|dir| dir.to_string_lossy().into_owned()),
+                ),
             }),
             emulator: Some(EmulatorInput {
                 ttft_ms: Some(spec.emulator.ttft_ms.into()),
@@ -184,6 +192,7 @@ impl ProxyInput {
             if cache_edit.ttl_explicit {
                 cache.ttl_seconds = cache_edit.ttl_seconds;
             }
+            take(&mut cache.fixtures_dir, cache_edit.fixtures_dir);
         }
         if let Some(emulator_edit) = edit.emulator {
             let emulator = self.emulator.get_or_insert_with(EmulatorInput::default);
@@ -241,7 +250,7 @@ impl CacheInput {
         let Value::Object(fields) = value else {
             return Err(FieldError::new(
                 "cache",
-                "cache must be an object with enabled, mode, ttl_seconds and partition_by_credential.",
+                "cache must be an object with enabled, mode, ttl_seconds, partition_by_credential and fixtures_dir.",
             ));
         };
         let mut cache = CacheInput::default();
@@ -258,7 +267,7 @@ impl CacheInput {
                 ("mode", _) => {
                     return Err(FieldError::new(
                         "cache.mode",
-                        "cache.mode must be read_write or replay_only.",
+                        "cache.mode must be read_write, replay_only or refresh.",
                     ));
                 }
                 ("partition_by_credential", Value::Bool(partition)) => {
@@ -277,6 +286,14 @@ impl CacheInput {
                 ("ttl_seconds", Value::Number(n)) => {
                     cache.ttl_seconds = Some(n.as_i64().unwrap_or(-1));
                     cache.ttl_explicit = true;
+                }
+                ("fixtures_dir", Value::Null) => cache.fixtures_dir = Some(None),
+                ("fixtures_dir", Value::String(dir)) => cache.fixtures_dir = Some(Some(dir)),
+                ("fixtures_dir", _) => {
+                    return Err(FieldError::new(
+                        "cache.fixtures_dir",
+                        "cache.fixtures_dir must be a directory path on the server, or null.",
+                    ));
                 }
                 ("ttl_seconds", _) => {
                     return Err(FieldError::new(
@@ -607,6 +624,14 @@ fn validate_cache(cache: Option<&CacheInput>) -> Result<CacheSettings, FieldErro
             ));
         }
     };
+    let fixtures_dir = match cache
+        .fixtures_dir
+        .as_ref()
+        .and_then(|d| optional_text(d.as_deref()))
+    {
+        None => None,
+        Some(dir) => Some(validate_fixtures_dir(dir, mode)?),
+    };
     Ok(CacheSettings {
         enabled: cache.enabled.unwrap_or(defaults.enabled),
         mode,
@@ -614,7 +639,37 @@ fn validate_cache(cache: Option<&CacheInput>) -> Result<CacheSettings, FieldErro
         partition_by_credential: cache
             .partition_by_credential
             .unwrap_or(defaults.partition_by_credential),
+        fixtures_dir,
     })
+}
+
+/// A fixtures directory must be named absolutely (a server's working directory is no place to
+/// guess from); one that does not exist yet is made when the proxy records, but replaying
+/// needs it to be there.
+fn validate_fixtures_dir(dir: &str, mode: CacheMode) -> Result<PathBuf, FieldError> {
+    let path = PathBuf::from(dir);
+    let field = "cache.fixtures_dir";
+    if !path.is_absolute() {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "The fixtures directory must be an absolute path on the server; “{dir}” is relative."
+            ),
+        ));
+    }
+    if path.exists() && !path.is_dir() {
+        return Err(FieldError::new(
+            field,
+            format!("{dir} on the server is a file, not a directory."),
+        ));
+    }
+    if !path.exists() && mode == CacheMode::ReplayOnly {
+        return Err(FieldError::new(
+            field,
+            format!("There is no directory {dir} on the server to replay fixtures from."),
+        ));
+    }
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The proxy registry: every proxy's configuration in memory, and the lifecycle of the actix
 //! server that serves each one on its own port.
 
+mod fixtures;
 pub mod input;
 mod ports;
 mod server;
@@ -8,6 +9,7 @@ mod server;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ use crate::settings::Settings;
 use crate::spec::{DeletedProxy, ProxySpec, ValidProxy};
 use crate::telemetry::{RecentTraffic, Telemetry};
 use crate::validation::FieldError;
+pub use fixtures::{FixturesLoad, ImportReport, MAX_IMPORT_BYTES};
 use input::{ProxyInput, validate};
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,8 @@ struct ManagedProxy {
     runtime: Mutex<Runtime>,
     /// Serialises start/stop/restart/delete of one proxy; never held by readers.
     lifecycle: tokio::sync::Mutex<()>,
+    /// The last load of its fixtures directory.
+    fixtures: Mutex<Option<FixturesLoad>>,
 }
 
 impl ManagedProxy {
@@ -142,6 +147,7 @@ impl ManagedProxy {
             live: Arc::new(LiveProxy::new(spec)),
             runtime: Mutex::new(runtime),
             lifecycle: tokio::sync::Mutex::new(()),
+            fixtures: Mutex::new(None),
         }
     }
 
@@ -400,6 +406,31 @@ impl ProxyRegistry {
         )]))
     }
 
+    /// A fixtures directory is read and written with the server's rights, so only an admin
+    /// binds a proxy to one (or moves it).
+    fn check_fixtures_dir(
+        &self,
+        input: &ProxyInput,
+        current: Option<&Path>,
+        access: Access,
+    ) -> Result<(), RegistryError> {
+        let wanted = input
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.fixtures_dir.as_ref())
+            .map(|dir| dir.as_deref().map(str::trim).filter(|d| !d.is_empty()));
+        let Some(wanted) = wanted else {
+            return Ok(());
+        };
+        if access == Access::All || wanted.map(Path::new) == current {
+            return Ok(());
+        }
+        Err(RegistryError::Invalid(vec![FieldError::new(
+            "cache.fixtures_dir",
+            "Only an admin can bind a proxy to a fixtures directory on the server; ask an admin, or use the cache's export and import.",
+        )]))
+    }
+
     /// Members' proxies reach public addresses and what an admin allowed; an address written in
     /// the URL is refused here already, names when they are resolved.
     fn check_member_upstream(
@@ -440,6 +471,7 @@ impl ProxyRegistry {
         access: Access,
     ) -> Result<Created, RegistryError> {
         self.check_key_file(input.vertex_service_account_file.as_deref(), None, access)?;
+        self.check_fixtures_dir(input, None, access)?;
         if access != Access::All && !self.owner_active(owner).await? {
             return Err(RegistryError::Invalid(vec![FieldError::new(
                 "owner",
@@ -521,6 +553,7 @@ impl ProxyRegistry {
             current.vertex_service_account_file.as_deref(),
             access,
         )?;
+        self.check_fixtures_dir(&edit, current.cache.fixtures_dir.as_deref(), access)?;
         let input = ProxyInput::from_spec(&current).overlay(edit);
         let valid = validate(&input, &self.settings.port_range).map_err(RegistryError::Invalid)?;
         self.check_member_upstream(&valid, access)?;

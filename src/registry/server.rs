@@ -33,6 +33,11 @@ impl ProxyRegistry {
         }
         self.set_status(id, proxy, ProxyStatus::Starting, None);
         let spec = proxy.live.spec.load_full();
+        if let Err(message) = self.load_fixtures_before_start(proxy, &spec).await {
+            log::warn!("proxy {id} cannot start: {message}");
+            self.set_status(id, proxy, ProxyStatus::Error, Some(message));
+            return Ok(self.snapshot(proxy));
+        }
         let port = spec.port;
         let members = match self.owned_by_admin(spec.owner).await? {
             true => None,

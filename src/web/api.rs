@@ -27,6 +27,7 @@ pub struct CacheJson {
     pub mode: &'static str,
     pub ttl_seconds: Option<u64>,
     pub partition_by_credential: bool,
+    pub fixtures_dir: Option<String>,
 }
 
 /// A proxy in the admin API's contract shape.
@@ -50,6 +51,8 @@ pub struct ProxyJson {
     pub emulator: EmulatorSettings,
     /// Whether requests go to the request log (metrics count them either way).
     pub log_requests: bool,
+    /// The config file that declares this proxy (its entries win at the next start).
+    pub declared_in: Option<String>,
     pub listening_port: Option<u16>,
     pub in_flight: usize,
     /// Requests and tokens since Rubberduck started.
@@ -81,11 +84,20 @@ impl ProxyJson {
                 mode: spec.cache.mode.as_str(),
                 ttl_seconds: spec.cache.ttl_seconds,
                 partition_by_credential: spec.cache.partition_by_credential,
+                fixtures_dir: spec
+                    .cache
+                    .fixtures_dir
+                    .as_ref()
+                    .map(|dir| dir.to_string_lossy().into_owned()),
             },
             vertex_service_account_file: spec.vertex_service_account_file.clone(),
             aws_region: spec.aws_region.clone(),
             emulator: spec.emulator,
             log_requests: spec.log_requests,
+            declared_in: spec
+                .declared_in
+                .as_ref()
+                .map(|file| file.to_string_lossy().into_owned()),
             listening_port: snapshot.listening_port,
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
@@ -300,8 +312,14 @@ pub async fn cache_info(
     id: web::Path<i32>,
 ) -> ApiResult {
     let id = ProxyId(*id);
-    let info = state.registry.cache_info(id, caller.access()).await?;
-    Ok(HttpResponse::Ok().json(info))
+    let access = caller.access();
+    let info = state.registry.cache_info(id, access).await?;
+    let mut json = serde_json::to_value(info)
+        .map_err(|e| ApiError::Internal(format!("cannot encode the cache info: {e}")))?;
+    if let Some(load) = state.registry.fixtures_load(id, access) {
+        json["fixtures"] = serde_json::json!(load);
+    }
+    Ok(HttpResponse::Ok().json(json))
 }
 
 pub async fn clear_cache(

@@ -8,6 +8,7 @@ mod dashboard;
 mod error;
 mod events;
 mod failures;
+mod fixtures_api;
 mod format;
 mod guard;
 mod logs_api;
@@ -135,6 +136,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/proxies/{id:\\d+}/cache",
                     web::delete().to(api::clear_cache),
+                )
+                .route(
+                    "/proxies/{id:\\d+}/cache/export",
+                    web::get().to(fixtures_api::export),
+                )
+                .service(
+                    web::resource("/proxies/{id:\\d+}/cache/import")
+                        .app_data(web::PayloadConfig::new(fixtures_api::MAX_UPLOAD_BYTES))
+                        .route(web::post().to(fixtures_api::import)),
+                )
+                .route(
+                    "/proxies/{id:\\d+}/cache/reload",
+                    web::post().to(fixtures_api::reload),
                 )
                 .route(
                     "/proxies/{id:\\d+}/failure-config",

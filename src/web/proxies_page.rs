@@ -273,6 +273,7 @@ impl ProxyForm {
             },
             partition_by_credential: Some(self.cache_partitioned()),
             ttl_explicit: true,
+            fixtures_dir: None,
         });
         // Empty keeps the current value (or the default); text that is not a whole number
         // becomes -1, which validation rejects with its own message.
