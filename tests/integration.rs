@@ -15,12 +15,13 @@ mod integration {
     mod api;
     mod binary;
     mod browser;
-    mod cache;
+    pub mod cache;
     mod cache_budget;
     mod drops;
     mod emulator;
     mod escalation;
     mod faults;
+    mod fixtures;
     mod forwarding;
     mod hardening;
     mod http2;

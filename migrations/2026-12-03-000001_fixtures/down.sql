@@ -1,3 +1,46 @@
 ALTER TABLE cache_entries DROP COLUMN recording;
-ALTER TABLE proxies DROP COLUMN declared_in;
-ALTER TABLE proxies DROP COLUMN cache_fixtures_dir;
+-- Proxy ids are never reused (AUTOINCREMENT): the counter outlives the rebuilt table.
+CREATE TEMP TABLE kept_proxy_sequence AS
+    SELECT seq FROM sqlite_sequence WHERE name = 'proxies';
+CREATE TABLE proxies_rebuilt (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    name TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    port INTEGER NOT NULL UNIQUE CHECK (port BETWEEN 1 AND 65535),
+    description TEXT NOT NULL DEFAULT '',
+    -- JSON array of strings
+    tags TEXT NOT NULL DEFAULT '[]',
+    upstream_url TEXT,
+    desired_state TEXT NOT NULL DEFAULT 'stopped' CHECK (desired_state IN ('running', 'stopped')),
+    last_error TEXT,
+    -- JSON object, the failure-config contract of the admin API
+    failure_config TEXT NOT NULL DEFAULT '{}',
+    cache_enabled BOOLEAN NOT NULL DEFAULT 1,
+    cache_mode TEXT NOT NULL DEFAULT 'read_write' CHECK (cache_mode IN ('read_write', 'replay_only')),
+    cache_ttl_seconds BIGINT CHECK (cache_ttl_seconds IS NULL OR cache_ttl_seconds > 0),
+    vertex_service_account_file TEXT,
+    aws_region TEXT,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    cache_partition_by_credential BOOLEAN NOT NULL DEFAULT 0,
+    emulator_ttft_ms INTEGER NOT NULL DEFAULT 200 CHECK (emulator_ttft_ms >= 0),
+    emulator_tokens_per_second INTEGER NOT NULL DEFAULT 50 CHECK (emulator_tokens_per_second > 0),
+    owner_id INTEGER REFERENCES users (id),
+    log_requests BOOLEAN NOT NULL DEFAULT 1
+);
+INSERT INTO proxies_rebuilt (id, name, provider, port, description, tags, upstream_url, desired_state, last_error,
+    failure_config, cache_enabled, cache_mode, cache_ttl_seconds, vertex_service_account_file,
+    aws_region, created_at, updated_at, cache_partition_by_credential, emulator_ttft_ms,
+    emulator_tokens_per_second, owner_id, log_requests)
+    SELECT id, name, provider, port, description, tags, upstream_url, desired_state, last_error,
+    failure_config, cache_enabled, CASE cache_mode WHEN 'refresh' THEN 'read_write' ELSE cache_mode END, cache_ttl_seconds, vertex_service_account_file,
+    aws_region, created_at, updated_at, cache_partition_by_credential, emulator_ttft_ms,
+    emulator_tokens_per_second, owner_id, log_requests FROM proxies;
+DROP TABLE proxies;
+ALTER TABLE proxies_rebuilt RENAME TO proxies;
+CREATE INDEX proxies_owner ON proxies (owner_id);
+DELETE FROM sqlite_sequence WHERE name = 'proxies';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'proxies', MAX(COALESCE((SELECT seq FROM kept_proxy_sequence), 0),
+                          COALESCE((SELECT MAX(id) FROM proxies), 0));
+DROP TABLE kept_proxy_sequence;

@@ -157,8 +157,12 @@ mod tests {
     #[test]
     fn payloads_keep_json_text_and_binary_apart_and_give_the_bytes_back() {
         let json = Payload::of(br#"{"b": 1, "a": [true]}"#);
-        assert_eq!(json.body, Some(serde_json::json!({"a": [true], "b": 1})));
-        assert_eq!(json.bytes().expect("json"), br#"{"a":[true],"b":1}"#);
+        assert_eq!(json.body, Some(serde_json::json!({"b": 1, "a": [true]})));
+        assert_eq!(
+            json.bytes().expect("json"),
+            br#"{"b":1,"a":[true]}"#,
+            "compact, in the order it came"
+        );
 
         let text = Payload::of(b"data: hello\n\n");
         assert_eq!(text.body_text.as_deref(), Some("data: hello\n\n"));

@@ -113,8 +113,7 @@ pub fn open(data_dir: &Path) -> Result<DbPool, DbError> {
     keep_private(&data_dir.join(DATABASE_FILE), 0o600)?;
     conn.batch_execute(CONNECTION_PRAGMAS)?;
     conn.batch_execute("PRAGMA journal_mode = WAL;")?;
-    conn.run_pending_migrations(MIGRATIONS)
-        .map_err(|e| DbError::Migrate(e.to_string()))?;
+    migrate(&mut conn)?;
     drop(conn);
 
     // One connection idles; more open when the dashboard needs them (r2d2 would otherwise open
@@ -125,6 +124,33 @@ pub fn open(data_dir: &Path) -> Result<DbPool, DbError> {
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(ConnectionPragmas))
         .build(ConnectionManager::<SqliteConnection>::new(url))?)
+}
+
+/// Applies pending migrations with foreign keys off, as SQLite's way of changing a table (build
+/// the new one, copy, drop the old, rename) needs: with them on, dropping the old table would
+/// delete every row that refers to it. The keys are checked once all migrations ran.
+fn migrate(conn: &mut SqliteConnection) -> Result<(), DbError> {
+    conn.batch_execute("PRAGMA foreign_keys = OFF;")?;
+    let migrated = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(drop)
+        .map_err(|e| DbError::Migrate(e.to_string()));
+    conn.batch_execute("PRAGMA foreign_keys = ON;")?;
+    migrated?;
+    #[derive(QueryableByName)]
+    struct Violation {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        table: String,
+    }
+    let violations: Vec<Violation> = diesel::sql_query("PRAGMA foreign_key_check").load(conn)?;
+    if let Some(first) = violations.first() {
+        return Err(DbError::Migrate(format!(
+            "after migrating, {} rows refer to rows that do not exist (first in table {})",
+            violations.len(),
+            first.table
+        )));
+    }
+    Ok(())
 }
 
 /// Runs blocking Diesel work on actix's blocking pool so async handlers never wait on SQLite.

@@ -38,7 +38,7 @@ use crate::telemetry::{LogDraft, Telemetry};
 struct MeteredBody<S> {
     upstream: S,
     meter: Option<UsageMeter>,
-    recorder: Option<Recorder>,
+    recorder: Option<Box<Recorder>>,
     log: Option<PendingLog>,
     in_flight: InFlight,
 }
@@ -322,7 +322,7 @@ pub(super) struct Outgoing {
     pub body: AnswerBody,
     /// Whether the answer is a stream (replayed chunk by chunk from the cache).
     pub streamed: bool,
-    pub recorder: Option<Recorder>,
+    pub recorder: Option<Box<Recorder>>,
 }
 
 impl Outgoing {
@@ -365,7 +365,7 @@ impl Outgoing {
         if !self.status.is_success() {
             return;
         }
-        self.recorder = Some(Recorder {
+        self.recorder = Some(Box::new(Recorder {
             keeping,
             last: Instant::now(),
             status: self.status.as_u16(),
@@ -380,7 +380,7 @@ impl Outgoing {
             streamed: self.streamed,
             chunks: Vec::new(),
             size: 0,
-        });
+        }));
     }
 
     /// The response the client gets: the upstream's head (bar hop-by-hop headers) with the

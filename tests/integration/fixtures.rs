@@ -1,0 +1,579 @@
+//! Recorded answers as fixture files, cassettes and per-request cache control, and the cache's
+//! read-your-writes guarantees, through running proxies and the admin API. The SDK suite
+//! (tests/sdk/test_fixtures.py) records and replays through the official clients.
+
+use std::path::Path;
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::cache::{Proxy, patch_cache, proxy, send, stats, wait_for_entries};
+use super::proxied::Call;
+use super::support::{TestApp, authorized};
+use super::upstream::MockUpstream;
+
+/// A chat request no other test sends, so that its answer is a miss first.
+fn chat(prompt: &str, stream: bool) -> String {
+    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}], "stream": stream})
+        .to_string()
+}
+
+/// Every `*.json` file under `dir`, with its bytes, sorted by path.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let name = path
+                    .strip_prefix(dir)
+                    .expect("under dir")
+                    .display()
+                    .to_string();
+                found.push((name, std::fs::read(&path).expect("readable")));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Waits until `dir` holds `count` fixture files (they are written in the background).
+async fn wait_for_files(dir: &Path, count: usize) -> Vec<(String, Vec<u8>)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = files(dir);
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} fixture files in {}, wanted {count}",
+            found.len(),
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn bound(dir: &Path, mode: &str) -> Value {
+    json!({"mode": mode, "fixtures_dir": dir.display().to_string()})
+}
+
+#[actix_web::test]
+async fn a_fixtures_directory_records_and_a_fresh_data_dir_replays_it_offline() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().expect("fixtures dir");
+    let mut recording_app = TestApp::start().await;
+    let recorder = proxy(
+        &recording_app,
+        "openai",
+        &mock,
+        bound(dir.path(), "read_write"),
+    )
+    .await;
+    let plain = Call::post("/v1/chat/completions", &chat("fixture plain", false)).stamp("json");
+    let streamed = Call::post("/v1/chat/completions", &chat("fixture stream", true)).stamp("sse");
+    let recorded_plain = send(
+        &recorder,
+        &plain
+            .clone()
+            .header("authorization", "Bearer sk-canary-fixtures"),
+    )
+    .await;
+    recorded_plain.assert_miss("recording the plain answer");
+    let recorded_stream = send(&recorder, &streamed).await;
+    recorded_stream.assert_miss("recording the stream");
+    let written = wait_for_files(dir.path(), 2).await;
+    assert_eq!(
+        written.len(),
+        2,
+        "{:?}",
+        written.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (name, bytes) in &written {
+        assert!(name.starts_with("chat-gpt-4o-mini-"), "{name}");
+        let text = String::from_utf8(bytes.clone()).expect("text");
+        assert!(!text.contains("sk-canary"), "{name} holds the credential");
+        assert!(!text.to_lowercase().contains("authorization"), "{name}");
+        assert!(
+            !text.contains("x-mock-stamp"),
+            "{name}: request headers are not recorded"
+        );
+        let fixture: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(fixture["provider"], "openai");
+        assert_eq!(fixture["request"]["path"], "/v1/chat/completions");
+        assert!(
+            text.starts_with("{\n  \"key\": "),
+            "pretty, key first: {text}"
+        );
+    }
+    let stream_file: Value = written
+        .iter()
+        .map(|(_, b)| serde_json::from_slice::<Value>(b).expect("JSON"))
+        .find(|f| f["response"]["chunks"].is_array())
+        .expect("the stream's file");
+    let chunks = stream_file["response"]["chunks"]
+        .as_array()
+        .expect("chunks");
+    assert_eq!(chunks.len(), 5, "{stream_file}");
+    assert!(
+        chunks[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("data: "))
+    );
+    assert!(chunks.iter().all(|c| c["after_ms"].is_u64()));
+    recording_app.shutdown().await;
+    let upstream_before = mock.requests().len();
+
+    let mut replaying_app = TestApp::start().await;
+    let replayer = proxy(
+        &replaying_app,
+        "openai",
+        &mock,
+        bound(dir.path(), "replay_only"),
+    )
+    .await;
+    let (_, info) = replaying_app
+        .get(&format!("/api/proxies/{}/cache", replayer.id))
+        .await;
+    assert_eq!(info["entries"], 2, "{info}");
+    assert_eq!(info["fixtures"]["loaded"], 2, "{info}");
+    let replayed_plain = send(&replayer, &plain).await;
+    replayed_plain.assert_hit("replaying the plain answer");
+    assert_eq!(replayed_plain.json(), recorded_plain.json());
+    let replayed_stream = send(&replayer, &streamed).await;
+    replayed_stream.assert_hit("replaying the stream");
+    assert_eq!(replayed_stream.body, recorded_stream.body, "the same bytes");
+    let changed = send(
+        &replayer,
+        &Call::post(
+            "/v1/chat/completions",
+            &chat("fixture plain, changed", false),
+        ),
+    )
+    .await;
+    assert_eq!(
+        changed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        changed.text()
+    );
+    assert_eq!(changed.json()["error"]["code"], "not_cached");
+    assert_eq!(
+        mock.requests().len(),
+        upstream_before,
+        "nothing went upstream"
+    );
+    replaying_app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn recording_an_unchanged_answer_again_leaves_the_file_as_it_was_and_reload_reads_edits() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().expect("fixtures dir");
+    let mut app = TestApp::start().await;
+    let recorder = proxy(&app, "openai", &mock, bound(dir.path(), "refresh")).await;
+    // Not stamped: the mock answers this request the same every time.
+    let call = Call::post("/v1/chat/completions", &chat("the same every time", false))
+        .header("x-mock-delay-ms", "30");
+    send(&recorder, &call).await.assert_miss("first recording");
+    let first = wait_for_files(dir.path(), 1).await;
+    let modified = std::fs::metadata(dir.path().join(&first[0].0))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = send(&recorder, &call).await;
+    again.assert_miss("refresh always asks the upstream");
+    assert_eq!(mock.requests().len(), 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(files(dir.path()), first, "byte for byte");
+    let unchanged = std::fs::metadata(dir.path().join(&first[0].0))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    assert_eq!(unchanged, modified, "not even rewritten");
+
+    // A reviewer edits the answer in the file; a reload serves the edit.
+    let path = dir.path().join(&first[0].0);
+    let mut fixture: Value = serde_json::from_slice(&first[0].1).expect("JSON");
+    fixture["response"]["body"] = json!({"edited": true});
+    std::fs::write(&path, serde_json::to_vec_pretty(&fixture).expect("JSON")).expect("write");
+    std::fs::write(dir.path().join("notes.json"), b"{\"not\": \"a fixture\"}").expect("write");
+    patch_cache(&app, &recorder, json!({"mode": "read_write"})).await;
+    let (status, report) = app
+        .post_empty(&format!("/api/proxies/{}/cache/reload", recorder.id))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["loaded"], 1, "{report}");
+    assert_eq!(report["files"], 2, "{report}");
+    assert_eq!(report["rejected"][0]["file"], "notes.json", "{report}");
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not a fixture")),
+        "{report}"
+    );
+    let replayed = send(&recorder, &call).await;
+    replayed.assert_hit("the edited fixture");
+    assert_eq!(replayed.json(), json!({"edited": true}));
+    assert_eq!(mock.requests().len(), 2);
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn cassettes_keep_their_own_answers_and_rubberduck_headers_never_reach_the_upstream() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().expect("fixtures dir");
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, bound(dir.path(), "read_write")).await;
+    let call = Call::post(
+        "/v1/chat/completions",
+        &chat("one prompt, two tests", false),
+    )
+    .stamp("json");
+    let first = send(
+        &proxy,
+        &call
+            .clone()
+            .header("x-rubberduck-cassette", "tests/test_a.py::test_one"),
+    )
+    .await;
+    let second = send(
+        &proxy,
+        &call.clone().header("x-rubberduck-cassette", "test_two"),
+    )
+    .await;
+    first.assert_miss("cassette one");
+    second.assert_miss("cassette two: its own partition");
+    assert_ne!(first.key(), second.key());
+    assert_ne!(first.body, second.body, "two upstream answers");
+    let again = send(
+        &proxy,
+        &call
+            .clone()
+            .header("x-rubberduck-cassette", "tests/test_a.py::test_one"),
+    )
+    .await;
+    again.assert_hit("cassette one again");
+    assert_eq!(again.body, first.body);
+    let written = wait_for_files(dir.path(), 2).await;
+    let folders: Vec<&str> = written
+        .iter()
+        .map(|(name, _)| name.rsplit_once('/').map_or("", |(folder, _)| folder))
+        .collect();
+    assert!(
+        folders.contains(&"tests/test_a.py__test_one"),
+        "{folders:?}"
+    );
+    assert!(folders.contains(&"test_two"), "{folders:?}");
+    for recorded in mock.requests() {
+        assert!(
+            recorded
+                .headers
+                .iter()
+                .all(|(name, _)| !name.starts_with("x-rubberduck-")),
+            "{:?}",
+            recorded.headers
+        );
+    }
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn a_request_may_bypass_refresh_or_replay_only_and_bad_values_are_refused() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    let call =
+        Call::post("/v1/chat/completions", &chat("per-request control", false)).stamp("json");
+    let missing = send(
+        &proxy,
+        &call.clone().header("x-rubberduck-cache", "replay-only"),
+    )
+    .await;
+    assert_eq!(
+        missing.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        missing.text()
+    );
+    assert_eq!(missing.json()["error"]["code"], "not_cached");
+    assert_eq!(mock.requests().len(), 0, "replay-only never goes upstream");
+
+    let bypassed = send(&proxy, &call.clone().header("x-rubberduck-cache", "bypass")).await;
+    assert_eq!(bypassed.cache(), "BYPASS");
+    let recorded = send(&proxy, &call).await;
+    recorded.assert_miss("bypass stored nothing");
+    wait_for_entries(&app, &proxy, 1).await;
+    send(&proxy, &call).await.assert_hit("recorded");
+    let refreshed = send(
+        &proxy,
+        &call.clone().header("x-rubberduck-cache", "refresh"),
+    )
+    .await;
+    refreshed.assert_miss("refresh asks the upstream");
+    assert_ne!(refreshed.body, recorded.body);
+    let after = send(&proxy, &call).await;
+    after.assert_hit("the refreshed answer");
+    assert_eq!(after.body, refreshed.body, "refresh overwrote the entry");
+    assert_eq!(mock.requests().len(), 3);
+
+    let bad = send(
+        &proxy,
+        &call.clone().header("x-rubberduck-cache", "sometimes"),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("x-rubberduck-cache")),
+        "{}",
+        bad.text()
+    );
+    patch_cache(&app, &proxy, json!({"mode": "replay_only"})).await;
+    let refused = send(
+        &proxy,
+        &call.clone().header("x-rubberduck-cache", "refresh"),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.text().contains("replays only"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(mock.requests().len(), 3);
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+async fn export(app: &TestApp, proxy: &Proxy, format: &str) -> Vec<u8> {
+    let mut reply = authorized(awc::Client::default().get(app.url(&format!(
+        "/api/proxies/{}/cache/export?format={format}",
+        proxy.id
+    ))))
+    .send()
+    .await
+    .expect("export");
+    assert_eq!(reply.status(), StatusCode::OK);
+    reply.body().limit(64 << 20).await.expect("body").to_vec()
+}
+
+async fn import(app: &TestApp, proxy: &Proxy, body: Vec<u8>) -> (StatusCode, Value) {
+    let mut reply = authorized(
+        awc::Client::default().post(app.url(&format!("/api/proxies/{}/cache/import", proxy.id))),
+    )
+    .send_body(body)
+    .await
+    .expect("import");
+    let status = reply.status();
+    (status, reply.json().await.expect("JSON"))
+}
+
+#[actix_web::test]
+async fn export_and_import_carry_entries_between_data_dirs_and_report_what_they_did() {
+    let mock = MockUpstream::start().await;
+    let mut source = TestApp::start().await;
+    let recorder = proxy(&source, "openai", &mock, Value::Null).await;
+    let calls = [
+        Call::post("/v1/chat/completions", &chat("export one", false)).stamp("json"),
+        Call::post("/v1/chat/completions", &chat("export two", true)).stamp("sse"),
+    ];
+    let mut answers = Vec::new();
+    for call in &calls {
+        answers.push(send(&recorder, call).await.body);
+    }
+    // Right after the traffic: the export includes what the writer has not stored yet.
+    let packed = export(&source, &recorder, "tar.gz").await;
+    assert_eq!(&packed[..2], &[0x1f, 0x8b], "gzip");
+    let jsonl = export(&source, &recorder, "jsonl").await;
+    assert_eq!(
+        jsonl
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        2
+    );
+    source.shutdown().await;
+
+    let mut target = TestApp::start().await;
+    let replayer = proxy(&target, "openai", &mock, json!({"mode": "replay_only"})).await;
+    let (status, report) = import(&target, &replayer, packed).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["added"].as_u64(), report["replaced"].as_u64()),
+        (Some(2), Some(0)),
+        "{report}"
+    );
+    let upstream_before = mock.requests().len();
+    for (call, answer) in calls.iter().zip(&answers) {
+        let replayed = send(&replayer, call).await;
+        replayed.assert_hit("imported");
+        assert_eq!(&replayed.body, answer);
+    }
+    assert_eq!(mock.requests().len(), upstream_before);
+
+    let mut again = jsonl.clone();
+    again.extend_from_slice(b"not json\n");
+    let foreign = String::from_utf8(jsonl)
+        .expect("text")
+        .lines()
+        .next()
+        .expect("a line")
+        .replace("\"provider\":\"openai\"", "\"provider\":\"anthropic\"");
+    again.extend_from_slice(foreign.as_bytes());
+    let (status, report) = import(&target, &replayer, again).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["added"].as_u64(), report["replaced"].as_u64()),
+        (Some(0), Some(2)),
+        "{report}"
+    );
+    let rejected = report["rejected"].as_array().expect("rejected");
+    assert_eq!(rejected.len(), 2, "{report}");
+    assert_eq!(rejected[0]["file"], "line 3");
+    assert!(
+        rejected[1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("anthropic")),
+        "{report}"
+    );
+    let (status, error) = import(&target, &replayer, b"\x1f\x8bnot really".to_vec()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    target.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn only_admins_bind_a_fixtures_directory_and_it_must_be_absolute() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    let (status, error) = app
+        .patch(
+            &format!("/api/proxies/{}", proxy.id),
+            json!({"cache": {"fixtures_dir": "fixtures"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"]["field"], "cache.fixtures_dir", "{error}");
+    let (status, error) = app
+        .patch(
+            &format!("/api/proxies/{}", proxy.id),
+            json!({"cache": {"fixtures_dir": "/nonexistent/rubberduck-fixtures", "mode": "replay_only"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no directory")),
+        "{error}"
+    );
+    let (status, reload) = app
+        .post_empty(&format!("/api/proxies/{}/cache/reload", proxy.id))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reload}");
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn an_answer_is_a_hit_for_the_very_next_identical_request_streams_included() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    for round in 0..40 {
+        let stream = round % 2 == 0;
+        let call = Call::post(
+            "/v1/chat/completions",
+            &chat(&format!("read your writes {round}"), stream),
+        )
+        .stamp(if stream { "sse" } else { "json" })
+        .header("x-mock-pause-ms", "1");
+        let first = send(&proxy, &call).await;
+        first.assert_miss("the first");
+        let next = send(&proxy, &call).await;
+        next.assert_hit(&format!("round {round}: right after the answer ended"));
+        assert_eq!(next.body, first.body);
+    }
+    assert_eq!(mock.requests().len(), 40);
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn counts_include_entries_not_yet_written() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    for round in 1..=20u64 {
+        let call = Call::post(
+            "/v1/chat/completions",
+            &chat(&format!("counted {round}"), false),
+        )
+        .stamp("json");
+        send(&proxy, &call).await.assert_miss("new");
+        let counted = stats(&app, &proxy).await;
+        assert_eq!(
+            counted["entries"].as_u64(),
+            Some(round),
+            "right after the answer: {counted}"
+        );
+        assert!(
+            counted["bytes"].as_u64().is_some_and(|b| b > 0),
+            "{counted}"
+        );
+    }
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn a_clear_right_after_a_store_removes_the_pending_entry_too() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    for round in 0..12 {
+        let call = Call::post(
+            "/v1/chat/completions",
+            &chat(&format!("cleared {round}"), round % 2 == 1),
+        )
+        .stamp(if round % 2 == 1 { "sse" } else { "json" })
+        .header("x-mock-pause-ms", "1");
+        send(&proxy, &call).await.assert_miss("stored");
+        let (status, cleared) = app
+            .delete(&format!("/api/proxies/{}/cache", proxy.id))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{cleared}");
+        assert_eq!(cleared["entries_removed"], 1, "round {round}: {cleared}");
+        assert_eq!(stats(&app, &proxy).await["entries"], 0, "round {round}");
+        // Past the writer's gathering pause: a store it still held would be written by now.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        send(&proxy, &call)
+            .await
+            .assert_miss(&format!("round {round}: cleared"));
+        let (status, _) = app
+            .delete(&format!("/api/proxies/{}/cache", proxy.id))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    app.shutdown().await;
+    mock.stop().await;
+}
