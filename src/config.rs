@@ -31,6 +31,8 @@ pub enum Command {
     Loadtest(crate::loadtest::LoadtestArgs),
     /// Measure what a proxy adds over calling the upstream directly (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+    /// Export or import a proxy's recorded answers as fixtures, on a data directory.
+    Fixtures(crate::fixtures::cli::FixturesArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -16,6 +16,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Loadtest(args)) => rubberduck::loadtest::main(args),
         Some(Command::Bench(args)) => rubberduck::bench::main(&args),
+        Some(Command::Fixtures(args)) => rubberduck::fixtures::cli::main(&args),
         None => serve(&cli.serve),
     }
 }

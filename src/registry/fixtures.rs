@@ -14,9 +14,6 @@ use crate::ids::ProxyId;
 use crate::spec::ProxySpec;
 use crate::validation::FieldError;
 
-/// Largest upload an import unpacks to.
-pub const MAX_IMPORT_BYTES: u64 = 1 << 30;
-
 /// What loading a fixtures directory did.
 #[derive(Debug, Clone, Serialize)]
 pub struct FixturesLoad {
@@ -161,7 +158,7 @@ impl ProxyRegistry {
     ) -> Result<ImportReport, RegistryError> {
         let proxy = self.entry_for(id, access)?;
         let spec = proxy.live.spec.load_full();
-        let read = blocking(move || fixtures::read_archive(&upload, MAX_IMPORT_BYTES))
+        let read = blocking(move || fixtures::read_archive(&upload, fixtures::MAX_UNPACKED_BYTES))
             .await?
             .map_err(|e| invalid("file", e))?;
         let mut rejected = Vec::new();

@@ -30,7 +30,7 @@ use crate::settings::Settings;
 use crate::spec::{DeletedProxy, ProxySpec, ValidProxy};
 use crate::telemetry::{RecentTraffic, Telemetry};
 use crate::validation::FieldError;
-pub use fixtures::{FixturesLoad, ImportReport, MAX_IMPORT_BYTES};
+pub use fixtures::{FixturesLoad, ImportReport};
 use input::{ProxyInput, validate};
 
 #[derive(Debug, thiserror::Error)]
@@ -582,6 +582,13 @@ impl ProxyRegistry {
         }));
         drop(assignment);
         self.emit(RegistryEvent::Changed(id));
+        let updated = proxy.live.spec.load_full();
+        let newly_bound = updated.cache.fixtures_dir.is_some()
+            && updated.cache.enabled
+            && (updated.cache.fixtures_dir != current.cache.fixtures_dir || !current.cache.enabled);
+        if newly_bound && lock(&proxy.runtime).status == ProxyStatus::Running {
+            self.load_fixtures(&proxy).await?;
+        }
         Ok(self.snapshot(&proxy))
     }
 

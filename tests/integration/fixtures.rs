@@ -577,3 +577,90 @@ async fn a_clear_right_after_a_store_removes_the_pending_entry_too() {
     app.shutdown().await;
     mock.stop().await;
 }
+
+fn cli(args: &[&str], data_dir: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rubberduck"))
+        .arg("fixtures")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+#[actix_web::test]
+async fn the_command_line_exports_and_imports_on_a_data_dir() {
+    let mock = MockUpstream::start().await;
+    let mut source = TestApp::start().await;
+    let recorder = proxy(&source, "openai", &mock, Value::Null).await;
+    let call =
+        Call::post("/v1/chat/completions", &chat("from the command line", true)).stamp("sse");
+    let recorded = send(&recorder, &call).await;
+    recorded.assert_miss("recorded");
+    let (_, described) = source.get(&format!("/api/proxies/{}", recorder.id)).await;
+    let name = described["name"].as_str().expect("a name").to_owned();
+    source.shutdown().await;
+
+    let out = tempfile::tempdir().expect("out dir");
+    let archive = out.path().join("fixtures.tar.gz");
+    let exported = cli(
+        &[
+            "export",
+            "--proxy",
+            &name,
+            "--out",
+            archive.to_str().expect("utf-8"),
+        ],
+        source.data_dir(),
+    );
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    assert!(String::from_utf8_lossy(&exported.stderr).contains("1 fixtures"));
+    let missing = cli(&["export", "--proxy", "nobody"], source.data_dir());
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no proxy named “nobody”"));
+
+    let mut target = TestApp::start().await;
+    let (status, created) = target
+        .post(
+            "/api/proxies",
+            json!({"name": name, "provider": "openai", "upstream_url": format!("{}/v1", mock.url),
+                   "cache": {"mode": "replay_only"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    target.shutdown().await;
+    let imported = cli(
+        &["import", "--proxy", &name, archive.to_str().expect("utf-8")],
+        target.data_dir(),
+    );
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&imported.stdout).contains("1 added, 0 replaced, 0 rejected"),
+        "{}",
+        String::from_utf8_lossy(&imported.stdout)
+    );
+    target.restart().await;
+    let (_, listed) = target.get("/api/proxies").await;
+    let replayer = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == name.as_str()))
+        .expect("the proxy")
+        .clone();
+    let base = format!("http://127.0.0.1:{}", super::support::port_of(&replayer));
+    let before = mock.requests().len();
+    let replayed = super::proxied::send(&base, &call).await;
+    replayed.assert_hit("imported from the command line");
+    assert_eq!(replayed.body, recorded.body);
+    assert_eq!(mock.requests().len(), before);
+    target.shutdown().await;
+    mock.stop().await;
+}
