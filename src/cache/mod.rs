@@ -248,9 +248,9 @@ pub struct ResponseCache {
     enforcing: Mutex<()>,
     /// Keys being fetched by a request that identical ones wait for.
     leaders: Arc<Leaders>,
-    /// Entries handed to the writer and not yet taken by it, with their sizes: counted by
-    /// [`ResponseCache::info`] before they are in SQLite.
-    unflushed: Mutex<HashMap<MemoryKey, u64>>,
+    /// Entries handed to the writer and not yet taken by it, with their sizes and times:
+    /// counted by [`ResponseCache::info`] before they are in SQLite.
+    unflushed: Mutex<HashMap<MemoryKey, (u64, DateTime<Utc>)>>,
 }
 
 impl ResponseCache {
@@ -452,9 +452,10 @@ impl ResponseCache {
             return;
         }
         let row = response.to_row(proxy, &key, recording);
+        let created_at = response.created_at;
         self.memory.insert((proxy, key), Arc::new(response));
         let mut unflushed = lock(&self.unflushed);
-        unflushed.insert((proxy, key), size);
+        unflushed.insert((proxy, key), (size, created_at));
         if !self.writer.submit(WriteOp::StoreCacheEntry(row)) {
             unflushed.remove(&(proxy, key));
         }
@@ -501,31 +502,42 @@ impl ResponseCache {
 
     /// The proxy's entries as stored, and those still on their way to SQLite.
     pub async fn info(&self, proxy: ProxyId) -> Result<CacheInfo, DbError> {
-        let waiting: Vec<(String, u64)> = lock(&self.unflushed)
+        let waiting: Vec<(String, (u64, DateTime<Utc>))> = lock(&self.unflushed)
             .iter()
             .filter(|((owner, _), _)| *owner == proxy)
-            .map(|((_, key), size)| (key.to_string(), *size))
+            .map(|((_, key), entry)| (key.to_string(), *entry))
             .collect();
-        let (stored, already) = db::run(&self.db, move |conn| {
+        let (stored, not_yet) = db::run(&self.db, move |conn| {
             let keys: Vec<String> = waiting.iter().map(|(key, _)| key.clone()).collect();
             let stored = db::cache_entries::stats(conn, proxy.0)?;
             let already = db::cache_entries::stored_keys(conn, proxy.0, &keys)?;
             let already: BTreeSet<String> = already.into_iter().collect();
-            let not_yet: Vec<u64> = waiting
+            let not_yet: Vec<(u64, DateTime<Utc>)> = waiting
                 .into_iter()
                 .filter(|(key, _)| !already.contains(key))
-                .map(|(_, size)| size)
+                .map(|(_, entry)| entry)
                 .collect();
             Ok((stored, not_yet))
         })
         .await?;
         let mut counts = self.counts(proxy);
-        counts.entries = stored.entries + already.len() as u64;
-        counts.bytes = stored.bytes + already.iter().sum::<u64>();
+        counts.entries = stored.entries + not_yet.len() as u64;
+        counts.bytes = stored.bytes + not_yet.iter().map(|(size, _)| size).sum::<u64>();
+        let times = not_yet.iter().map(|(_, at)| *at);
         Ok(CacheInfo {
             counts,
-            oldest: stored.oldest.map(|t| t.and_utc()),
-            newest: stored.newest.map(|t| t.and_utc()),
+            oldest: stored
+                .oldest
+                .map(|t| t.and_utc())
+                .into_iter()
+                .chain(times.clone())
+                .min(),
+            newest: stored
+                .newest
+                .map(|t| t.and_utc())
+                .into_iter()
+                .chain(times)
+                .max(),
         })
     }
 
