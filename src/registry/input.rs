@@ -175,7 +175,10 @@ impl ProxyInput {
             tags: Some(TagsInput::List(valid.tags.clone())),
             upstream_url: Some(valid.upstream_url.clone().unwrap_or_default()),
             vertex_service_account_file: Some(
-                valid.vertex_service_account_file.clone().unwrap_or_default(),
+                valid
+                    .vertex_service_account_file
+                    .clone()
+                    .unwrap_or_default(),
             ),
             aws_region: Some(valid.aws_region.clone().unwrap_or_default()),
             cache: Some(CacheInput {
@@ -810,5 +813,33 @@ mod tests {
             proxy.upstream_url = Some(bad.into());
             assert_eq!(fields(validate(&proxy, &RANGE)), ["upstream_url"], "{bad}");
         }
+    }
+
+    #[test]
+    fn from_valid_replaces_every_field_and_keeps_an_unnamed_port() {
+        let mut declared = input("a", "openai");
+        declared.cache = Some(CacheInput {
+            mode: Some("refresh".into()),
+            ttl_seconds: Some(60),
+            ttl_explicit: true,
+            ..CacheInput::default()
+        });
+        let valid = validate(&declared, &RANGE).expect("valid");
+        let edit = ProxyInput::from_valid(&valid);
+        assert!(edit.port.is_none(), "an auto-assigned port stays");
+        assert_eq!(edit.upstream_url.as_deref(), Some(""), "clears an override");
+        assert_eq!(edit.description.as_deref(), Some(""));
+        let edited = ProxyInput {
+            description: Some("edited".into()),
+            upstream_url: Some("http://mock".into()),
+            log_requests: Some(false),
+            ..input("a", "openai")
+        }
+        .overlay(edit);
+        let again = validate(&edited, &RANGE).expect("valid");
+        assert_eq!(again.description, "");
+        assert_eq!(again.upstream_url, None);
+        assert!(again.log_requests);
+        assert_eq!(again.cache, valid.cache);
     }
 }
