@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the dashboard and every proxy (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Fire LLM requests at a proxy and report throughput and latency.
     Loadtest(crate::loadtest::LoadtestArgs),
     /// Measure what a proxy adds over calling the upstream directly (see BENCHMARKS.md).
