@@ -23,9 +23,17 @@ struct Server {
 impl Server {
     /// `rubberduck serve --config FILE` on a data directory, up to its startup line.
     fn start(config: &Path, data_dir: &Path, ports: &RangeInclusive<u16>) -> Server {
+        Self::start_with(&["--config".as_ref(), config.as_os_str()], data_dir, ports)
+    }
+
+    fn start_with(
+        args: &[&std::ffi::OsStr],
+        data_dir: &Path,
+        ports: &RangeInclusive<u16>,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rubberduck"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--config"])
-            .arg(config)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(args)
             .arg("--data-dir")
             .arg(data_dir)
             .env(
@@ -91,7 +99,11 @@ impl Server {
             .send_json(&body)
             .await
             .expect("reaches the dashboard");
-        assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {}",
+            response.status()
+        );
         response.json().await.expect("JSON")
     }
 
@@ -477,4 +489,52 @@ async fn serve_refuses_a_bad_file_and_starts_nothing() {
         "the data directory is not touched"
     );
     assert!(!accepts_connections(port));
+}
+
+#[actix_web::test]
+async fn serve_names_the_line_of_a_port_an_undeclared_proxy_holds() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let ports = port_block();
+    let port = *ports.start();
+    let server = Server::start_with(&[], &data, &ports);
+    let manual = server
+        .send(
+            "POST",
+            "/api/proxies",
+            json!({"name": "manual", "provider": "openai", "port": port}),
+        )
+        .await;
+    assert_eq!(manual["port"], port);
+    server.terminate();
+
+    std::fs::write(
+        dir.path().join("rubberduck.toml"),
+        format!("[[proxy]]\nname = \"chat\"\nprovider = \"openai\"\nport = {port}\n"),
+    )
+    .expect("written");
+    let range = format!("{}-{}", ports.start(), ports.end());
+    let output = run(
+        dir.path(),
+        &[
+            "serve",
+            "--config",
+            "rubberduck.toml",
+            "--data-dir",
+            "data",
+            "--bind",
+            "127.0.0.1:0",
+            "--proxy-ports",
+            &range,
+        ],
+    );
+    let said = printed(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "rubberduck.toml:4: proxy “chat”: port: port {port} is already used by proxy “manual”"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("dashboard on"), "{said}");
 }
