@@ -12,17 +12,21 @@ use tokio::sync::watch;
 use crate::auth::oidc::{Oidc, OidcConfig};
 use crate::auth::{Accounts, AuthError, FirstAdmin};
 use crate::cache::ResponseCache;
+use crate::config::file::{ConfigError, ConfigFile};
 use crate::config::{OidcArgs, ServeArgs};
 use crate::db::writer::DbWriter;
 use crate::db::{self, DbError, DbPool};
 use crate::gateway::{BodyBudget, BodyLimits, UpstreamSettings};
-use crate::registry::{ProxyRegistry, RegistrySettings};
+use crate::registry::{ProxyRegistry, RegistryError, RegistrySettings};
 use crate::settings::{Settings, SystemSettings};
 use crate::telemetry::{Metrics, Telemetry};
 use crate::web::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A wrong config file: every problem, each with the file, line and field.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Database(#[from] DbError),
     #[error("cannot set up accounts: {0}")]
@@ -112,6 +116,11 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
     // Both rustls backends can end up compiled in; choose one before any TLS client exists.
     // An error only means a provider is already installed (a second start in one process).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Before anything else: a wrong file starts nothing and leaves the data directory alone.
+    let config_file = match &args.config {
+        Some(path) => Some(ConfigFile::load(path, &args.proxy_ports)?),
+        None => None,
+    };
     let pool: DbPool = db::open(&args.data_dir)?;
     let system =
         Arc::new(Settings::load(pool.clone(), SystemSettings::defaults(args.proxy_host)).await?);
@@ -196,6 +205,9 @@ pub async fn start(args: &ServeArgs) -> Result<Running, StartError> {
         Arc::clone(&telemetry),
     )
     .await?;
+    if let Some(file) = &config_file {
+        apply_config_file(&registry, file).await?;
+    }
     let housekeeping_task = actix_web::rt::spawn(housekeeping(
         pool.clone(),
         Arc::clone(&system),
@@ -291,6 +303,31 @@ impl Running {
             log::warn!("the database writer did not finish cleanly");
         }
     }
+}
+
+/// Declares the file's proxies in the registry (before the others are restored, so that they
+/// start with the file's settings).
+async fn apply_config_file(registry: &ProxyRegistry, file: &ConfigFile) -> Result<(), StartError> {
+    let applied =
+        registry
+            .apply_declared(&file.declarations)
+            .await
+            .map_err(|failure| match failure.error {
+                RegistryError::Database(e) => StartError::Database(e),
+                error => file.applying_failed(failure.proxy, &error).into(),
+            })?;
+    log::info!(
+        "{}: {} proxies declared ({} created, {} updated){}",
+        file.shown,
+        file.declarations.proxies.len(),
+        applied.created.len(),
+        applied.updated.len(),
+        match applied.released.len() {
+            0 => String::new(),
+            n => format!("; {n} no longer declared there"),
+        }
+    );
+    Ok(())
 }
 
 /// Single sign-on when both an issuer and a client id are set; half a configuration is

@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Loadtest(args)) => rubberduck::loadtest::main(args),
         Some(Command::Bench(args)) => rubberduck::bench::main(&args),
         Some(Command::Fixtures(args)) => rubberduck::fixtures::cli::main(&args),
+        Some(Command::Check(args)) => rubberduck::config::check(&args),
         None => serve(&cli.serve),
     }
 }

@@ -17,6 +17,7 @@ mod integration {
     mod browser;
     pub mod cache;
     mod cache_budget;
+    mod config_file;
     mod drops;
     mod emulator;
     mod escalation;

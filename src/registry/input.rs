@@ -163,6 +163,46 @@ impl ProxyInput {
         }
     }
 
+    /// The edit that makes a proxy exactly `valid`: every field is set (absent optional text as
+    /// an empty string, which clears it), so nothing of the settings it replaces survives. The
+    /// port only when `valid` names one, so an auto-assigned port stays.
+    pub fn from_valid(valid: &ValidProxy) -> Self {
+        ProxyInput {
+            name: Some(valid.name.clone()),
+            provider: Some(valid.provider.id().to_owned()),
+            port: valid.port.map(|port| PortInput::Number(port.into())),
+            description: Some(valid.description.clone()),
+            tags: Some(TagsInput::List(valid.tags.clone())),
+            upstream_url: Some(valid.upstream_url.clone().unwrap_or_default()),
+            vertex_service_account_file: Some(
+                valid
+                    .vertex_service_account_file
+                    .clone()
+                    .unwrap_or_default(),
+            ),
+            aws_region: Some(valid.aws_region.clone().unwrap_or_default()),
+            cache: Some(CacheInput {
+                enabled: Some(valid.cache.enabled),
+                mode: Some(valid.cache.mode.as_str().to_owned()),
+                ttl_seconds: valid.cache.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
+                partition_by_credential: Some(valid.cache.partition_by_credential),
+                ttl_explicit: true,
+                fixtures_dir: Some(
+                    valid
+                        .cache
+                        .fixtures_dir
+                        .as_ref()
+                        .map(|dir| dir.to_string_lossy().into_owned()),
+                ),
+            }),
+            emulator: Some(EmulatorInput {
+                ttft_ms: Some(valid.emulator.ttft_ms.into()),
+                tokens_per_second: Some(valid.emulator.tokens_per_second.into()),
+            }),
+            log_requests: Some(valid.log_requests),
+        }
+    }
+
     pub fn overlay(mut self, edit: ProxyInput) -> Self {
         fn take<T>(base: &mut Option<T>, edit: Option<T>) {
             if edit.is_some() {
@@ -773,5 +813,33 @@ mod tests {
             proxy.upstream_url = Some(bad.into());
             assert_eq!(fields(validate(&proxy, &RANGE)), ["upstream_url"], "{bad}");
         }
+    }
+
+    #[test]
+    fn from_valid_replaces_every_field_and_keeps_an_unnamed_port() {
+        let mut declared = input("a", "openai");
+        declared.cache = Some(CacheInput {
+            mode: Some("refresh".into()),
+            ttl_seconds: Some(60),
+            ttl_explicit: true,
+            ..CacheInput::default()
+        });
+        let valid = validate(&declared, &RANGE).expect("valid");
+        let edit = ProxyInput::from_valid(&valid);
+        assert!(edit.port.is_none(), "an auto-assigned port stays");
+        assert_eq!(edit.upstream_url.as_deref(), Some(""), "clears an override");
+        assert_eq!(edit.description.as_deref(), Some(""));
+        let edited = ProxyInput {
+            description: Some("edited".into()),
+            upstream_url: Some("http://mock".into()),
+            log_requests: Some(false),
+            ..input("a", "openai")
+        }
+        .overlay(edit);
+        let again = validate(&edited, &RANGE).expect("valid");
+        assert_eq!(again.description, "");
+        assert_eq!(again.upstream_url, None);
+        assert!(again.log_requests);
+        assert_eq!(again.cache, valid.cache);
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy registry: every proxy's configuration in memory, and the lifecycle of the actix
 //! server that serves each one on its own port.
 
+pub mod declared;
 mod fixtures;
 pub mod input;
 mod ports;

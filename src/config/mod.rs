@@ -1,4 +1,6 @@
-//! Command line and environment.
+//! Command line and environment, and the config file (`file`).
+
+pub mod file;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -26,17 +28,52 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the dashboard and every proxy (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Fire LLM requests at a proxy and report throughput and latency.
     Loadtest(crate::loadtest::LoadtestArgs),
     /// Measure what a proxy adds over calling the upstream directly (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
     /// Export or import a proxy's recorded answers as fixtures, on a data directory.
     Fixtures(crate::fixtures::cli::FixturesArgs),
+    /// Check a config file without starting anything: prints every problem, with its line.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The config file to check (TOML; see README.md, "Config file").
+    #[arg(long)]
+    pub config: PathBuf,
+
+    /// Ports proxies may use, as FIRST-LAST (as `serve` would be given them).
+    #[arg(long, env = "RUBBERDUCK_PROXY_PORTS", default_value = "8001-9999", value_parser = parse_port_range)]
+    pub proxy_ports: RangeInclusive<u16>,
+}
+
+/// `rubberduck check --config FILE`: `FILE: N proxies OK` and success, or every problem and
+/// failure. Reads nothing but the file (and the paths it names); no data directory.
+pub fn check(args: &CheckArgs) -> std::process::ExitCode {
+    match file::ConfigFile::load(&args.config, &args.proxy_ports) {
+        Ok(file) => {
+            let count = file.declarations.proxies.len();
+            let noun = if count == 1 { "proxy" } else { "proxies" };
+            println!("{}: {count} {noun} OK", file.shown);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// A config file declaring proxies (TOML), applied at start: each is created or updated by
+    /// name, owned by the first admin, and started; a wrong file stops the start.
+    #[arg(long, env = "RUBBERDUCK_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address of the dashboard and admin API.
     #[arg(long, env = "RUBBERDUCK_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
@@ -229,6 +266,7 @@ impl Default for ServeArgs {
     /// The defaults of the command line.
     fn default() -> Self {
         ServeArgs {
+            config: None,
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
             data_dir: PathBuf::from("./data"),
             proxy_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
