@@ -1,6 +1,7 @@
 //! The proxy card, shown on the Proxies page, the dashboard, the confirm and modal pages, and
 //! pushed live by the proxy events.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use askama::Template;
@@ -42,7 +43,7 @@ pub struct ProxyCard {
     pub rpm: String,
     /// Over the last hour, as a whole percentage.
     pub error_rate: Option<u64>,
-    /// "off", "read_write" or "replay_only".
+    /// "off", "read_write", "replay_only" or "refresh".
     pub cache_state: &'static str,
     /// Cached answers go to every caller, one without an API key included.
     pub cache_shared: bool,
@@ -53,6 +54,30 @@ pub struct ProxyCard {
     /// Answered by the built-in emulator, not the provider.
     pub emulated: bool,
     pub logs_off: bool,
+    /// The server directory the proxy's fixtures are loaded from (and recorded into).
+    pub fixtures_dir: Option<String>,
+    /// The config file that declares the proxy: it wins over edits made here at the next start.
+    pub declared_in: Option<DeclaredIn>,
+}
+
+/// Where a declared proxy comes from, for the card's badge.
+pub struct DeclaredIn {
+    /// The file's name (`rubberduck.toml`), shown on the badge.
+    pub file_name: String,
+    /// The whole path, in the badge's tooltip.
+    pub path: String,
+}
+
+impl DeclaredIn {
+    fn of(path: &Path) -> Self {
+        DeclaredIn {
+            file_name: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |name| name.to_string_lossy().into_owned(),
+            ),
+            path: path.display().to_string(),
+        }
+    }
 }
 
 impl ProxyCard {
@@ -105,6 +130,12 @@ impl ProxyCard {
             active: snapshot.status.is_active(),
             emulated: spec.emulated(),
             logs_off: !spec.log_requests,
+            fixtures_dir: spec
+                .cache
+                .fixtures_dir
+                .as_ref()
+                .map(|dir| dir.display().to_string()),
+            declared_in: spec.declared_in.as_deref().map(DeclaredIn::of),
         }
     }
 

@@ -20,6 +20,16 @@ pub struct ExportQuery {
     format: Option<String>,
 }
 
+impl ExportQuery {
+    /// `.tar.gz` unless the query names another format.
+    pub(super) fn format(&self) -> Result<ArchiveFormat, String> {
+        match self.format.as_deref() {
+            None => Ok(ArchiveFormat::TarGz),
+            Some(format) => format.parse(),
+        }
+    }
+}
+
 /// `GET /api/proxies/{id}/cache/export[?format=jsonl]`: a `.tar.gz` of fixture files (or JSONL).
 pub async fn export(
     state: web::Data<AppState>,
@@ -27,21 +37,23 @@ pub async fn export(
     id: web::Path<i32>,
     query: web::Query<ExportQuery>,
 ) -> ApiResult {
-    let format = match query.format.as_deref() {
-        None => ArchiveFormat::TarGz,
-        Some(format) => format.parse().map_err(ApiError::BadRequest)?,
-    };
+    let format = query.format().map_err(ApiError::BadRequest)?;
     let (name, bytes) = state
         .registry
         .export_cache(ProxyId(*id), caller.access(), format)
         .await?;
-    Ok(HttpResponse::Ok()
+    Ok(download(format, name, bytes))
+}
+
+/// An export as a file the browser saves under `name`.
+pub(super) fn download(format: ArchiveFormat, name: String, bytes: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type(format.content_type())
         .insert_header(ContentDisposition {
             disposition: DispositionType::Attachment,
             parameters: vec![DispositionParam::Filename(name)],
         })
-        .body(bytes))
+        .body(bytes)
 }
 
 /// `POST /api/proxies/{id}/cache/import` with a `.tar.gz` or JSONL body: merges, and says what

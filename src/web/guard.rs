@@ -8,13 +8,16 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::body::BoxBody;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::web::{self, Bytes};
+use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 
 use super::AppState;
+use super::fixtures_api::MAX_UPLOAD_BYTES;
 use crate::auth::{Caller, Presented};
 use crate::forwarded;
 
@@ -23,6 +26,8 @@ pub const CSRF_HEADER: &str = "X-CSRF-Token";
 pub const CSRF_FIELD: &str = "csrf_token";
 /// A form body larger than this is not read for its CSRF token (forms here are small).
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// An upload form (multipart) may be this large: the largest import plus the form around it.
+const MAX_UPLOAD_FORM_BYTES: usize = MAX_UPLOAD_BYTES + 64 * 1024;
 
 /// Pages anyone may open.
 fn is_public(path: &str) -> bool {
@@ -166,17 +171,21 @@ fn same_origin(req: &HttpRequest) -> bool {
 }
 
 /// The CSRF token from the `X-CSRF-Token` header (HTMX) or from the `csrf_token` field of a
-/// plain form, whose body is put back for the handler.
+/// plain form (URL-encoded, or multipart for a file upload), whose body is put back for the
+/// handler.
 async fn presented_csrf_token(req: &mut ServiceRequest) -> Result<Option<String>, HttpResponse> {
     if let Some(token) = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         return Ok(Some(token.to_owned()));
     }
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or_default();
+    if content_type.starts_with("multipart/form-data") {
+        return multipart_csrf_token(req).await;
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Ok(None);
     }
     let (http_req, payload) = req.parts_mut();
@@ -198,6 +207,55 @@ async fn presented_csrf_token(req: &mut ServiceRequest) -> Result<Option<String>
         .ok()
         .and_then(|fields| fields.into_iter().find(|(name, _)| name == CSRF_FIELD))
         .map(|(_, value)| value);
+    req.set_payload(Payload::Stream {
+        payload: Box::pin(futures_util::stream::once(async move { Ok(body) })),
+    });
+    Ok(token)
+}
+
+/// A plain upload form's token: the body is read (bounded by the largest upload a page takes)
+/// and put back whole. Uploads from the pages' scripts send the header instead and never come
+/// here.
+async fn multipart_csrf_token(req: &mut ServiceRequest) -> Result<Option<String>, HttpResponse> {
+    let path = req.path().to_owned();
+    let mut payload = req.take_payload();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            refuse(
+                &path,
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the form: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > MAX_UPLOAD_FORM_BYTES {
+            return Err(refuse(
+                &path,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The upload is too large.",
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    let parts = body.clone();
+    let mut form = actix_multipart::Multipart::new(
+        req.headers(),
+        futures_util::stream::once(async move { Ok::<_, PayloadError>(parts) }),
+    );
+    let mut token = None;
+    while let Some(Ok(mut field)) = form.next().await {
+        if field.name() != Some(CSRF_FIELD) {
+            continue;
+        }
+        let mut value = Vec::new();
+        while let Some(Ok(chunk)) = field.next().await {
+            value.extend_from_slice(&chunk);
+        }
+        token = String::from_utf8(value).ok();
+        break;
+    }
+    drop(form);
     req.set_payload(Payload::Stream {
         payload: Box::pin(futures_util::stream::once(async move { Ok(body) })),
     });

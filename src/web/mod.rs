@@ -3,6 +3,7 @@
 mod account;
 mod accounts_api;
 mod api;
+mod cache_page;
 mod cards;
 mod dashboard;
 mod error;
@@ -230,11 +231,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route(
             "/proxies/{id:\\d+}/cache",
-            web::get().to(proxies_page::cache_info),
+            web::get().to(cache_page::cache_info),
         )
         .route(
             "/proxies/{id:\\d+}/cache/clear",
-            web::post().to(proxies_page::clear_cache),
+            web::post().to(cache_page::clear_cache),
+        )
+        .route(
+            "/proxies/{id:\\d+}/cache/export",
+            web::get().to(cache_page::export),
+        )
+        .route(
+            "/proxies/{id:\\d+}/cache/import",
+            web::post().to(cache_page::import),
+        )
+        .route(
+            "/proxies/{id:\\d+}/cache/reload",
+            web::post().to(cache_page::reload),
         )
         .route(
             "/proxies/{id:\\d+}/failures",

@@ -117,9 +117,16 @@ impl FormErrors {
 
     /// Errors about fields the form does not show (a failed save, say).
     pub fn general(&self) -> Vec<&str> {
+        self.general_except(&[])
+    }
+
+    /// Like `general`, for a form that also shows the fields in `shown`.
+    pub fn general_except(&self, shown: &[&str]) -> Vec<&str> {
         self.0
             .iter()
-            .filter(|(field, _)| !FORM_FIELDS.contains(&field.as_ref()))
+            .filter(|(field, _)| {
+                !FORM_FIELDS.contains(&field.as_ref()) && !shown.contains(&field.as_ref())
+            })
             .map(|(_, message)| message.as_str())
             .collect()
     }

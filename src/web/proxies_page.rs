@@ -12,17 +12,15 @@ use super::AppState;
 use super::cards::{ProxyCard, ProxyCardFragment};
 use super::error::PageError;
 use super::failures::FailureForm;
-use super::format;
 use super::pages::{FormErrors, PageResult, access, html, is_htmx, render, see_other};
 use super::proxy_host::ProxyHost;
 use crate::auth::Caller;
-use crate::cache::CacheInfo;
 use crate::emulator;
 use crate::faults::{FailureConfig, INJECTABLE_STATUSES};
 use crate::ids::ProxyId;
 use crate::providers::ProviderKind;
 use crate::registry::input::{CacheInput, EmulatorInput, PortInput, ProxyInput, TagsInput};
-use crate::registry::{ProxyRegistry, RegistryError, Totals};
+use crate::registry::{ProxyRegistry, ProxySnapshot, RegistryError, Totals};
 use crate::spec::ProxySpec;
 
 /// Tells open pages that the set of proxies changed, so the grid reloads itself.
@@ -30,7 +28,7 @@ const PROXIES_CHANGED: (&str, &str) = ("HX-Trigger", "proxies-changed");
 
 /// An HTMX answer that also makes the proxy grid reload (the modal's content is `body`; empty
 /// closes it).
-fn proxies_changed(body: String) -> PageResult {
+pub(super) fn proxies_changed(body: String) -> PageResult {
     Ok(HttpResponse::Ok()
         .insert_header(PROXIES_CHANGED)
         .content_type("text/html; charset=utf-8")
@@ -46,7 +44,11 @@ fn cards(req: &HttpRequest, registry: &ProxyRegistry) -> Result<Vec<ProxyCard>, 
         .collect())
 }
 
-fn card(req: &HttpRequest, registry: &ProxyRegistry, id: ProxyId) -> Result<ProxyCard, PageError> {
+pub(super) fn card(
+    req: &HttpRequest,
+    registry: &ProxyRegistry,
+    id: ProxyId,
+) -> Result<ProxyCard, PageError> {
     let host = ProxyHost::for_request(req, registry.proxy_host());
     Ok(ProxyCard::new(&registry.get_for(id, access(req)?)?, &host))
 }
@@ -157,7 +159,7 @@ pub async fn proxies(
 }
 
 /// The modal alone for HTMX; otherwise the Proxies page with the modal open.
-fn modal_response(
+pub(super) fn modal_response(
     req: &HttpRequest,
     state: &AppState,
     status: StatusCode,
@@ -208,6 +210,8 @@ pub struct ProxyForm {
     pub cache_mode: String,
     pub cache_ttl_seconds: String,
     pub cache_partition_by_credential: Option<String>,
+    /// Only admins' forms have this field; absent, the directory stays as it is.
+    pub cache_fixtures_dir: Option<String>,
     /// Checkbox (Configure only, with the cache fields): requests go to the request log.
     pub log_requests: Option<String>,
     /// Checkbox: the built-in emulator answers instead of an upstream.
@@ -239,6 +243,13 @@ impl ProxyForm {
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
             cache_partition_by_credential: spec.cache.partition_by_credential.then(|| "on".into()),
+            cache_fixtures_dir: Some(
+                spec.cache
+                    .fixtures_dir
+                    .as_ref()
+                    .map(|dir| dir.display().to_string())
+                    .unwrap_or_default(),
+            ),
             use_emulator: spec.emulated().then(|| "on".into()),
             emulator_ttft_ms: spec.emulator.ttft_ms.to_string(),
             emulator_tokens_per_second: spec.emulator.tokens_per_second.to_string(),
@@ -273,7 +284,12 @@ impl ProxyForm {
             },
             partition_by_credential: Some(self.cache_partitioned()),
             ttl_explicit: true,
-            fixtures_dir: None,
+            // Empty unbinds the directory; a form without the field leaves it alone.
+            fixtures_dir: self
+                .cache_fixtures_dir
+                .as_deref()
+                .map(str::trim)
+                .map(|dir| (!dir.is_empty()).then(|| dir.to_owned())),
         });
         // Empty keeps the current value (or the default); text that is not a whole number
         // becomes -1, which validation rejects with its own message.
@@ -416,27 +432,57 @@ pub struct EditModal {
     pub running: bool,
     pub form: ProxyForm,
     pub errors: FormErrors,
+    /// Admins also see the fixtures directory, a path on the server.
+    pub is_admin: bool,
+    /// The config file that declares the proxy, whose settings win at the next start.
+    pub declared_in: Option<String>,
+}
+
+impl EditModal {
+    fn new(snapshot: &ProxySnapshot, caller: &Caller, form: ProxyForm, errors: FormErrors) -> Self {
+        let spec = &snapshot.spec;
+        EditModal {
+            id: spec.id.0,
+            provider_name: spec.provider.name(),
+            running: snapshot.status.is_active(),
+            form,
+            errors,
+            is_admin: caller.is_admin(),
+            declared_in: spec
+                .declared_in
+                .as_ref()
+                .map(|file| file.display().to_string()),
+        }
+    }
+
+    /// Errors of fields this form does not show next to a field (the fixtures directory is
+    /// one for members: an admin set it, but a mode a member picks may not fit it).
+    pub fn general_errors(&self) -> Vec<&str> {
+        let shown: &[&str] = if self.is_admin {
+            &["cache.mode", "cache.ttl_seconds", "cache.fixtures_dir"]
+        } else {
+            &["cache.mode", "cache.ttl_seconds"]
+        };
+        self.errors.general_except(shown)
+    }
 }
 
 pub async fn edit_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i32>,
 ) -> PageResult {
     let snapshot = state.registry.get_for(ProxyId(*id), access(&req)?)?;
-    let modal = EditModal {
-        id: *id,
-        provider_name: snapshot.spec.provider.name(),
-        running: snapshot.status.is_active(),
-        form: ProxyForm::from_spec(&snapshot.spec),
-        errors: FormErrors::default(),
-    };
+    let form = ProxyForm::from_spec(&snapshot.spec);
+    let modal = EditModal::new(&snapshot, &caller, form, FormErrors::default());
     modal_response(&req, &state, StatusCode::OK, &modal)
 }
 
 pub async fn update_proxy(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i32>,
     form: web::Form<ProxyForm>,
 ) -> PageResult {
@@ -448,13 +494,7 @@ pub async fn update_proxy(
         Ok(_) => Ok(see_other("/proxies")),
         Err(RegistryError::Invalid(errors)) => {
             let snapshot = state.registry.get_for(id, access(&req)?)?;
-            let modal = EditModal {
-                id: id.0,
-                provider_name: snapshot.spec.provider.name(),
-                running: snapshot.status.is_active(),
-                form,
-                errors: errors.into(),
-            };
+            let modal = EditModal::new(&snapshot, &caller, form, errors.into());
             let status = if is_htmx(&req) {
                 StatusCode::OK
             } else {
@@ -552,58 +592,6 @@ pub async fn delete_proxy(
         return proxies_changed(String::new());
     }
     Ok(see_other("/proxies"))
-}
-
-#[derive(Template)]
-#[template(path = "proxies/_cache_modal.html")]
-pub struct CacheModal {
-    pub card: ProxyCard,
-    pub info: CacheInfo,
-    pub size: String,
-    pub notice: Option<String>,
-}
-
-async fn cache_modal(
-    req: &HttpRequest,
-    state: &AppState,
-    id: ProxyId,
-    notice: Option<String>,
-) -> Result<CacheModal, PageError> {
-    let card = card(req, &state.registry, id)?;
-    let info = state.registry.cache_info(id, access(req)?).await?;
-    Ok(CacheModal {
-        size: format::bytes(info.counts.bytes),
-        card,
-        info,
-        notice,
-    })
-}
-
-pub async fn cache_info(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let modal = cache_modal(&req, &state, ProxyId(*id), None).await?;
-    modal_response(&req, &state, StatusCode::OK, &modal)
-}
-
-pub async fn clear_cache(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> PageResult {
-    let id = ProxyId(*id);
-    let removed = state.registry.clear_cache(id, access(&req)?).await?;
-    if !is_htmx(&req) {
-        return Ok(see_other("/proxies"));
-    }
-    let notice = format!(
-        "Removed {removed} cached {}.",
-        if removed == 1 { "answer" } else { "answers" }
-    );
-    let modal = cache_modal(&req, &state, id, Some(notice)).await?;
-    proxies_changed(render(&req, &modal)?)
 }
 
 #[derive(Template)]
