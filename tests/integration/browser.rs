@@ -913,3 +913,321 @@ async fn an_admin_disables_then_deletes_an_account_from_the_users_list() {
     );
     client.close().await.expect("session closed");
 }
+
+/// Fetches `url` with the page's session, as following the link would: status, content type
+/// and the body's bytes.
+async fn fetch_in_page(client: &Client, url: &str) -> (u64, String, Vec<u8>) {
+    let reply = client
+        .execute_async(
+            "const [url, done] = arguments; \
+             fetch(url).then(r => r.arrayBuffer().then(b => done({ \
+               status: r.status, type: r.headers.get('content-type'), \
+               bytes: Array.from(new Uint8Array(b)) }))) \
+             .catch(e => done({ status: 0, type: String(e), bytes: [] }));",
+            vec![json!(url)],
+        )
+        .await
+        .expect("the fetch runs");
+    let bytes = reply["bytes"]
+        .as_array()
+        .expect("bytes")
+        .iter()
+        .map(|b| u8::try_from(b.as_u64().expect("a byte")).expect("a byte"))
+        .collect();
+    (
+        reply["status"].as_u64().unwrap_or_default(),
+        reply["type"].as_str().unwrap_or_default().to_owned(),
+        bytes,
+    )
+}
+
+/// Picks `path` in the cache modal's file field and submits the import form.
+async fn import_file(client: &Client, path: &std::path::Path) {
+    client
+        .find(Locator::Css("#fixtures-file"))
+        .await
+        .expect("the file field")
+        .send_keys(&path.display().to_string())
+        .await
+        .expect("the file is picked");
+    click(client, "#import-fixtures-form button[type=submit]").await;
+}
+
+#[actix_web::test]
+async fn export_import_and_reload_fixtures_from_actions_cache() {
+    let mock = super::upstream::MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let recorder = super::pages::proxy_with_two_answers(&app, &mock.url, "Recorder").await;
+    let recorder_id = id_of(&recorder);
+    let target_id = id_of(
+        &app.create(json!({"name": "Target", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+            .await,
+    );
+    let fixtures = tempfile::tempdir().expect("tmp");
+    let dir = fixtures.path().join("fixtures");
+    let bound_id = id_of(
+        &app.create(json!({
+            "name": "Bound", "provider": "openai", "upstream_url": format!("{}/v1", mock.url),
+            "cache": {"fixtures_dir": dir.display().to_string()}
+        }))
+        .await,
+    );
+
+    let (_driver, client, _profile) = browser().await;
+    sign_in_at(&client, &app, "/proxies").await;
+    let recorder_card = format!("#proxy-{recorder_id}");
+    wait_for(&client, &recorder_card, "the recorder's card").await;
+
+    // Actions → Cache links the downloads; following them with the session gets the files.
+    click(&client, &format!("{recorder_card} details.menu summary")).await;
+    let href = |class: &'static str| {
+        let client = client.clone();
+        let css = format!("{recorder_card} a.{class}");
+        async move {
+            client
+                .find(Locator::Css(&css))
+                .await
+                .expect("the link")
+                .attr("href")
+                .await
+                .expect("attr")
+                .expect("an href")
+        }
+    };
+    let tar_link = href("export-fixtures").await;
+    assert_eq!(tar_link, format!("/proxies/{recorder_id}/cache/export"));
+    let jsonl_link = href("export-jsonl").await;
+    assert_eq!(
+        jsonl_link,
+        format!("/proxies/{recorder_id}/cache/export?format=jsonl")
+    );
+    save_screenshot(&client, "cache-actions-menu.png").await;
+    let (status, content_type, archive) = fetch_in_page(&client, &tar_link).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/gzip"));
+    let files = super::pages::unpacked(&archive);
+    assert_eq!(files.len(), 2, "one fixture file per entry: {files:?}");
+    assert!(
+        files.iter().all(|(path, _)| path.starts_with("chat-")),
+        "{files:?}"
+    );
+    let (status, _, jsonl) = fetch_in_page(&client, &jsonl_link).await;
+    assert_eq!(status, 200);
+    let uploads = tempfile::tempdir().expect("tmp");
+    let jsonl_file = uploads.path().join("recorder.jsonl");
+    std::fs::write(&jsonl_file, &jsonl).expect("saved");
+    click(&client, &format!("{recorder_card} details.menu summary")).await;
+
+    // Import fixtures… opens the cache modal; the upload's report shows in it.
+    let target_card = format!("#proxy-{target_id}");
+    click(&client, &format!("{target_card} details.menu summary")).await;
+    click(&client, &format!("{target_card} a.import-fixtures")).await;
+    wait_for(&client, "#import-fixtures-form", "the import form").await;
+    import_file(&client, &jsonl_file).await;
+    wait_for(&client, "#fixtures-report", "the import's report").await;
+    let report = text_of(&client, "#fixtures-report").await;
+    assert!(report.contains("added 2"), "{report}");
+    assert!(
+        report.contains("replaced 0") && report.contains("rejected 0"),
+        "{report}"
+    );
+    assert_eq!(
+        text_of(&client, "#cache-facts [data-stat='entries']").await,
+        "2"
+    );
+    save_screenshot(&client, "cache-import-report.png").await;
+    let (_, cache) = app.get(&format!("/api/proxies/{target_id}/cache")).await;
+    assert_eq!(cache["entries"], 2);
+
+    // A bad file: the reason inline, in the same modal.
+    let broken = uploads.path().join("broken.tar.gz");
+    std::fs::write(&broken, b"\x1f\x8b\x08\x00not a tar at all").expect("saved");
+    import_file(&client, &broken).await;
+    wait_for(&client, "#fixtures-error", "the inline error").await;
+    let error = text_of(&client, "#fixtures-error").await;
+    assert!(error.contains("not a readable .tar.gz"), "{error}");
+    assert!(
+        client
+            .find_all(Locator::Css("#toast .toast"))
+            .await
+            .expect("query")
+            .is_empty(),
+        "no error toast: the answer was the form again"
+    );
+    let notes = uploads.path().join("notes.txt");
+    std::fs::write(&notes, "remember the milk\n").expect("saved");
+    import_file(&client, &notes).await;
+    wait_for(
+        &client,
+        "#fixtures-report.nothing",
+        "the nothing-imported report",
+    )
+    .await;
+    let report = text_of(&client, "#fixtures-report").await;
+    assert!(
+        report.contains("Nothing was imported from notes.txt") && report.contains("line 1"),
+        "{report}"
+    );
+    save_screenshot(&client, "cache-import-bad-file.png").await;
+    click(&client, ".modal-head .modal-close").await;
+
+    // A bound proxy: its directory holds the files (an import writes them), reloaded on demand.
+    let (status, imported) = send_raw(
+        &app,
+        &format!("/api/proxies/{bound_id}/cache/import"),
+        jsonl,
+    )
+    .await;
+    assert_eq!(status, 200, "{imported}");
+    app.delete(&format!("/api/proxies/{bound_id}/cache")).await;
+    let bound_card = format!("#proxy-{bound_id}");
+    click(&client, &format!("{bound_card} details.menu summary")).await;
+    click(&client, &format!("{bound_card} button.reload-fixtures")).await;
+    wait_for(&client, "#fixtures-report", "the reload's report").await;
+    let report = text_of(&client, "#fixtures-report").await;
+    assert!(
+        report.contains("loaded 2 from 2 files") && report.contains("rejected 0"),
+        "{report}"
+    );
+    assert_eq!(
+        text_of(&client, "#fixtures-dir").await,
+        dir.display().to_string()
+    );
+    let last_load = text_of(&client, "#fixtures-last-load").await;
+    assert!(
+        last_load.starts_with("2 entries from 2 files in"),
+        "{last_load}"
+    );
+    save_screenshot(&client, "cache-reload-report.png").await;
+    click(&client, "#modal button.reload-fixtures").await;
+    wait_for_text(
+        &client,
+        "#fixtures-report [data-stat='loaded']",
+        "loaded 2",
+        "the modal's own reload button",
+    )
+    .await;
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+/// Posts raw bytes to the API with the test token: status and JSON answer.
+async fn send_raw(app: &TestApp, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let mut response = super::support::authorized(awc::Client::new().post(app.url(path)))
+        .send_body(body)
+        .await
+        .expect("sent");
+    let json = response.json().await.expect("JSON");
+    (response.status().as_u16(), json)
+}
+
+#[actix_web::test]
+async fn refresh_mode_and_fixtures_directory_save_and_declared_cards_say_the_file_wins() {
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Declared", "provider": "openai", "start": false}))
+        .await;
+    let id = id_of(&proxy);
+    app.shutdown().await;
+    {
+        let db = rubberduck::db::open(app.data_dir()).expect("the database opens");
+        let mut conn = db.get().expect("a connection");
+        let row = i32::try_from(id).expect("an id");
+        rubberduck::db::proxies::set_declared_in(&mut conn, row, Some("/srv/ci/rubberduck.toml"))
+            .expect("declared");
+    }
+    app.restart().await;
+
+    let (_driver, client, _profile) = browser().await;
+    sign_in_at(&client, &app, "/proxies").await;
+    let card = format!("#proxy-{id}");
+    wait_for(
+        &client,
+        &format!("{card} .tag-declared"),
+        "the declared badge",
+    )
+    .await;
+    assert_eq!(
+        text_of(&client, &format!("{card} .tag-declared")).await,
+        "from rubberduck.toml"
+    );
+    let title = client
+        .find(Locator::Css(&format!("{card} .tag-declared")))
+        .await
+        .expect("badge")
+        .attr("title")
+        .await
+        .expect("attr")
+        .unwrap_or_default();
+    assert_eq!(
+        title,
+        "Declared in /srv/ci/rubberduck.toml: edits made here are replaced by the file at the next start."
+    );
+    save_screenshot(&client, "proxies-declared-badge.png").await;
+
+    click(&client, &format!("{card} .btn-configure")).await;
+    wait_for(&client, "#edit-cache-mode", "the Configure modal").await;
+    assert!(
+        text_of(&client, "#declared-warning")
+            .await
+            .contains("replaced by the file at the next start")
+    );
+    let refresh = "#edit-cache-mode option[value='refresh']";
+    assert!(
+        text_of(&client, refresh)
+            .await
+            .contains("every request goes upstream"),
+        "the option says what it does"
+    );
+    click(&client, refresh).await;
+    set_field(&client, "#edit-fixtures-dir", "relative/fixtures").await;
+    click(&client, "#edit-proxy-form button[type=submit]").await;
+    wait_for(&client, "#edit-fixtures-dir-error", "an inline error").await;
+    assert!(
+        text_of(&client, "#edit-fixtures-dir-error")
+            .await
+            .contains("must be an absolute path"),
+    );
+    assert_eq!(
+        client
+            .find(Locator::Css("#edit-cache-mode"))
+            .await
+            .expect("the select")
+            .prop("value")
+            .await
+            .expect("value"),
+        Some("refresh".to_owned()),
+        "the form keeps the chosen mode"
+    );
+
+    let fixtures = tempfile::tempdir().expect("tmp");
+    let dir = fixtures.path().display().to_string();
+    set_field(&client, "#edit-fixtures-dir", &dir).await;
+    click(&client, "#edit-proxy-form button[type=submit]").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !text_of(&client, &format!("{card} .cache-facts"))
+        .await
+        .contains("refresh")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the card never showed refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, saved) = app.get(&format!("/api/proxies/{id}")).await;
+    assert_eq!(saved["cache"]["mode"], "refresh");
+    assert_eq!(saved["cache"]["fixtures_dir"], dir.as_str());
+    // Bound now: the card offers the reload.
+    click(&client, &format!("{card} details.menu summary")).await;
+    wait_for(
+        &client,
+        &format!("{card} button.reload-fixtures"),
+        "the reload action",
+    )
+    .await;
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+}
