@@ -102,32 +102,53 @@ class Rubberduck:
     process: subprocess.Popen
     dashboard: str
     log: list[str]
+    data_dir: Path | None = None
 
-    def api(self, method: str, path: str, body=None):
-        data = None if body is None else json.dumps(body).encode()
+    def api(self, method: str, path: str, body=None, raw: bytes | None = None):
+        """One admin API call: (status, parsed JSON). `raw` is sent as the body instead of JSON
+        (e.g. an archive to import)."""
+        status, data = self.api_bytes(method, path, body, raw)
+        try:
+            return status, json.loads(data or b"null")
+        except ValueError:
+            return status, data.decode(errors="replace")
+
+    def api_bytes(self, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, bytes]:
+        """One admin API call: (status, the answer's bytes unparsed)."""
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.dashboard + path, data=data, method=method)
         request.add_header("Authorization", f"Bearer {BOOTSTRAP_TOKEN}")
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            request.add_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"null")
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
         except urllib.error.HTTPError as error:
-            raw = error.read()
-            try:
-                return error.code, json.loads(raw)
-            except ValueError:
-                return error.code, raw.decode(errors="replace")
+            return error.code, error.read()
+
+    def stop(self) -> None:
+        """SIGTERM, then waits for the process to end (graceful: pending writes are flushed)."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("rubberduck did not stop within 30 s of SIGTERM")
 
 
-@pytest.fixture(scope="session")
-def rubberduck(direct, tmp_path_factory):
-    if direct:
-        yield None
-        return
+def binary_path() -> str:
     binary = os.environ.get("RUBBERDUCK_BIN") or str(REPO / "target" / "debug" / "rubberduck")
     assert Path(binary).is_file(), f"no rubberduck binary at {binary} (cargo build, or set RUBBERDUCK_BIN)"
-    first, last = _port_range()
+    return binary
+
+
+def start_rubberduck(data_dir: Path, ports: tuple[int, int]) -> Rubberduck:
+    """Starts the real binary on `data_dir` with proxies in `ports`; returns once its dashboard
+    listens. Stop it with `.stop()`."""
+    first, last = ports
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RUBBERDUCK_", "GOOGLE_"))}
     env.update({
         "RUST_LOG": "info",
@@ -140,9 +161,8 @@ def rubberduck(direct, tmp_path_factory):
         "RUBBERDUCK_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
         "RUBBERDUCK_ADMIN_PASSWORD": "sdk-suite-password",
     })
-    data_dir = tmp_path_factory.mktemp("rubberduck-data")
     process = subprocess.Popen(
-        [binary, "serve", "--bind", "127.0.0.1:0", "--data-dir", str(data_dir), "--proxy-ports", f"{first}-{last}"],
+        [binary_path(), "serve", "--bind", "127.0.0.1:0", "--data-dir", str(data_dir), "--proxy-ports", f"{first}-{last}"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     log: list[str] = []
@@ -161,15 +181,43 @@ def rubberduck(direct, tmp_path_factory):
     if not ready.wait(60) or not found:
         process.kill()
         raise RuntimeError("rubberduck did not print its dashboard address:\n" + "\n".join(log[-40:]))
-    server = Rubberduck(process, found[0].rstrip("/"), log)
+    return Rubberduck(process, found[0].rstrip("/"), log, data_dir)
+
+
+@pytest.fixture(scope="session")
+def proxy_ports() -> tuple[int, int]:
+    """The block of ports every server of this run gives its proxies (a proxy takes a port free
+    in the OS, so servers running side by side do not collide)."""
+    return _port_range()
+
+
+@pytest.fixture(scope="session")
+def rubberduck(direct, tmp_path_factory, proxy_ports):
+    if direct:
+        yield None
+        return
+    server = start_rubberduck(tmp_path_factory.mktemp("rubberduck-data"), proxy_ports)
     yield server
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise AssertionError("rubberduck did not stop within 30 s of SIGTERM")
+    server.stop()
+
+
+@pytest.fixture
+def fresh_rubberduck(direct, tmp_path_factory, proxy_ports, request):
+    """fresh_rubberduck() -> a Rubberduck of its own on a fresh data dir; every one started is
+    stopped when the test ends (or earlier with `.stop()`)."""
+    if direct:
+        pytest.skip("only meaningful through a Rubberduck proxy")
+    started: list[Rubberduck] = []
+    request.node.fresh_servers = started  # their logs go into the report of a failure
+
+    def start() -> Rubberduck:
+        server = start_rubberduck(tmp_path_factory.mktemp("rubberduck-fresh"), proxy_ports)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -179,6 +227,9 @@ def pytest_runtest_makereport(item, call):
     server = item.funcargs.get("rubberduck") if hasattr(item, "funcargs") else None
     if report.failed and isinstance(server, Rubberduck):
         report.sections.append(("rubberduck log (last 30 lines)", "\n".join(server.log[-30:])))
+    for number, fresh in enumerate(getattr(item, "fresh_servers", []), 1):
+        if report.failed:
+            report.sections.append((f"fresh rubberduck #{number} log (last 30 lines)", "\n".join(fresh.log[-30:])))
 
 
 # --- proxies ---------------------------------------------------------------------------------
@@ -194,6 +245,44 @@ class Proxy:
 _names = itertools.count(1)
 
 
+def new_proxy(server: Rubberduck | None, mock: MockUpstream, provider: str, cache: bool | dict = False, **fields) -> Proxy:
+    """A running proxy of `server` (in direct mode, the mock itself); see `create_proxy`."""
+    if "upstream_url" not in fields:
+        fields["upstream_url"] = mock.url + ("/v1" if provider in ("openai", "deepseek") else "")
+    if server is None:
+        return Proxy(url=mock.url, info={"provider": provider, **fields})
+    body = {"name": f"sdk-{provider}-{next(_names)}", "provider": provider, **fields}
+    if isinstance(cache, dict):
+        body["cache"] = cache
+    status, proxy = server.api("POST", "/api/proxies", body)
+    assert status == 201, f"creating a {provider} proxy: {status} {proxy}"
+    assert proxy["status"] == "running", proxy
+    if cache is False:
+        # The test checks what reached the upstream, so no answer may come from the cache.
+        status, proxy = server.api("PATCH", f"/api/proxies/{proxy['id']}", {"cache": {"enabled": False}})
+        assert status == 200, f"disabling the cache of {body['name']}: {status} {proxy}"
+        assert proxy["cache"]["enabled"] is False, proxy
+        assert proxy["status"] == "running", proxy
+    else:
+        assert proxy["cache"]["enabled"] is True, proxy
+    url = proxy["url"].rstrip("/")
+    wait_listening(proxy["port"])
+    return Proxy(url=url, info=proxy)
+
+
+def wait_listening(port: int) -> None:
+    """Until 127.0.0.1:`port` accepts connections (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 def create_proxy(rubberduck, mock):
     """create_proxy(provider, cache=False, **fields) -> Proxy. `cache=False` turns the proxy's cache
@@ -202,35 +291,7 @@ def create_proxy(rubberduck, mock):
     the mock (with /v1 for the OpenAI-style providers, whose upstream bases carry the version)."""
 
     def create(provider: str, cache: bool | dict = False, **fields) -> Proxy:
-        if "upstream_url" not in fields:
-            fields["upstream_url"] = mock.url + ("/v1" if provider in ("openai", "deepseek") else "")
-        if rubberduck is None:
-            return Proxy(url=mock.url, info={"provider": provider, **fields})
-        body = {"name": f"sdk-{provider}-{next(_names)}", "provider": provider, **fields}
-        if isinstance(cache, dict):
-            body["cache"] = cache
-        status, proxy = rubberduck.api("POST", "/api/proxies", body)
-        assert status == 201, f"creating a {provider} proxy: {status} {proxy}"
-        assert proxy["status"] == "running", proxy
-        if cache is False:
-            # The test checks what reached the upstream, so no answer may come from the cache.
-            status, proxy = rubberduck.api("PATCH", f"/api/proxies/{proxy['id']}", {"cache": {"enabled": False}})
-            assert status == 200, f"disabling the cache of {body['name']}: {status} {proxy}"
-            assert proxy["cache"]["enabled"] is False, proxy
-            assert proxy["status"] == "running", proxy
-        else:
-            assert proxy["cache"]["enabled"] is True, proxy
-        url = proxy["url"].rstrip("/")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", proxy["port"]), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        return Proxy(url=url, info=proxy)
+        return new_proxy(rubberduck, mock, provider, cache, **fields)
 
     return create
 

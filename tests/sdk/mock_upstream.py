@@ -200,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
     #   X-Mock-Gzip: 1              gzip the JSON body (Content-Encoding: gzip)
     #   X-Mock-Chunk-Pause: <secs>  pause between stream chunks
     #   X-Mock-Delay: <secs>        wait before answering at all
+    #   X-Mock-Answer: <text>       answer this text instead of ANSWER (chat, messages,
+    #                               Bedrock, Gemini; streamed word by word)
 
     def send_json(self, status: int, payload, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -290,6 +292,14 @@ def route(handler: _Handler, request: Recorded) -> None:
     handler.send_json(404, {"error": {"message": f"mock has no route for {request.method} {request.raw_path}", "type": "invalid_request_error", "param": None, "code": "not_found"}})
 
 
+def _answer(request: Recorded) -> tuple[str, list[str]]:
+    """The text to answer and its stream chunks: ANSWER, or what X-Mock-Answer asks for."""
+    asked = request.header("X-Mock-Answer")
+    if asked is None:
+        return ANSWER, ANSWER_CHUNKS
+    return asked, re.findall(r"\s*\S+", asked) or [asked]
+
+
 def _body(request: Recorded) -> dict:
     try:
         return json.loads(request.body) if request.body else {}
@@ -319,7 +329,7 @@ def openai_chat(handler: _Handler, request: Recorded, default_model: str = "gpt-
     usage = {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS, "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}
     base = {"id": "chatcmpl-mock1", "created": 1700000000, "model": model, "system_fingerprint": "fp_mock"}
     # metadata.answer_bytes asks for a long answer (for body-size limits along the way).
-    answer = ANSWER
+    answer, pieces = _answer(request)
     size = int((body.get("metadata") or {}).get("answer_bytes") or 0)
     if size:
         answer = (ANSWER + " ") * (size // (len(ANSWER) + 1) + 1)
@@ -334,7 +344,7 @@ def openai_chat(handler: _Handler, request: Recorded, default_model: str = "gpt-
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     chunk = {**base, "object": "chat.completion.chunk"}
     events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]}]
-    for piece in ANSWER_CHUNKS:
+    for piece in pieces:
         events.append({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}]})
     events.append({**chunk, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
     if include_usage:
@@ -421,23 +431,23 @@ def openai_responses(handler: _Handler, request: Recorded) -> None:
 
 # --- Anthropic (also Bedrock invoke and Vertex rawPredict for Claude) -------------------------
 
-def anthropic_message(model: str) -> dict:
+def anthropic_message(model: str, answer: str = ANSWER) -> dict:
     return {
         "id": "msg_mock01", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": ANSWER}],
+        "content": [{"type": "text", "text": answer}],
         "stop_reason": "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS},
     }
 
 
-def anthropic_events(model: str) -> list[dict]:
+def anthropic_events(model: str, pieces: list[str] = ANSWER_CHUNKS) -> list[dict]:
     start = {**anthropic_message(model), "content": [], "stop_reason": None, "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": 1}}
     events = [
         {"type": "message_start", "message": start},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "ping"},
     ]
-    for piece in ANSWER_CHUNKS:
+    for piece in pieces:
         events.append({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
     events += [
         {"type": "content_block_stop", "index": 0},
@@ -447,8 +457,8 @@ def anthropic_events(model: str) -> list[dict]:
     return events
 
 
-def anthropic_sse(model: str) -> list[bytes]:
-    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in anthropic_events(model)]
+def anthropic_sse(model: str, pieces: list[str] = ANSWER_CHUNKS) -> list[bytes]:
+    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in anthropic_events(model, pieces)]
 
 
 def anthropic_messages(handler: _Handler, request: Recorded, model: str | None = None) -> None:
@@ -456,9 +466,10 @@ def anthropic_messages(handler: _Handler, request: Recorded, model: str | None =
     model = model or body.get("model", "claude-mock")
     if model == RATE_LIMITED_MODEL:
         return handler.send_json(429, {"type": "error", "error": {"type": "rate_limit_error", "message": "Number of requests has exceeded your rate limit"}}, {"retry-after": "1"})
+    answer, pieces = _answer(request)
     if body.get("stream"):
-        return handler.send_stream("text/event-stream; charset=utf-8", anthropic_sse(model), {"request-id": "req_mock_stream"})
-    handler.send_json(200, anthropic_message(model), {"request-id": "req_mock_msg"})
+        return handler.send_stream("text/event-stream; charset=utf-8", anthropic_sse(model, pieces), {"request-id": "req_mock_stream"})
+    handler.send_json(200, anthropic_message(model, answer), {"request-id": "req_mock_msg"})
 
 
 # --- AWS Bedrock -----------------------------------------------------------------------------
@@ -500,14 +511,15 @@ def decode_event_frames(data: bytes) -> list[tuple[dict[str, str], bytes]]:
 
 def bedrock(handler: _Handler, request: Recorded, model_id: str, action: str) -> None:
     amz = {"x-amzn-RequestId": "00000000-0000-0000-0000-000000000001"}
+    answer, pieces = _answer(request)
     if action == "invoke":
-        return handler.send_json(200, anthropic_message(model_id), {
+        return handler.send_json(200, anthropic_message(model_id, answer), {
             **amz,
             "X-Amzn-Bedrock-Input-Token-Count": str(INPUT_TOKENS),
             "X-Amzn-Bedrock-Output-Token-Count": str(OUTPUT_TOKENS),
         })
     if action == "invoke-with-response-stream":
-        events = anthropic_events(model_id)
+        events = anthropic_events(model_id, pieces)
         events[-1] = {**events[-1], "amazon-bedrock-invocationMetrics": {
             "inputTokenCount": INPUT_TOKENS, "outputTokenCount": OUTPUT_TOKENS, "invocationLatency": 10, "firstByteLatency": 5}}
         frames = [
@@ -518,11 +530,11 @@ def bedrock(handler: _Handler, request: Recorded, model_id: str, action: str) ->
     usage = {"inputTokens": INPUT_TOKENS, "outputTokens": OUTPUT_TOKENS, "totalTokens": INPUT_TOKENS + OUTPUT_TOKENS}
     if action == "converse":
         return handler.send_json(200, {
-            "output": {"message": {"role": "assistant", "content": [{"text": ANSWER}]}},
+            "output": {"message": {"role": "assistant", "content": [{"text": answer}]}},
             "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 10},
         }, amz)
     events = [("messageStart", {"role": "assistant"})]
-    events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}) for piece in ANSWER_CHUNKS]
+    events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}) for piece in pieces]
     events += [
         ("contentBlockStop", {"contentBlockIndex": 0}),
         ("messageStop", {"stopReason": "end_turn"}),
@@ -598,10 +610,11 @@ def vertex(handler: _Handler, request: Recorded, publisher: str, model: str, met
         return handler.send_stream("text/event-stream; charset=utf-8", anthropic_sse(model))
     if model == RATE_LIMITED_MODEL:
         return handler.send_json(429, {"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}})
+    answer, chunks = _answer(request)
     if method == "generateContent":
-        return handler.send_json(200, gemini_response(model, ANSWER))
+        return handler.send_json(200, gemini_response(model, answer))
     if method == "streamGenerateContent":
-        pieces = [gemini_response(model, piece, final=i == len(ANSWER_CHUNKS) - 1) for i, piece in enumerate(ANSWER_CHUNKS)]
+        pieces = [gemini_response(model, piece, final=i == len(chunks) - 1) for i, piece in enumerate(chunks)]
         if request.params.get("alt") == ["sse"]:
             return handler.send_stream("text/event-stream", [f"data: {json.dumps(p)}\r\n\r\n".encode() for p in pieces])
         return handler.send_json(200, pieces)
