@@ -145,9 +145,9 @@ def binary_path() -> str:
     return binary
 
 
-def start_rubberduck(data_dir: Path, ports: tuple[int, int]) -> Rubberduck:
-    """Starts the real binary on `data_dir` with proxies in `ports`; returns once its dashboard
-    listens. Stop it with `.stop()`."""
+def start_rubberduck(data_dir: Path, ports: tuple[int, int], extra_args: tuple[str, ...] = ()) -> Rubberduck:
+    """Starts the real binary on `data_dir` with proxies in `ports` (and `extra_args` for
+    `serve`); returns once its dashboard listens. Stop it with `.stop()`."""
     first, last = ports
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RUBBERDUCK_", "GOOGLE_"))}
     env.update({
@@ -162,7 +162,8 @@ def start_rubberduck(data_dir: Path, ports: tuple[int, int]) -> Rubberduck:
         "RUBBERDUCK_ADMIN_PASSWORD": "sdk-suite-password",
     })
     process = subprocess.Popen(
-        [binary_path(), "serve", "--bind", "127.0.0.1:0", "--data-dir", str(data_dir), "--proxy-ports", f"{first}-{last}"],
+        [binary_path(), "serve", "--bind", "127.0.0.1:0", "--data-dir", str(data_dir), "--proxy-ports", f"{first}-{last}",
+         *extra_args],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     log: list[str] = []
@@ -203,15 +204,15 @@ def rubberduck(direct, tmp_path_factory, proxy_ports):
 
 @pytest.fixture
 def fresh_rubberduck(direct, tmp_path_factory, proxy_ports, request):
-    """fresh_rubberduck() -> a Rubberduck of its own on a fresh data dir; every one started is
-    stopped when the test ends (or earlier with `.stop()`)."""
+    """fresh_rubberduck(*serve_args) -> a Rubberduck of its own on a fresh data dir; every one
+    started is stopped when the test ends (or earlier with `.stop()`)."""
     if direct:
         pytest.skip("only meaningful through a Rubberduck proxy")
     started: list[Rubberduck] = []
     request.node.fresh_servers = started  # their logs go into the report of a failure
 
-    def start() -> Rubberduck:
-        server = start_rubberduck(tmp_path_factory.mktemp("rubberduck-fresh"), proxy_ports)
+    def start(*serve_args: str) -> Rubberduck:
+        server = start_rubberduck(tmp_path_factory.mktemp("rubberduck-fresh"), proxy_ports, serve_args)
         started.append(server)
         return server
 

@@ -371,6 +371,40 @@ def test_recorded_fixtures_replay_on_a_fresh_server_without_the_upstream(tmp_pat
     assert {provider: fixture_files(root / provider) for provider in PROVIDERS} == files
 
 
+def test_a_recorded_suite_replays_from_a_config_file_with_no_upstream_and_no_login(tmp_path, fresh_rubberduck, mock):
+    """The CI recipe: fixtures recorded through proxies, then `rubberduck serve --config` on a
+    fresh data dir in replay_only mode answers the same calls, streams included, with zero
+    upstream requests; a changed prompt is an error the SDK raises, not a network call."""
+    root, recorder, recorded = record(tmp_path, fresh_rubberduck, mock)
+    recorder.server.stop()
+    mock.clear()
+    lines = []
+    for provider in PROVIDERS:
+        lines += ["[[proxy]]", f'name = "ci-{provider}"', f'provider = "{provider}"',
+                  f'upstream_url = "{recorder.proxies[provider].info["upstream_url"]}"']
+        lines += [f'{name} = "{value}"' for name, value in PROXY_FIELDS.get(provider, {}).items()]
+        lines += [f'cache = {{ mode = "replay_only", fixtures_dir = "fixtures/{provider}" }}', ""]
+    config = tmp_path / "rubberduck.toml"
+    config.write_text("\n".join(lines))
+
+    server = fresh_rubberduck("--config", str(config))
+    status, listed = server.api("GET", "/api/proxies")
+    assert status == 200, listed
+    declared = {proxy["provider"]: proxy for proxy in listed if proxy["name"].startswith("ci-")}
+    assert sorted(declared) == sorted(PROVIDERS), listed
+    for provider, proxy in declared.items():
+        assert proxy["status"] == "running", proxy
+        assert proxy["declared_in"] == str(config), proxy
+        assert proxy["cache"]["fixtures_dir"] == str(root / provider), proxy
+        wait_listening(proxy["port"])
+        replayed = run_calls(provider, proxy["url"].rstrip("/"))
+        assert_same_answers(replayed, recorded[provider], provider)
+        with pytest.raises(SDK_ERRORS) as raised:
+            CALLS[provider]["plain"](client_for(provider, proxy["url"].rstrip("/")), PROMPT + " (changed)")
+        assert_not_cached_error(provider, raised.value)
+    assert mock.received() == [], "the replayed suite must not reach the upstream"
+
+
 def replaced(value, old: str, new: str):
     """`value` (parsed JSON) with `old` replaced by `new` in every string."""
     if isinstance(value, str):
