@@ -52,7 +52,64 @@ impl FromStr for CacheMode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How a cached stream goes out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamReplay {
+    /// All chunks at once.
+    Instant,
+    /// With the gaps between chunks it was recorded with.
+    Recorded,
+    /// The recorded gaps divided by this factor, in hundredths (`200`: twice as fast).
+    Speed { percent: u32 },
+}
+
+impl StreamReplay {
+    pub fn as_text(self) -> String {
+        match self {
+            StreamReplay::Instant => "instant".into(),
+            StreamReplay::Recorded => "recorded".into(),
+            StreamReplay::Speed { percent } => {
+                let factor = f64::from(percent) / 100.0;
+                format!("{factor}")
+            }
+        }
+    }
+
+    /// How long to wait before a chunk recorded `gap_ms` after the one before it.
+    pub fn wait_ms(self, gap_ms: u64) -> u64 {
+        match self {
+            StreamReplay::Instant => 0,
+            StreamReplay::Recorded => gap_ms,
+            StreamReplay::Speed { percent } => {
+                gap_ms.saturating_mul(100) / u64::from(percent.max(1))
+            }
+        }
+    }
+}
+
+impl FromStr for StreamReplay {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "instant" => Ok(StreamReplay::Instant),
+            "recorded" => Ok(StreamReplay::Recorded),
+            other => match other.parse::<f64>() {
+                Ok(factor) if (0.01..=1000.0).contains(&factor) => {
+                    // Bounded above, so the product fits.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let percent = (factor * 100.0).round() as u32;
+                    Ok(StreamReplay::Speed { percent })
+                }
+                _ => Err(format!(
+                    "stream replay “{other}” is not instant, recorded, or a speed factor between 0.01 and 1000"
+                )),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
     pub enabled: bool,
     pub mode: CacheMode,
@@ -62,6 +119,10 @@ pub struct CacheSettings {
     /// A directory on the server the entries are loaded from at start, and (when the mode
     /// records) every new entry is written to as a fixture file. Absolute.
     pub fixtures_dir: Option<PathBuf>,
+    /// Dotted JSON paths of the request body left out of the key (`user`, `metadata.run_id`):
+    /// fields that change every run.
+    pub ignore_fields: Vec<String>,
+    pub stream_replay: StreamReplay,
 }
 
 impl Default for CacheSettings {
@@ -72,6 +133,8 @@ impl Default for CacheSettings {
             ttl_seconds: None,
             partition_by_credential: false,
             fixtures_dir: None,
+            ignore_fields: Vec::new(),
+            stream_replay: StreamReplay::Instant,
         }
     }
 }
@@ -97,6 +160,8 @@ pub struct ProxySpec {
     pub owner: UserId,
     /// The config file that declares this proxy; its entries replace edits at the next start.
     pub declared_in: Option<PathBuf>,
+    /// Past this much live (upstream) spend in a UTC day, misses are refused; hits go on.
+    pub daily_spend_cap_usd: Option<f64>,
 }
 
 impl ProxySpec {
@@ -128,6 +193,7 @@ pub struct ValidProxy {
     pub cache: CacheSettings,
     pub emulator: EmulatorSettings,
     pub log_requests: bool,
+    pub daily_spend_cap_usd: Option<f64>,
 }
 
 /// A deleted proxy: only its id, owner and name remain, for reading its logs.

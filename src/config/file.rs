@@ -208,6 +208,7 @@ struct ProxyToml {
     /// Relative to the file's directory.
     vertex_service_account_file: Option<String>,
     log_requests: Option<bool>,
+    daily_spend_cap_usd: Option<f64>,
     cache: Option<CacheToml>,
     emulator: Option<EmulatorToml>,
     /// The body of `PUT /api/proxies/{id}/failure-config`, as TOML.
@@ -224,6 +225,16 @@ struct CacheToml {
     partition_by_credential: Option<bool>,
     /// Relative to the file's directory.
     fixtures_dir: Option<String>,
+    ignore_fields: Option<Vec<String>>,
+    /// `"instant"`, `"recorded"`, or a speed factor (a number).
+    stream_replay: Option<StreamReplayToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StreamReplayToml {
+    Factor(f64),
+    Named(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,12 +264,18 @@ impl ProxyToml {
                 ttl_seconds: cache.ttl_seconds,
                 partition_by_credential: cache.partition_by_credential,
                 fixtures_dir: cache.fixtures_dir.map(|d| Some(relative_to(dir, &d))),
+                ignore_fields: cache.ignore_fields,
+                stream_replay: cache.stream_replay.map(|replay| match replay {
+                    StreamReplayToml::Factor(factor) => factor.to_string(),
+                    StreamReplayToml::Named(name) => name,
+                }),
             }),
             emulator: self.emulator.map(|emulator| EmulatorInput {
                 ttft_ms: emulator.ttft_ms,
                 tokens_per_second: emulator.tokens_per_second,
             }),
             log_requests: self.log_requests,
+            daily_spend_cap_usd: Some(self.daily_spend_cap_usd),
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct ProxyRow {
     pub emulator_tokens_per_second: i32,
     pub cache_fixtures_dir: Option<String>,
     pub declared_in: Option<String>,
+    pub cache_ignore_fields: String,
+    pub cache_stream_replay: String,
+    pub daily_spend_cap_usd: Option<f64>,
 }
 
 #[derive(Debug, Insertable)]
@@ -66,6 +69,9 @@ pub struct NewProxyRow {
     pub emulator_tokens_per_second: i32,
     pub cache_fixtures_dir: Option<String>,
     pub declared_in: Option<String>,
+    pub cache_ignore_fields: String,
+    pub cache_stream_replay: String,
+    pub daily_spend_cap_usd: Option<f64>,
 }
 
 /// The user-editable settings of a proxy; every field is written (the registry holds the whole
@@ -90,6 +96,9 @@ pub struct ProxySettingsChange {
     pub emulator_tokens_per_second: i32,
     pub log_requests: bool,
     pub cache_fixtures_dir: Option<String>,
+    pub cache_ignore_fields: String,
+    pub cache_stream_replay: String,
+    pub daily_spend_cap_usd: Option<f64>,
 }
 
 /// A deleted proxy, remembered so its owner can still read its logs and numbers.

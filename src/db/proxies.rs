@@ -118,6 +118,12 @@ impl TryFrom<ProxyRow> for ProxySpec {
                     .transpose()?,
                 partition_by_credential: row.cache_partition_by_credential,
                 fixtures_dir: row.cache_fixtures_dir.map(PathBuf::from),
+                ignore_fields: serde_json::from_str(&row.cache_ignore_fields)
+                    .map_err(|_| corrupt("ignored cache fields are not a list"))?,
+                stream_replay: row
+                    .cache_stream_replay
+                    .parse()
+                    .map_err(|e: String| corrupt(&e))?,
             },
             failure_config: serde_json::from_str::<serde_json::Value>(&row.failure_config)
                 .ok()
@@ -141,6 +147,7 @@ impl TryFrom<ProxyRow> for ProxySpec {
             aws_region: row.aws_region,
             created_at: row.created_at.and_utc(),
             declared_in: row.declared_in.map(PathBuf::from),
+            daily_spend_cap_usd: row.daily_spend_cap_usd,
         })
     }
 }
@@ -193,6 +200,9 @@ impl NewProxyRow {
             log_requests: valid.log_requests,
             cache_fixtures_dir: fixtures_dir_column(valid),
             declared_in: None,
+            cache_ignore_fields: tags_json(&valid.cache.ignore_fields),
+            cache_stream_replay: valid.cache.stream_replay.as_text(),
+            daily_spend_cap_usd: valid.daily_spend_cap_usd,
         }
     }
 }
@@ -217,6 +227,9 @@ impl ProxySettingsChange {
             emulator_tokens_per_second: emulator_column(valid.emulator.tokens_per_second),
             log_requests: valid.log_requests,
             cache_fixtures_dir: fixtures_dir_column(valid),
+            cache_ignore_fields: tags_json(&valid.cache.ignore_fields),
+            cache_stream_replay: valid.cache.stream_replay.as_text(),
+            daily_spend_cap_usd: valid.daily_spend_cap_usd,
         }
     }
 }
@@ -234,6 +247,7 @@ fn emulator_column(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
+/// A list of strings as JSON (tags, ignored fields).
 fn tags_json(tags: &[String]) -> String {
     serde_json::Value::from(tags.to_vec()).to_string()
 }

@@ -26,6 +26,9 @@ diesel::table! {
         emulator_tokens_per_second -> Integer,
         cache_fixtures_dir -> Nullable<Text>,
         declared_in -> Nullable<Text>,
+        cache_ignore_fields -> Text,
+        cache_stream_replay -> Text,
+        daily_spend_cap_usd -> Nullable<Double>,
     }
 }
 

@@ -41,6 +41,30 @@ pub struct CacheInput {
     pub ttl_explicit: bool,
     /// `Some(None)`: an explicit null, which unbinds the directory.
     pub fixtures_dir: Option<Option<String>>,
+    pub ignore_fields: Option<Vec<String>>,
+    /// `instant`, `recorded` or a speed factor, as text.
+    pub stream_replay: Option<String>,
+}
+
+impl CacheInput {
+    /// The complete input that reproduces `settings`.
+    fn of(settings: &CacheSettings) -> Self {
+        CacheInput {
+            enabled: Some(settings.enabled),
+            mode: Some(settings.mode.as_str().to_owned()),
+            ttl_seconds: settings.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
+            partition_by_credential: Some(settings.partition_by_credential),
+            ttl_explicit: true,
+            fixtures_dir: Some(
+                settings
+                    .fixtures_dir
+                    .as_ref()
+                    .map(|dir| dir.to_string_lossy().into_owned()),
+            ),
+            ignore_fields: Some(settings.ignore_fields.clone()),
+            stream_replay: Some(settings.stream_replay.as_text()),
+        }
+    }
 }
 
 /// The emulator's latency as typed; absent fields keep their value (or the default).
@@ -64,6 +88,8 @@ pub struct ProxyInput {
     pub cache: Option<CacheInput>,
     pub emulator: Option<EmulatorInput>,
     pub log_requests: Option<bool>,
+    /// `Some(None)`: an explicit null, which removes the cap.
+    pub daily_spend_cap_usd: Option<Option<f64>>,
 }
 
 impl ProxyInput {
@@ -111,6 +137,18 @@ impl ProxyInput {
                     };
                 }
                 "cache" => input.cache = Some(CacheInput::from_json(value)?),
+                "daily_spend_cap_usd" => {
+                    input.daily_spend_cap_usd = match value {
+                        Value::Null => Some(None),
+                        Value::Number(n) => Some(Some(n.as_f64().unwrap_or(-1.0))),
+                        _ => {
+                            return Err(FieldError::new(
+                                "daily_spend_cap_usd",
+                                "daily_spend_cap_usd must be a number of US dollars, or null for no cap.",
+                            ));
+                        }
+                    };
+                }
                 "emulator" => input.emulator = Some(EmulatorInput::from_json(value)?),
                 "log_requests" => {
                     input.log_requests = match value {
@@ -142,24 +180,13 @@ impl ProxyInput {
             upstream_url: spec.upstream_url.clone(),
             vertex_service_account_file: spec.vertex_service_account_file.clone(),
             aws_region: spec.aws_region.clone(),
-            cache: Some(CacheInput {
-                enabled: Some(spec.cache.enabled),
-                mode: Some(spec.cache.mode.as_str().to_owned()),
-                ttl_seconds: spec.cache.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
-                partition_by_credential: Some(spec.cache.partition_by_credential),
-                ttl_explicit: true,
-                fixtures_dir: Some(
-                    spec.cache
-                        .fixtures_dir
-                        .as_ref()
-                        .map(|dir| dir.to_string_lossy().into_owned()),
-                ),
-            }),
+            cache: Some(CacheInput::of(&spec.cache)),
             emulator: Some(EmulatorInput {
                 ttft_ms: Some(spec.emulator.ttft_ms.into()),
                 tokens_per_second: Some(spec.emulator.tokens_per_second.into()),
             }),
             log_requests: Some(spec.log_requests),
+            daily_spend_cap_usd: Some(spec.daily_spend_cap_usd),
         }
     }
 
@@ -181,25 +208,13 @@ impl ProxyInput {
                     .unwrap_or_default(),
             ),
             aws_region: Some(valid.aws_region.clone().unwrap_or_default()),
-            cache: Some(CacheInput {
-                enabled: Some(valid.cache.enabled),
-                mode: Some(valid.cache.mode.as_str().to_owned()),
-                ttl_seconds: valid.cache.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
-                partition_by_credential: Some(valid.cache.partition_by_credential),
-                ttl_explicit: true,
-                fixtures_dir: Some(
-                    valid
-                        .cache
-                        .fixtures_dir
-                        .as_ref()
-                        .map(|dir| dir.to_string_lossy().into_owned()),
-                ),
-            }),
+            cache: Some(CacheInput::of(&valid.cache)),
             emulator: Some(EmulatorInput {
                 ttft_ms: Some(valid.emulator.ttft_ms.into()),
                 tokens_per_second: Some(valid.emulator.tokens_per_second.into()),
             }),
             log_requests: Some(valid.log_requests),
+            daily_spend_cap_usd: Some(valid.daily_spend_cap_usd),
         }
     }
 
@@ -221,6 +236,7 @@ impl ProxyInput {
         );
         take(&mut self.aws_region, edit.aws_region);
         take(&mut self.log_requests, edit.log_requests);
+        take(&mut self.daily_spend_cap_usd, edit.daily_spend_cap_usd);
         if let Some(cache_edit) = edit.cache {
             let cache = self.cache.get_or_insert_with(CacheInput::default);
             take(&mut cache.enabled, cache_edit.enabled);
@@ -233,6 +249,8 @@ impl ProxyInput {
                 cache.ttl_seconds = cache_edit.ttl_seconds;
             }
             take(&mut cache.fixtures_dir, cache_edit.fixtures_dir);
+            take(&mut cache.ignore_fields, cache_edit.ignore_fields);
+            take(&mut cache.stream_replay, cache_edit.stream_replay);
         }
         if let Some(emulator_edit) = edit.emulator {
             let emulator = self.emulator.get_or_insert_with(EmulatorInput::default);
@@ -333,6 +351,37 @@ impl CacheInput {
                     return Err(FieldError::new(
                         "cache.fixtures_dir",
                         "cache.fixtures_dir must be a directory path on the server, or null.",
+                    ));
+                }
+                ("ignore_fields", Value::Array(items)) => {
+                    cache.ignore_fields = Some(
+                        items
+                            .into_iter()
+                            .map(|item| match item {
+                                Value::String(path) => Ok(path),
+                                _ => Err(FieldError::new(
+                                    "cache.ignore_fields",
+                                    "cache.ignore_fields must be a list of dotted JSON paths.",
+                                )),
+                            })
+                            .collect::<Result<_, _>>()?,
+                    );
+                }
+                ("ignore_fields", Value::Null) => cache.ignore_fields = Some(Vec::new()),
+                ("ignore_fields", _) => {
+                    return Err(FieldError::new(
+                        "cache.ignore_fields",
+                        "cache.ignore_fields must be a list of dotted JSON paths.",
+                    ));
+                }
+                ("stream_replay", Value::String(replay)) => cache.stream_replay = Some(replay),
+                ("stream_replay", Value::Number(factor)) => {
+                    cache.stream_replay = Some(factor.to_string());
+                }
+                ("stream_replay", _) => {
+                    return Err(FieldError::new(
+                        "cache.stream_replay",
+                        "cache.stream_replay must be instant, recorded or a speed factor.",
                     ));
                 }
                 ("ttl_seconds", _) => {
@@ -478,6 +527,14 @@ pub fn validate(
         EmulatorSettings::default()
     });
 
+    let daily_spend_cap_usd = input.daily_spend_cap_usd.flatten();
+    if daily_spend_cap_usd.is_some_and(|cap| !(0.0..=1_000_000.0).contains(&cap)) {
+        errors.push(FieldError::new(
+            "daily_spend_cap_usd",
+            "The daily spend cap must be between 0 and 1,000,000 US dollars, or empty for no cap.",
+        ));
+    }
+
     match provider {
         Some(provider) if errors.is_empty() => Ok(ValidProxy {
             name: name.to_owned(),
@@ -491,6 +548,7 @@ pub fn validate(
             cache,
             emulator,
             log_requests: input.log_requests.unwrap_or(true),
+            daily_spend_cap_usd,
         }),
         _ => Err(errors),
     }
@@ -672,6 +730,13 @@ fn validate_cache(cache: Option<&CacheInput>) -> Result<CacheSettings, FieldErro
         None => None,
         Some(dir) => Some(validate_fixtures_dir(dir, mode)?),
     };
+    let ignore_fields = validate_ignore_fields(cache.ignore_fields.as_deref().unwrap_or_default())?;
+    let stream_replay = match cache.stream_replay.as_deref() {
+        None => defaults.stream_replay,
+        Some(replay) => replay
+            .parse()
+            .map_err(|e: String| FieldError::new("cache.stream_replay", capitalize(&e)))?,
+    };
     Ok(CacheSettings {
         enabled: cache.enabled.unwrap_or(defaults.enabled),
         mode,
@@ -680,7 +745,45 @@ fn validate_cache(cache: Option<&CacheInput>) -> Result<CacheSettings, FieldErro
             .partition_by_credential
             .unwrap_or(defaults.partition_by_credential),
         fixtures_dir,
+        ignore_fields,
+        stream_replay,
     })
+}
+
+const MAX_IGNORED_FIELDS: usize = 32;
+
+/// Dotted paths of JSON object keys (`metadata.run_id`; a number picks a list item:
+/// `messages.0.content`); duplicates are dropped.
+fn validate_ignore_fields(paths: &[String]) -> Result<Vec<String>, FieldError> {
+    let field = "cache.ignore_fields";
+    if paths.len() > MAX_IGNORED_FIELDS {
+        return Err(FieldError::new(
+            field,
+            format!("At most {MAX_IGNORED_FIELDS} fields can be left out of the cache key."),
+        ));
+    }
+    let mut valid: Vec<String> = Vec::new();
+    for path in paths {
+        let path = path.trim();
+        let well_formed = !path.is_empty()
+            && path.len() <= 200
+            && path.split('.').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'))
+            });
+        if !well_formed {
+            return Err(FieldError::new(
+                field,
+                format!("“{path}” is not a dotted JSON path such as user or metadata.run_id."),
+            ));
+        }
+        if !valid.iter().any(|known| known == path) {
+            valid.push(path.to_owned());
+        }
+    }
+    Ok(valid)
 }
 
 /// A fixtures directory must be named absolutely (a server's working directory is no place to

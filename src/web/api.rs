@@ -28,6 +28,9 @@ pub struct CacheJson {
     pub ttl_seconds: Option<u64>,
     pub partition_by_credential: bool,
     pub fixtures_dir: Option<String>,
+    pub ignore_fields: Vec<String>,
+    /// `instant`, `recorded`, or the speed factor as text.
+    pub stream_replay: String,
 }
 
 /// A proxy in the admin API's contract shape.
@@ -53,6 +56,7 @@ pub struct ProxyJson {
     pub log_requests: bool,
     /// The config file that declares this proxy (its entries win at the next start).
     pub declared_in: Option<String>,
+    pub daily_spend_cap_usd: Option<f64>,
     pub listening_port: Option<u16>,
     pub in_flight: usize,
     /// Requests and tokens since Rubberduck started.
@@ -89,11 +93,14 @@ impl ProxyJson {
                     .fixtures_dir
                     .as_ref()
                     .map(|dir| dir.to_string_lossy().into_owned()),
+                ignore_fields: spec.cache.ignore_fields.clone(),
+                stream_replay: spec.cache.stream_replay.as_text(),
             },
             vertex_service_account_file: spec.vertex_service_account_file.clone(),
             aws_region: spec.aws_region.clone(),
             emulator: spec.emulator,
             log_requests: spec.log_requests,
+            daily_spend_cap_usd: spec.daily_spend_cap_usd,
             declared_in: spec
                 .declared_in
                 .as_ref()

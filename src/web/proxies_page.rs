@@ -290,6 +290,7 @@ impl ProxyForm {
                 .as_deref()
                 .map(str::trim)
                 .map(|dir| (!dir.is_empty()).then(|| dir.to_owned())),
+            ..CacheInput::default()
         });
         // Empty keeps the current value (or the default); text that is not a whole number
         // becomes -1, which validation rejects with its own message.
