@@ -72,7 +72,7 @@ async fn created_proxy_has_the_contract_shape() {
     );
     assert_eq!(
         proxy["cache"],
-        json!({"enabled": true, "mode": "read_write", "ttl_seconds": null, "partition_by_credential": false, "fixtures_dir": null})
+        json!({"enabled": true, "mode": "read_write", "ttl_seconds": null, "partition_by_credential": false, "fixtures_dir": null, "ignore_fields": [], "stream_replay": "instant"})
     );
     assert_eq!(proxy["vertex_service_account_file"], Value::Null);
     assert_eq!(proxy["aws_region"], Value::Null);
@@ -295,7 +295,7 @@ async fn patch_edits_settings_and_keeps_the_rest() {
     assert_eq!(edited["upstream_url"], "http://127.0.0.1:9/v1");
     assert_eq!(
         edited["cache"],
-        json!({"enabled": true, "mode": "replay_only", "ttl_seconds": 60, "partition_by_credential": false, "fixtures_dir": null})
+        json!({"enabled": true, "mode": "replay_only", "ttl_seconds": 60, "partition_by_credential": false, "fixtures_dir": null, "ignore_fields": [], "stream_replay": "instant"})
     );
     assert_eq!(
         edited["status"], "running",

@@ -525,7 +525,7 @@ async fn cache_settings_have_defaults_and_accept_partial_updates() {
     let (_, json) = app.get(&format!("/api/proxies/{}", set.id)).await;
     assert_eq!(
         json["cache"],
-        json!({"enabled": true, "mode": "replay_only", "ttl_seconds": 60, "partition_by_credential": true, "fixtures_dir": null}),
+        json!({"enabled": true, "mode": "replay_only", "ttl_seconds": 60, "partition_by_credential": true, "fixtures_dir": null, "ignore_fields": [], "stream_replay": "instant"}),
         "settings given at creation"
     );
 
@@ -535,7 +535,7 @@ async fn cache_settings_have_defaults_and_accept_partial_updates() {
     let patched = patch_cache(&app, &set, json!({"enabled": false})).await;
     assert_eq!(
         patched["cache"],
-        json!({"enabled": false, "mode": "replay_only", "ttl_seconds": null, "partition_by_credential": true, "fixtures_dir": null})
+        json!({"enabled": false, "mode": "replay_only", "ttl_seconds": null, "partition_by_credential": true, "fixtures_dir": null, "ignore_fields": [], "stream_replay": "instant"})
     );
     let (_, json) = app.get(&format!("/api/proxies/{}", set.id)).await;
     assert_eq!(json["cache"], patched["cache"], "the edits are stored");
