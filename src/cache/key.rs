@@ -32,6 +32,8 @@ pub struct KeyParts<'a> {
     /// Named by `X-Rubberduck-Cassette`: a partition of its own, so two tests may record
     /// different answers to the same request.
     pub cassette: Option<&'a str>,
+    /// Dotted paths of body fields left out (`user`, `metadata.run_id`, `messages.0.name`).
+    pub ignore_fields: &'a [String],
 }
 
 impl CacheKey {
@@ -65,7 +67,10 @@ impl CacheKey {
         }
         hasher.update([0]);
         match serde_json::from_slice::<serde_json::Value>(parts.body) {
-            Ok(json) => {
+            Ok(mut json) => {
+                for path in parts.ignore_fields {
+                    remove_path(&mut json, path);
+                }
                 hasher.update(b"json\0");
                 write_canonical(&mut HashWriter(&mut hasher), &json);
             }
@@ -90,6 +95,39 @@ impl CacheKey {
             }
         }
         CacheKey(hasher.finalize().into())
+    }
+}
+
+/// Removes the field a dotted path names, if the body has it; a number picks a list item.
+pub fn remove_path(json: &mut serde_json::Value, path: &str) {
+    let mut segments: Vec<&str> = path.split('.').collect();
+    let Some(last) = segments.pop() else {
+        return;
+    };
+    let mut at = json;
+    for segment in segments {
+        let next = match at {
+            serde_json::Value::Object(fields) => fields.get_mut(segment),
+            serde_json::Value::Array(items) => {
+                segment.parse::<usize>().ok().and_then(|i| items.get_mut(i))
+            }
+            _ => None,
+        };
+        let Some(next) = next else {
+            return;
+        };
+        at = next;
+    }
+    match at {
+        serde_json::Value::Object(fields) => {
+            fields.shift_remove(last);
+        }
+        serde_json::Value::Array(items) => {
+            if let Some(i) = last.parse::<usize>().ok().filter(|i| *i < items.len()) {
+                items.remove(i);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -181,6 +219,7 @@ mod tests {
                 partition_by_credential: false,
                 emulated: false,
                 cassette: None,
+                ignore_fields: &[],
             },
         )
     }
@@ -293,10 +332,59 @@ mod tests {
                     partition_by_credential: partition,
                     emulated: false,
                     cassette: None,
+                    ignore_fields: &[],
                 },
             )
         };
         assert_eq!(with("Bearer a", false), with("Bearer b", false));
         assert_ne!(with("Bearer a", true), with("Bearer b", true));
+    }
+}
+
+#[cfg(test)]
+mod ignored_fields {
+    use super::*;
+    use crate::providers::ProviderKind;
+
+    fn key(body: &str, ignore_fields: &[String]) -> CacheKey {
+        CacheKey::of(
+            ProviderKind::Openai.provider(),
+            &KeyParts {
+                method: &Method::POST,
+                path: "/v1/chat/completions",
+                query: None,
+                headers: &HeaderMap::new(),
+                body: body.as_bytes(),
+                partition_by_credential: false,
+                emulated: false,
+                cassette: None,
+                ignore_fields,
+            },
+        )
+    }
+
+    #[test]
+    fn ignored_fields_do_not_change_the_key_and_the_others_still_do() {
+        let ignored = [
+            "user".to_owned(),
+            "metadata.run_id".to_owned(),
+            "messages.0.name".to_owned(),
+        ];
+        let one = r#"{"model":"m","user":"a","metadata":{"run_id":"1","team":"x"},"messages":[{"role":"user","name":"n1","content":"hi"}]}"#;
+        let two = r#"{"model":"m","user":"b","metadata":{"run_id":"2","team":"x"},"messages":[{"role":"user","name":"n2","content":"hi"}]}"#;
+        let other = r#"{"model":"m","user":"b","metadata":{"run_id":"2","team":"y"},"messages":[{"role":"user","name":"n2","content":"hi"}]}"#;
+        assert_eq!(key(one, &ignored), key(two, &ignored));
+        assert_ne!(key(one, &[]), key(two, &[]), "without the list they differ");
+        assert_ne!(
+            key(two, &ignored),
+            key(other, &ignored),
+            "metadata.team still counts"
+        );
+        let without_user = r#"{"model":"m","metadata":{"run_id":"9","team":"x"},"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(
+            key(one, &ignored),
+            key(without_user, &ignored),
+            "absent is the same as ignored"
+        );
     }
 }

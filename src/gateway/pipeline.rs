@@ -278,6 +278,7 @@ async fn cache_lookup(x: &mut Exchange<'_>) -> Result<Lookup, GatewayError> {
             partition_by_credential: x.spec.cache.partition_by_credential,
             emulated: x.spec.emulated(),
             cassette: x.control.cassette.as_deref(),
+            ignore_fields: &x.spec.cache.ignore_fields,
         },
     );
     let name = key.to_string();
