@@ -6,6 +6,7 @@
 //! budget, then of the whole cache over the total, are deleted from both tiers.
 
 mod control;
+mod explain;
 mod key;
 mod recording;
 
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use control::{CACHE_HEADER, CASSETTE_HEADER, Directive, Handling, RequestControl};
+pub use explain::{Nearest, differing_paths};
 pub use key::{CacheKey, KeyParts};
 pub use recording::{Payload, RecordedChunk, RecordedRequest, Recording};
 
@@ -193,6 +195,16 @@ pub struct Leader {
 impl Drop for Leader {
     fn drop(&mut self) {
         lock(&self.leaders).remove(&self.key);
+    }
+}
+
+/// A request body as explanations compare it: its JSON, else its text as one string.
+fn comparable_body(payload: &Payload) -> serde_json::Value {
+    match (&payload.body, &payload.body_text, &payload.body_base64) {
+        (Some(json), _, _) => json.clone(),
+        (None, Some(text), _) => serde_json::Value::String(text.clone()),
+        (None, None, Some(base64)) => serde_json::Value::String(base64.clone()),
+        (None, None, None) => serde_json::Value::Null,
     }
 }
 
@@ -584,6 +596,71 @@ impl ResponseCache {
         }
         *generation += 1;
         Ok(outcome)
+    }
+
+    /// Whether an entry is stored (in memory, queued, or in SQLite), without counting a lookup.
+    pub async fn holds(&self, proxy: ProxyId, key: &CacheKey) -> Result<bool, DbError> {
+        if self.memory.contains_key(&(proxy, *key))
+            || lock(&self.unflushed).contains_key(&(proxy, *key))
+        {
+            return Ok(true);
+        }
+        let text_key = key.to_string();
+        db::run(&self.db, move |conn| {
+            db::cache_entries::exists(conn, proxy.0, &text_key)
+        })
+        .await
+    }
+
+    /// The recorded entries nearest to a request that missed (same method, path, model and
+    /// cassette), with the JSON paths in which the bodies differ; on the blocking pool.
+    pub async fn explain(
+        &self,
+        proxy: ProxyId,
+        request: RecordedRequest,
+        model: Option<String>,
+        cassette: Option<String>,
+        count: usize,
+    ) -> Result<Vec<Nearest>, DbError> {
+        // Entries still queued for SQLite are looked at too.
+        let queued = lock(&self.unflushed).keys().any(|(owner, _)| *owner == proxy);
+        if queued {
+            self.replace(proxy, false, Vec::new()).await?;
+        }
+        db::run(&self.db, move |conn| {
+            let entries = db::cache_entries::recordings_like(
+                conn,
+                proxy.0,
+                &request.method,
+                &request.path,
+                model.as_deref(),
+                cassette.as_deref(),
+            )?;
+            let asked = comparable_body(&request.payload);
+            let recorded: Vec<(String, serde_json::Value, String)> = entries
+                .into_iter()
+                .filter_map(|entry| {
+                    let recording: Recording = serde_json::from_str(&entry.recording).ok()?;
+                    let at = entry
+                        .created_at
+                        .and_utc()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    Some((
+                        entry.cache_key,
+                        comparable_body(&recording.request.payload),
+                        at,
+                    ))
+                })
+                .collect();
+            Ok(explain::nearest(
+                &asked,
+                recorded
+                    .iter()
+                    .map(|(key, body, at)| (key.as_str(), body, at.as_str())),
+                count,
+            ))
+        })
+        .await
     }
 
     /// Every stored entry of a proxy (for export), after what was queued before is written.

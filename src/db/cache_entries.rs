@@ -77,6 +77,44 @@ pub fn all_for_proxy(
         .load(conn)?)
 }
 
+/// A recorded request an entry answers, for finding the one nearest to a miss.
+#[derive(Debug, QueryableByName)]
+pub struct RecordedEntry {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub cache_key: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub recording: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    pub created_at: NaiveDateTime,
+}
+
+/// The recordings of a proxy's entries for this method, path, model and cassette (bodies of
+/// answers are not read).
+pub fn recordings_like(
+    conn: &mut SqliteConnection,
+    proxy_id: i32,
+    method: &str,
+    path: &str,
+    model: Option<&str>,
+    cassette: Option<&str>,
+) -> Result<Vec<RecordedEntry>, DbError> {
+    use diesel::sql_types::{Integer, Nullable, Text};
+    Ok(diesel::sql_query(
+        "SELECT cache_key, recording, created_at FROM cache_entries \
+         WHERE proxy_id = ? AND recording IS NOT NULL \
+         AND json_extract(recording, '$.request.method') = ? \
+         AND json_extract(recording, '$.request.path') = ? \
+         AND json_extract(recording, '$.model') IS ? \
+         AND json_extract(recording, '$.cassette') IS ?",
+    )
+    .bind::<Integer, _>(proxy_id)
+    .bind::<Text, _>(method)
+    .bind::<Text, _>(path)
+    .bind::<Nullable<Text>, _>(model)
+    .bind::<Nullable<Text>, _>(cassette)
+    .load(conn)?)
+}
+
 pub fn record_hits(
     conn: &mut SqliteConnection,
     proxy_id: i32,

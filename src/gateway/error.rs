@@ -24,10 +24,12 @@ pub enum GatewayError {
     Unreachable { upstream: String, reason: String },
     #[error("the upstream {upstream} did not answer within {seconds} s")]
     Timeout { upstream: String, seconds: u64 },
+    /// With why: the nearest recorded entry and how the request differs from it.
     #[error(
-        "this request is not in the cache, and the proxy is in replay_only mode, so it was not sent upstream"
+        "there is no recorded answer in the cache for this request, and the proxy replays only (replay_only), so it was not sent upstream{}",
+        .nearest.as_ref().map_or_else(|| "; nothing was recorded for this path and model".to_owned(), |n| format!("; {n}"))
     )]
-    NotCached,
+    NotCached { nearest: Option<String> },
 }
 
 impl GatewayError {
@@ -40,7 +42,7 @@ impl GatewayError {
             GatewayError::Provider(error) => error.kind(),
             GatewayError::Unreachable { .. } => ProxyErrorKind::BadGateway,
             GatewayError::Timeout { .. } => ProxyErrorKind::GatewayTimeout,
-            GatewayError::NotCached => ProxyErrorKind::NotCached,
+            GatewayError::NotCached { .. } => ProxyErrorKind::NotCached,
         }
     }
 

@@ -305,13 +305,46 @@ async fn cache_lookup(x: &mut Exchange<'_>) -> Result<Lookup, GatewayError> {
     x.leader = leader;
     x.note(|d| d.cache("miss", Some(name)));
     if mode == CacheMode::ReplayOnly {
-        let mut refusal = x.refuse(&GatewayError::NotCached);
+        let nearest = explain_miss(x).await;
+        let mut refusal = x.refuse(&GatewayError::NotCached { nearest });
         for (name, value) in cache_headers(x.key.as_ref()) {
             refusal.headers_mut().insert(name, value);
         }
         return Ok(Lookup::Refused(refusal));
     }
     Ok(Lookup::Miss)
+}
+
+/// What the nearest recorded entry says about a replay-only miss, in one line.
+async fn explain_miss(x: &Exchange<'_>) -> Option<String> {
+    let request = RecordedRequest::of(
+        x.provider,
+        x.req.method().as_str(),
+        x.req.path(),
+        x.query(),
+        &x.body,
+    );
+    let found = x
+        .state
+        .cache
+        .explain(
+            x.spec.id,
+            request,
+            x.model.clone(),
+            x.control.cassette.clone(),
+            1,
+        )
+        .await;
+    match found {
+        Ok(nearest) => nearest.first().map(cache::Nearest::describe),
+        Err(e) => {
+            log::warn!(
+                "proxy {}: cannot look for the nearest entry: {e}",
+                x.spec.id
+            );
+            None
+        }
+    }
 }
 
 /// Waits the response delay before a cache hit, and before a miss unless the delay is for hits

@@ -8,10 +8,12 @@ use serde::Serialize;
 
 use super::{ManagedProxy, ProxyRegistry, RegistryError};
 use crate::auth::Access;
+use crate::cache::{CacheKey, KeyParts, Nearest, RecordedRequest};
 use crate::db::DbError;
 use crate::fixtures::{self, Archive, ArchiveFormat, Fixture, FixtureError, Rejected};
 use crate::ids::ProxyId;
 use crate::spec::ProxySpec;
+use crate::telemetry;
 use crate::validation::FieldError;
 
 /// What loading a fixtures directory did.
@@ -24,6 +26,26 @@ pub struct FixturesLoad {
     pub loaded: usize,
     pub rejected: Vec<Rejected>,
     pub millis: u64,
+}
+
+/// A request to explain, as `POST /api/proxies/{id}/cache/explain` takes it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    pub method: Option<String>,
+    pub path: String,
+    pub query: Option<String>,
+    /// The body as JSON (a string is sent as text).
+    pub body: serde_json::Value,
+    pub cassette: Option<String>,
+}
+
+/// Whether a request is cached, and the entries nearest to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub key: String,
+    pub cached: bool,
+    pub nearest: Vec<Nearest>,
 }
 
 /// What an import did.
@@ -125,6 +147,65 @@ impl ProxyRegistry {
         let proxy = self.entry_for(id, access).ok()?;
         let report = super::lock(&proxy.fixtures).clone();
         report.filter(|_| proxy.live.spec.load().cache.fixtures_dir.is_some())
+    }
+
+    /// Whether a request would be answered from the proxy's cache, and the recorded entries
+    /// nearest to it with the JSON paths in which they differ.
+    pub async fn explain_request(
+        &self,
+        id: ProxyId,
+        access: Access,
+        asked: ExplainRequest,
+    ) -> Result<Explanation, RegistryError> {
+        let proxy = self.entry_for(id, access)?;
+        let spec = proxy.live.spec.load_full();
+        let method = asked
+            .method
+            .as_deref()
+            .unwrap_or("POST")
+            .to_ascii_uppercase();
+        let parsed = actix_web::http::Method::from_bytes(method.as_bytes())
+            .map_err(|_| invalid("method", format!("“{method}” is not an HTTP method.")))?;
+        if !asked.path.starts_with('/') {
+            return Err(invalid("path", "The path must start with /."));
+        }
+        let body = match &asked.body {
+            serde_json::Value::String(text) => text.clone().into_bytes(),
+            json => serde_json::to_vec(json).map_err(|e| invalid("body", e))?,
+        };
+        let provider = spec.provider.provider();
+        let key = CacheKey::of(
+            provider,
+            &KeyParts {
+                method: &parsed,
+                path: &asked.path,
+                query: asked.query.as_deref(),
+                headers: &actix_web::http::header::HeaderMap::new(),
+                body: &body,
+                partition_by_credential: false,
+                emulated: spec.emulated(),
+                cassette: asked.cassette.as_deref(),
+                ignore_fields: &spec.cache.ignore_fields,
+            },
+        );
+        let cached = self.cache.holds(id, &key).await?;
+        let request = RecordedRequest::of(
+            provider,
+            &method,
+            &asked.path,
+            asked.query.as_deref(),
+            &body,
+        );
+        let model = telemetry::model_of(provider, &asked.path, &body);
+        let nearest = self
+            .cache
+            .explain(id, request, model, asked.cassette.clone(), 5)
+            .await?;
+        Ok(Explanation {
+            key: key.to_string(),
+            cached,
+            nearest,
+        })
     }
 
     /// Every entry of the proxy's cache as fixture files, packed.

@@ -31,7 +31,7 @@ use crate::settings::Settings;
 use crate::spec::{DeletedProxy, ProxySpec, ValidProxy};
 use crate::telemetry::{RecentTraffic, Telemetry};
 use crate::validation::FieldError;
-pub use fixtures::{FixturesLoad, ImportReport};
+pub use fixtures::{ExplainRequest, Explanation, FixturesLoad, ImportReport};
 use input::{ProxyInput, validate};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ use super::error::ApiError;
 use crate::auth::Caller;
 use crate::fixtures::ArchiveFormat;
 use crate::ids::ProxyId;
+use crate::registry::ExplainRequest;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 
@@ -74,6 +75,21 @@ pub async fn import(
         .import_cache(ProxyId(*id), caller.access(), body.to_vec())
         .await?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// `POST /api/proxies/{id}/cache/explain` with `{"method","path","query"?,"body","cassette"?}`:
+/// whether it is cached, and the nearest recorded entries with the JSON paths that differ.
+pub async fn explain(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i32>,
+    asked: web::Json<ExplainRequest>,
+) -> ApiResult {
+    let explanation = state
+        .registry
+        .explain_request(ProxyId(*id), caller.access(), asked.into_inner())
+        .await?;
+    Ok(HttpResponse::Ok().json(explanation))
 }
 
 /// `POST /api/proxies/{id}/cache/reload`: the proxy's cache becomes its fixtures directory's

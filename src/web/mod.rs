@@ -152,6 +152,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::post().to(fixtures_api::reload),
                 )
                 .route(
+                    "/proxies/{id:\\d+}/cache/explain",
+                    web::post().to(fixtures_api::explain),
+                )
+                .route(
                     "/proxies/{id:\\d+}/failure-config",
                     web::get().to(api::failure_config),
                 )

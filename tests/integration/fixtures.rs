@@ -664,3 +664,137 @@ async fn the_command_line_exports_and_imports_on_a_data_dir() {
     target.shutdown().await;
     mock.stop().await;
 }
+
+fn chat_with(content: &str, temperature: f64, user: &str) -> String {
+    json!({"model": "gpt-4o-mini", "temperature": temperature, "user": user,
+           "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": content}]})
+    .to_string()
+}
+
+#[actix_web::test]
+async fn a_replay_only_miss_names_the_nearest_entry_and_the_fields_that_changed() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    for (content, temperature) in [("explain me", 0.0), ("something else entirely", 1.0)] {
+        let call = Call::post(
+            "/v1/chat/completions",
+            &chat_with(content, temperature, "u1"),
+        )
+        .stamp("json");
+        send(&proxy, &call).await.assert_miss("recording");
+    }
+    patch_cache(&app, &proxy, json!({"mode": "replay_only"})).await;
+    let changed = Call::post("/v1/chat/completions", &chat_with("explain me!", 0.0, "u1"));
+    let refused = send(&proxy, &changed).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("differs in messages[1].content"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("temperature"),
+        "only what changed: {message}"
+    );
+
+    let (status, explained) = app
+        .post(
+            &format!("/api/proxies/{}/cache/explain", proxy.id),
+            json!({"method": "POST", "path": "/v1/chat/completions",
+                   "body": serde_json::from_str::<Value>(&chat_with("explain me", 0.5, "u2")).unwrap()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{explained}");
+    assert_eq!(explained["cached"], false, "{explained}");
+    assert_eq!(
+        explained["nearest"][0]["differs"],
+        json!(["temperature", "user"]),
+        "{explained}"
+    );
+    let (_, recorded) = app
+        .post(
+            &format!("/api/proxies/{}/cache/explain", proxy.id),
+            json!({"path": "/v1/chat/completions",
+                   "body": serde_json::from_str::<Value>(&chat_with("explain me", 0.0, "u1")).unwrap()}),
+        )
+        .await;
+    assert_eq!(recorded["cached"], true, "{recorded}");
+    assert_eq!(recorded["nearest"][0]["differs"], json!([]), "{recorded}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, logs) = app
+            .get(&format!("/api/logs?proxy_id={}&status=400", proxy.id))
+            .await;
+        if let Some(entry) = logs["logs"].as_array().and_then(|l| l.first()) {
+            let logged = entry["error_message"].as_str().unwrap_or_default();
+            assert!(logged.contains("messages[1].content"), "{entry}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log entry of the miss: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mock.requests().len(), 2);
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn ignored_fields_are_left_out_of_the_key() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(
+        &app,
+        "openai",
+        &mock,
+        json!({"ignore_fields": ["user", "metadata.run_id"]}),
+    )
+    .await;
+    let (_, described) = app.get(&format!("/api/proxies/{}", proxy.id)).await;
+    assert_eq!(
+        described["cache"]["ignore_fields"],
+        json!(["user", "metadata.run_id"])
+    );
+    let first = send(
+        &proxy,
+        &Call::post("/v1/chat/completions", &chat_with("ignore", 0.0, "run-1")).stamp("json"),
+    )
+    .await;
+    first.assert_miss("first");
+    let again = send(
+        &proxy,
+        &Call::post("/v1/chat/completions", &chat_with("ignore", 0.0, "run-2")).stamp("json"),
+    )
+    .await;
+    again.assert_hit("another user is ignored");
+    assert_eq!(again.body, first.body);
+    send(
+        &proxy,
+        &Call::post("/v1/chat/completions", &chat_with("ignore", 0.7, "run-3")).stamp("json"),
+    )
+    .await
+    .assert_miss("temperature still counts");
+    let (status, error) = app
+        .patch(
+            &format!("/api/proxies/{}", proxy.id),
+            json!({"cache": {"ignore_fields": ["bad path!"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"]["field"], "cache.ignore_fields");
+    assert_eq!(mock.requests().len(), 2);
+    app.shutdown().await;
+    mock.stop().await;
+}
