@@ -64,6 +64,9 @@ pub struct CachedResponse {
     pub body: Bytes,
     /// Lengths of the chunks a stream arrived in; `None` for a plain body.
     pub chunks: Option<Vec<usize>>,
+    /// Milliseconds each chunk arrived after the one before (the first: after the head), where
+    /// they were recorded.
+    pub gaps_ms: Vec<u64>,
     pub created_at: DateTime<Utc>,
     /// The tokens the stored answer reports, read once and reused by every hit.
     pub usage: OnceLock<Usage>,
@@ -72,7 +75,8 @@ pub struct CachedResponse {
 impl CachedResponse {
     fn weight(&self) -> u32 {
         let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
-        u32::try_from(self.body.len() + headers + 128).unwrap_or(u32::MAX)
+        let lists = (self.gaps_ms.len() + self.chunks.as_ref().map_or(0, Vec::len)) * 8;
+        u32::try_from(self.body.len() + headers + lists + 128).unwrap_or(u32::MAX)
     }
 
     fn is_fresh(&self, ttl_seconds: Option<u64>, now: DateTime<Utc>) -> bool {
@@ -121,6 +125,12 @@ impl CachedResponse {
             body: Bytes::from(row.body),
             created_at: row.created_at.and_utc(),
             usage: OnceLock::new(),
+            gaps_ms: row
+                .recording
+                .as_deref()
+                .and_then(|json| serde_json::from_str::<RecordedGaps>(json).ok())
+                .map(|gaps| gaps.chunk_gaps_ms)
+                .unwrap_or_default(),
         })
     }
 
@@ -146,6 +156,13 @@ impl CachedResponse {
             last_used_at: self.created_at.naive_utc(),
         }
     }
+}
+
+/// Only the timing of a recording, read without keeping the rest.
+#[derive(serde::Deserialize)]
+struct RecordedGaps {
+    #[serde(default)]
+    chunk_gaps_ms: Vec<u64>,
 }
 
 /// Response headers worth replaying: what describes the content. Request ids, rate-limit
@@ -623,7 +640,9 @@ impl ResponseCache {
         count: usize,
     ) -> Result<Vec<Nearest>, DbError> {
         // Entries still queued for SQLite are looked at too.
-        let queued = lock(&self.unflushed).keys().any(|(owner, _)| *owner == proxy);
+        let queued = lock(&self.unflushed)
+            .keys()
+            .any(|(owner, _)| *owner == proxy);
         if queued {
             self.replace(proxy, false, Vec::new()).await?;
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_tls::connect::Resolver;
 use actix_web::HttpResponse;
@@ -30,6 +30,7 @@ use crate::fixtures::{self, Fixture};
 use crate::ids::ProxyId;
 use crate::providers::{Provider, ProviderKind, UpstreamRequest, Usage};
 use crate::reach::MemberUpstreams;
+use crate::spec::StreamReplay;
 use crate::telemetry::{LogDraft, Telemetry};
 
 /// The upstream's body on its way to the client. It carries the in-flight guard, so a streamed
@@ -121,6 +122,7 @@ impl Recorder {
             chunks: self.streamed.then_some(lengths),
             created_at: Utc::now(),
             usage: OnceLock::from(usage),
+            gaps_ms: self.keeping.recording.chunk_gaps_ms.clone(),
         };
         let Keeping {
             cache,
@@ -197,16 +199,37 @@ pub(super) fn cache_headers(key: Option<&CacheKey>) -> Vec<(HeaderName, HeaderVa
     }
 }
 
-pub(super) fn replay(hit: &CachedResponse, key: &CacheKey) -> HttpResponse {
+/// A stored answer sent again; a stream chunk by chunk, at once or with its recorded gaps
+/// (scaled by a speed factor) as `pace` says.
+pub(super) fn replay(hit: &CachedResponse, key: &CacheKey, pace: StreamReplay) -> HttpResponse {
     let mut reply = hit.replay();
     reply.insert_header((X_CACHE, "HIT"));
     reply.insert_header((X_CACHE_KEY, key.to_string()));
-    match hit.chunks {
-        Some(_) => reply.streaming(futures_util::stream::iter(
-            hit.body_chunks().into_iter().map(Ok::<_, PayloadError>),
-        )),
-        None => reply.body(hit.body.clone()),
+    let chunks = match hit.chunks {
+        Some(_) => hit.body_chunks(),
+        None => return reply.body(hit.body.clone()),
+    };
+    if pace == StreamReplay::Instant || hit.gaps_ms.len() != chunks.len() {
+        return reply.streaming(futures_util::stream::iter(
+            chunks.into_iter().map(Ok::<_, PayloadError>),
+        ));
     }
+    let paced = chunks
+        .into_iter()
+        .zip(
+            hit.gaps_ms
+                .iter()
+                .map(|gap| Duration::from_millis(pace.wait_ms(*gap))),
+        )
+        .collect::<Vec<_>>()
+        .into_iter();
+    reply.streaming(futures_util::stream::unfold(paced, |mut rest| async move {
+        let (chunk, wait) = rest.next()?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Some((Ok::<_, PayloadError>(chunk), rest))
+    }))
 }
 
 /// Nobody reads this: the client hung up while the proxy waited on purpose.

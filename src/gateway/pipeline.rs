@@ -361,7 +361,7 @@ async fn delay(x: &mut Exchange<'_>, hit: bool) -> Option<Answer> {
 fn replay_hit(x: &mut Exchange<'_>, hit: &CachedResponse, key: &CacheKey) -> Answer {
     let provider = x.provider;
     let name = key.to_string();
-    let response = replay(hit, key);
+    let response = replay(hit, key, x.spec.cache.stream_replay);
     x.note(|d| {
         d.cache("hit", Some(name));
         d.stream(hit.chunks.is_some());

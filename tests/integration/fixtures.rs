@@ -798,3 +798,72 @@ async fn ignored_fields_are_left_out_of_the_key() {
     app.shutdown().await;
     mock.stop().await;
 }
+
+#[actix_web::test]
+async fn a_cached_stream_replays_with_its_recorded_gaps_or_scaled_by_a_speed_factor() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    let call = Call::post("/v1/chat/completions", &chat("paced replay", true))
+        .stamp("sse")
+        .header("x-mock-pause-ms", "100");
+    let recorded = send(&proxy, &call).await;
+    recorded.assert_miss("recording");
+    // Five events 100 ms apart: about 400 ms of gaps after the first.
+    assert!(
+        recorded.elapsed >= Duration::from_millis(380),
+        "{:?}",
+        recorded.elapsed
+    );
+
+    let instant = send(&proxy, &call).await;
+    instant.assert_hit("instant");
+    assert!(
+        instant.elapsed < Duration::from_millis(200),
+        "instant: {:?}",
+        instant.elapsed
+    );
+    for (replay, low, high) in [("recorded", 380, 1500), ("4", 90, 350), ("0.5", 760, 2500)] {
+        let patched = patch_cache(&app, &proxy, json!({"stream_replay": replay})).await;
+        assert_eq!(patched["cache"]["stream_replay"], replay, "{patched}");
+        let paced = send(&proxy, &call).await;
+        paced.assert_hit(replay);
+        assert_eq!(paced.body, recorded.body, "{replay}: the same bytes");
+        assert!(
+            paced.elapsed >= Duration::from_millis(low)
+                && paced.elapsed <= Duration::from_millis(high),
+            "{replay}: {:?} outside {low}–{high} ms",
+            paced.elapsed
+        );
+    }
+    let (status, error) = app
+        .patch(
+            &format!("/api/proxies/{}", proxy.id),
+            json!({"cache": {"stream_replay": "fast"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"]["field"], "cache.stream_replay");
+    assert_eq!(mock.requests().len(), 1);
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn twenty_concurrent_identical_stream_misses_make_one_upstream_call() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    let call = Call::post("/v1/chat/completions", &chat("twenty at once", true))
+        .stamp("sse")
+        .header("x-mock-pause-ms", "40");
+    let replies = futures_util::future::join_all((0..20).map(|_| send(&proxy, &call))).await;
+    assert_eq!(mock.requests().len(), 1, "one upstream call for all twenty");
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.body, replies[0].body, "the same stream for everyone");
+    }
+    assert_eq!(replies.iter().filter(|r| r.cache() == "MISS").count(), 1);
+    app.shutdown().await;
+    mock.stop().await;
+}
