@@ -46,11 +46,24 @@ impl Nearest {
 /// the other's end, or a different value.
 pub fn differing_paths(a: &Value, b: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    walk(a, b, &mut String::new(), &mut out);
+    walk(a, b, &mut String::new(), &mut out, &mut 0);
     out
 }
 
-fn walk(a: &Value, b: &Value, path: &mut String, out: &mut Vec<String>) {
+/// Characters two differing strings share at their start and end: of two entries that differ
+/// in as many paths, the one whose texts are closer is nearer.
+fn shared_ends(a: &str, b: &str) -> usize {
+    let prefix = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let suffix = a
+        .chars()
+        .rev()
+        .zip(b.chars().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    prefix + suffix
+}
+
+fn walk(a: &Value, b: &Value, path: &mut String, out: &mut Vec<String>, closeness: &mut usize) {
     match (a, b) {
         (Value::Object(left), Value::Object(right)) => {
             for (name, value) in left {
@@ -60,7 +73,7 @@ fn walk(a: &Value, b: &Value, path: &mut String, out: &mut Vec<String>) {
                 }
                 path.push_str(name);
                 match right.get(name) {
-                    Some(other) => walk(value, other, path, out),
+                    Some(other) => walk(value, other, path, out, closeness),
                     None => out.push(path.clone()),
                 }
                 path.truncate(length);
@@ -78,13 +91,17 @@ fn walk(a: &Value, b: &Value, path: &mut String, out: &mut Vec<String>) {
                 let length = path.len();
                 path.push_str(&format!("[{index}]"));
                 match (left.get(index), right.get(index)) {
-                    (Some(one), Some(other)) => walk(one, other, path, out),
+                    (Some(one), Some(other)) => walk(one, other, path, out, closeness),
                     _ => out.push(path.clone()),
                 }
                 path.truncate(length);
             }
         }
         (one, other) if one == other => {}
+        (Value::String(one), Value::String(other)) => {
+            *closeness += shared_ends(one, other);
+            out.push(path.clone());
+        }
         _ => out.push(if path.is_empty() {
             "(the whole body)".to_owned()
         } else {
@@ -99,22 +116,31 @@ pub fn nearest<'a>(
     candidates: impl Iterator<Item = (&'a str, &'a Value, &'a str)>,
     count: usize,
 ) -> Vec<Nearest> {
-    let mut found: Vec<Nearest> = candidates
+    let mut found: Vec<(Nearest, usize)> = candidates
         .map(|(key, recorded, recorded_at)| {
-            let mut differs = differing_paths(body, recorded);
+            let mut differs = Vec::new();
+            let mut closeness = 0;
+            walk(
+                body,
+                recorded,
+                &mut String::new(),
+                &mut differs,
+                &mut closeness,
+            );
             let differences = differs.len();
             differs.truncate(MAX_PATHS);
-            Nearest {
+            let near = Nearest {
                 key: key.to_owned(),
                 differs,
                 differences,
                 recorded_at: recorded_at.to_owned(),
-            }
+            };
+            (near, closeness)
         })
         .collect();
-    found.sort_by_key(|near| near.differences);
+    found.sort_by_key(|(near, closeness)| (near.differences, std::cmp::Reverse(*closeness)));
     found.truncate(count);
-    found
+    found.into_iter().map(|(near, _)| near).collect()
 }
 
 #[cfg(test)]
@@ -162,5 +188,18 @@ mod tests {
             found.describe()
         );
         assert!(nearest(&asked, std::iter::empty(), 1).is_empty());
+
+        let prompt = json!({"q": "what is 4242 plus 4243?"});
+        let close = json!({"q": "what is 4242 plus 4242?"});
+        let other = json!({"q": "what is 17 plus 17?"});
+        let ranked = nearest(
+            &prompt,
+            [("other", &other, "t"), ("close", &close, "t")].into_iter(),
+            2,
+        );
+        assert_eq!(
+            ranked[0].key, "close",
+            "of equal differences, the closer text"
+        );
     }
 }
