@@ -37,4 +37,5 @@ mod integration {
     mod sdk;
     mod slow_clients;
     mod telemetry;
+    mod verify;
 }
