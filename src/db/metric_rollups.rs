@@ -77,6 +77,23 @@ pub fn spend_between(
     })
 }
 
+/// What each proxy's requests cost from `from` on (hits cost nothing), by proxy id: the live
+/// spend of the day so far, read at start for the daily spend caps.
+pub fn cost_by_proxy_since(
+    conn: &mut SqliteConnection,
+    from: NaiveDateTime,
+) -> Result<Vec<(i32, f64)>, DbError> {
+    let sums: Vec<(i32, Option<f64>)> = dsl::metric_rollups
+        .filter(dsl::minute.ge(from))
+        .group_by(dsl::proxy_id)
+        .select((dsl::proxy_id, diesel::dsl::sum(dsl::cost_usd)))
+        .load(conn)?;
+    Ok(sums
+        .into_iter()
+        .map(|(proxy, cost)| (proxy, cost.unwrap_or(0.0)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use diesel::connection::SimpleConnection;
