@@ -36,5 +36,6 @@ mod integration {
     mod revocation;
     mod sdk;
     mod slow_clients;
+    mod spend_cap;
     mod telemetry;
 }

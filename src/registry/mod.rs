@@ -597,6 +597,7 @@ impl ProxyRegistry {
             aws_region: valid.aws_region,
             emulator: valid.emulator,
             log_requests: valid.log_requests,
+            daily_spend_cap_usd: valid.daily_spend_cap_usd,
             ..(*current).clone()
         }));
         drop(assignment);
