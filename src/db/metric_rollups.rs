@@ -137,6 +137,36 @@ mod tests {
     }
 
     #[test]
+    fn the_days_cost_is_summed_per_proxy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(dir.path()).expect("database");
+        let mut conn = pool.get().expect("connection");
+        let midnight = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("a time");
+        for (proxy_id, minutes_after_midnight, cost_usd) in
+            [(1, -1, 100.0), (1, 0, 0.25), (1, 600, 0.5), (2, 1, 0.125)]
+        {
+            let row = RollupRow {
+                proxy_id,
+                minute: midnight + chrono::TimeDelta::minutes(minutes_after_midnight),
+                cost_usd,
+                saved_usd: 7.0,
+                latency_histogram: "[]".to_owned(),
+                ..RollupRow::default()
+            };
+            upsert(&mut conn, &row).expect("roll-up");
+        }
+        let mut spent = cost_by_proxy_since(&mut conn, midnight).expect("sums");
+        spent.sort_by_key(|(proxy, _)| *proxy);
+        assert_eq!(
+            spent,
+            vec![(1, 0.75), (2, 0.125)],
+            "the day before and savings do not count"
+        );
+    }
+
+    #[test]
     fn histograms_rolled_up_before_the_finer_buckets_keep_their_counts() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut conn = migrated_before(&dir, "2026-11-24-100006");
