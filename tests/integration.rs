@@ -36,6 +36,7 @@ mod integration {
     mod revocation;
     mod sdk;
     mod slow_clients;
+    mod spend_cap;
     mod telemetry;
     mod verify;
 }

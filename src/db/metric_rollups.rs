@@ -77,6 +77,23 @@ pub fn spend_between(
     })
 }
 
+/// What each proxy's requests cost from `from` on (hits cost nothing), by proxy id: the live
+/// spend of the day so far, read at start for the daily spend caps.
+pub fn cost_by_proxy_since(
+    conn: &mut SqliteConnection,
+    from: NaiveDateTime,
+) -> Result<Vec<(i32, f64)>, DbError> {
+    let sums: Vec<(i32, Option<f64>)> = dsl::metric_rollups
+        .filter(dsl::minute.ge(from))
+        .group_by(dsl::proxy_id)
+        .select((dsl::proxy_id, diesel::dsl::sum(dsl::cost_usd)))
+        .load(conn)?;
+    Ok(sums
+        .into_iter()
+        .map(|(proxy, cost)| (proxy, cost.unwrap_or(0.0)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use diesel::connection::SimpleConnection;
@@ -117,6 +134,36 @@ mod tests {
         assert_eq!(left(&mut conn), 2);
         assert_eq!(purge_expired(&mut conn, 30, now).expect("purge"), 0);
         assert_eq!(left(&mut conn), 2);
+    }
+
+    #[test]
+    fn the_days_cost_is_summed_per_proxy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(dir.path()).expect("database");
+        let mut conn = pool.get().expect("connection");
+        let midnight = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("a time");
+        for (proxy_id, minutes_after_midnight, cost_usd) in
+            [(1, -1, 100.0), (1, 0, 0.25), (1, 600, 0.5), (2, 1, 0.125)]
+        {
+            let row = RollupRow {
+                proxy_id,
+                minute: midnight + chrono::TimeDelta::minutes(minutes_after_midnight),
+                cost_usd,
+                saved_usd: 7.0,
+                latency_histogram: "[]".to_owned(),
+                ..RollupRow::default()
+            };
+            upsert(&mut conn, &row).expect("roll-up");
+        }
+        let mut spent = cost_by_proxy_since(&mut conn, midnight).expect("sums");
+        spent.sort_by_key(|(proxy, _)| *proxy);
+        assert_eq!(
+            spent,
+            vec![(1, 0.75), (2, 0.125)],
+            "the day before and savings do not count"
+        );
     }
 
     #[test]

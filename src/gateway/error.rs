@@ -2,7 +2,10 @@
 
 use actix_web::HttpResponse;
 
+use actix_web::http::header::{HeaderName, HeaderValue};
+
 use crate::providers::{Provider, ProviderError, ProxyErrorKind};
+use crate::telemetry::{usd, usd_as_set};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -30,7 +33,17 @@ pub enum GatewayError {
         .nearest.as_ref().map_or_else(|| "; nothing was recorded for this path and model".to_owned(), |n| format!("; {n}"))
     )]
     NotCached { nearest: Option<String> },
+    #[error(
+        "the daily spend cap of ${} for this proxy is reached (${} spent today, UTC); cached answers are still served",
+        usd_as_set(*cap_usd),
+        usd(*spent_usd)
+    )]
+    SpendCapReached { cap_usd: f64, spent_usd: f64 },
 }
+
+/// Tells the official SDKs (which honour it before any status) not to retry: a capped proxy
+/// refuses misses until the UTC day ends.
+const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 impl GatewayError {
     fn kind(&self) -> ProxyErrorKind {
@@ -43,10 +56,17 @@ impl GatewayError {
             GatewayError::Unreachable { .. } => ProxyErrorKind::BadGateway,
             GatewayError::Timeout { .. } => ProxyErrorKind::GatewayTimeout,
             GatewayError::NotCached { .. } => ProxyErrorKind::NotCached,
+            GatewayError::SpendCapReached { .. } => ProxyErrorKind::SpendCapReached,
         }
     }
 
     pub fn to_response(&self, provider: &dyn Provider) -> HttpResponse {
-        provider.error_response(self.kind(), &format!("Rubberduck: {self}"))
+        let mut response = provider.error_response(self.kind(), &format!("Rubberduck: {self}"));
+        if let GatewayError::SpendCapReached { .. } = self {
+            response
+                .headers_mut()
+                .insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
+        }
+        response
     }
 }

@@ -53,15 +53,15 @@ pub(super) struct PendingLog {
 }
 
 impl<S> MeteredBody<S> {
-    /// Ends metering once: counts the usage and logs the request. Returns the usage the first
-    /// time.
+    /// Ends metering once: logs the request and counts the usage and what it cost. Returns the
+    /// usage the first time.
     fn settle(&mut self) -> Option<Usage> {
         let usage = self.meter.take()?.finish();
-        self.in_flight.live().record_usage(usage);
-        if let Some(mut log) = self.log.take() {
+        let cost = self.log.take().and_then(|mut log| {
             log.draft.usage = usage;
-            log.telemetry.finish(log.draft, log.status, log.bytes);
-        }
+            log.telemetry.finish(log.draft, log.status, log.bytes)
+        });
+        self.in_flight.live().record_usage(usage, cost);
         Some(usage)
     }
 }

@@ -12,6 +12,7 @@ mod http2;
 mod pipeline;
 mod reach;
 mod server;
+mod spend;
 mod usage;
 
 use std::sync::Arc;
@@ -20,10 +21,12 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use arc_swap::ArcSwap;
+use chrono::Utc;
 
 pub use body::{BodyBudget, BodyLimits};
 pub use error::GatewayError;
 pub use server::{ServerOptions, serve};
+use spend::DailySpend;
 
 use tokio::sync::Notify;
 
@@ -47,6 +50,8 @@ pub struct LiveProxy {
     requests: AtomicU64,
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
+    /// Live spend of the current UTC day, for the daily spend cap.
+    spend: DailySpend,
 }
 
 /// Requests and tokens through one proxy since Rubberduck started.
@@ -58,7 +63,9 @@ pub struct Traffic {
 }
 
 impl LiveProxy {
-    pub fn new(spec: ProxySpec) -> Self {
+    /// `spent_today_usd`: the live spend recorded earlier in the current UTC day (before a
+    /// restart), so the cap goes on from there.
+    pub fn new(spec: ProxySpec, spent_today_usd: f64) -> Self {
         LiveProxy {
             faults: ArcSwap::from_pointee(Faults::new(spec.failure_config.clone())),
             stopping: Notify::new(),
@@ -67,6 +74,7 @@ impl LiveProxy {
             requests: AtomicU64::new(0),
             input_tokens: AtomicU64::new(0),
             output_tokens: AtomicU64::new(0),
+            spend: DailySpend::new(spent_today_usd, Utc::now()),
         }
     }
 
@@ -82,15 +90,40 @@ impl LiveProxy {
         }
     }
 
+    /// What answers from the upstream or the emulator cost today (UTC), in USD.
+    pub fn spent_today_usd(&self) -> f64 {
+        self.spend.on(Utc::now())
+    }
+
     fn count_request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn record_usage(&self, usage: Usage) {
+    /// Counts what a forwarded (or emulated) answer used and, for the daily spend cap, what it
+    /// cost (`None`: no price, or a cache hit).
+    fn record_usage(&self, usage: Usage, live_cost_usd: Option<f64>) {
         self.input_tokens
             .fetch_add(usage.input_tokens.unwrap_or(0), Ordering::Relaxed);
         self.output_tokens
             .fetch_add(usage.output_tokens.unwrap_or(0), Ordering::Relaxed);
+        if let Some(cost) = live_cost_usd {
+            self.spend.add(cost, Utc::now());
+        }
+    }
+}
+
+/// A daily spend cap that today's spend has reached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpendCap {
+    pub cap_usd: f64,
+    pub spent_usd: f64,
+}
+
+impl SpendCap {
+    /// The cap, when `spent_usd` has reached it: from then on misses are refused (a cap of 0
+    /// refuses every miss).
+    pub fn reached(cap_usd: f64, spent_usd: f64) -> Option<SpendCap> {
+        (spent_usd >= cap_usd).then_some(SpendCap { cap_usd, spent_usd })
     }
 }
 

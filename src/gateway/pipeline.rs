@@ -1,12 +1,15 @@
 //! The pipeline every request to a proxy port runs, one function per stage, in the order of
-//! the design: IP filter → rate limit → timeout → error → cache lookup → delay → upstream →
-//! store → log. A stage that answers ends the request there; the log stage always runs.
+//! the design: IP filter → rate limit → timeout → error → cache lookup → spend cap → delay →
+//! upstream → store → log. A stage that answers ends the request there; the log stage always
+//! runs.
 //!
 //! Where each stage's logic lives:
 //! - IP filter, rate limit, timeout, error and delay decide in `crate::faults` (the seeded dice
 //!   are rolled once, at the timeout stage) and are carried out in `gateway/faults.rs`;
 //! - cache lookup and store: keys and entries in `crate::cache`, the recorder that copies an
 //!   answer as it streams in `gateway/forward.rs`;
+//! - spend cap: today's live spend is counted in `gateway/spend.rs`, fed when a forwarded
+//!   answer's cost is known (`gateway/forward.rs`, priced by `crate::telemetry`);
 //! - upstream: the provider (`crate::providers`) names the URL and sets the credentials,
 //!   `gateway/forward.rs` sends and streams back; or the emulator (`crate::emulator`) answers;
 //! - log: `crate::telemetry`, finished when the answer's last byte is sent.
@@ -26,7 +29,7 @@ use super::forward::{
     Keeping, Outgoing, cache_headers, client_left, forwarded_headers, replay, send, stored_usage,
 };
 use super::reach;
-use super::{InFlight, ProxyServerState};
+use super::{InFlight, ProxyServerState, SpendCap};
 use crate::cache::{
     self, CacheKey, CachedResponse, Handling, KeyParts, Leader, RecordedRequest, Recording,
     RequestControl,
@@ -115,6 +118,9 @@ async fn stages(x: &mut Exchange<'_>, payload: web::Payload) -> Result<Answer, G
         Lookup::Miss => None,
         Lookup::Refused(refusal) => return Ok(Answer::Ready(refusal)),
     };
+    if let Some(answer) = spend_cap(x, hit.is_some()) {
+        return Ok(answer);
+    }
     if let Some(answer) = delay(x, hit.is_some()).await {
         return Ok(answer);
     }
@@ -345,6 +351,30 @@ async fn explain_miss(x: &Exchange<'_>) -> Option<String> {
             None
         }
     }
+}
+
+/// Refuses a miss, in the provider's 429 shape, once the proxy's live spend of the UTC day has
+/// reached its daily cap: nothing more goes upstream (or to the emulator) today. Hits were found
+/// before and are still served.
+fn spend_cap(x: &mut Exchange<'_>, hit: bool) -> Option<Answer> {
+    if hit {
+        return None;
+    }
+    let cap_usd = x.spec.daily_spend_cap_usd?;
+    let cap = SpendCap::reached(cap_usd, x.state.live.spent_today_usd())?;
+    let error = GatewayError::SpendCapReached {
+        cap_usd: cap.cap_usd,
+        spent_usd: cap.spent_usd,
+    };
+    log::debug!("proxy {}: {error}", x.spec.id);
+    // Identical requests waiting for this one's answer look again (and are refused too).
+    x.leader = None;
+    x.note(|d| d.failure(FailureKind::SpendCap, Some(error.to_string())));
+    let mut refusal = error.to_response(x.provider);
+    for (name, value) in cache_headers(x.key.as_ref()) {
+        refusal.headers_mut().insert(name, value);
+    }
+    Some(Answer::Ready(refusal))
 }
 
 /// Waits the response delay before a cache hit, and before a miss unless the delay is for hits

@@ -151,6 +151,7 @@ impl Provider for Anthropic {
             ProxyErrorKind::RequestTimeout => "invalid_request_error",
             ProxyErrorKind::Overloaded => "overloaded_error",
             ProxyErrorKind::NotCached => "invalid_request_error",
+            ProxyErrorKind::SpendCapReached => "rate_limit_error",
         };
         error(kind.status(), None, error_type, message)
     }

@@ -445,6 +445,7 @@ impl Provider for Bedrock {
             ProxyErrorKind::RequestTimeout => "ModelTimeoutException",
             ProxyErrorKind::Overloaded => "ServiceUnavailableException",
             ProxyErrorKind::NotCached => "ValidationException",
+            ProxyErrorKind::SpendCapReached => "ThrottlingException",
         };
         error(kind.status(), None, error_type, message)
     }

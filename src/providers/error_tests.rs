@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use super::{ProviderKind, ProxyErrorKind, go_duration};
 use crate::faults::INJECTABLE_STATUSES;
 
-const PROXY_ERRORS: [ProxyErrorKind; 8] = [
+const PROXY_ERRORS: [ProxyErrorKind; 9] = [
     ProxyErrorKind::BadRequest,
     ProxyErrorKind::Unauthorized,
     ProxyErrorKind::BadGateway,
@@ -17,6 +17,7 @@ const PROXY_ERRORS: [ProxyErrorKind; 8] = [
     ProxyErrorKind::RequestTimeout,
     ProxyErrorKind::Overloaded,
     ProxyErrorKind::NotCached,
+    ProxyErrorKind::SpendCapReached,
 ];
 
 struct Read {

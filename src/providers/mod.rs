@@ -164,6 +164,8 @@ pub enum ProxyErrorKind {
     Overloaded,
     /// A replay-only cache has no answer for the request.
     NotCached,
+    /// The proxy's daily spend cap is reached: misses are refused until the next UTC day.
+    SpendCapReached,
 }
 
 impl ProxyErrorKind {
@@ -177,6 +179,7 @@ impl ProxyErrorKind {
             ProxyErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyErrorKind::NotCached => StatusCode::BAD_REQUEST,
+            ProxyErrorKind::SpendCapReached => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -600,6 +603,8 @@ pub(crate) fn openai_style_proxy_error(kind: ProxyErrorKind) -> (&'static str, &
         ProxyErrorKind::RequestTimeout => ("invalid_request_error", "request_timeout"),
         ProxyErrorKind::Overloaded => ("server_error", "overloaded"),
         ProxyErrorKind::NotCached => ("invalid_request_error", "not_cached"),
+        // What OpenAI answers when an account's quota is used up.
+        ProxyErrorKind::SpendCapReached => ("insufficient_quota", "insufficient_quota"),
     }
 }
 

@@ -292,6 +292,7 @@ impl Provider for VertexAi {
             ProxyErrorKind::RequestTimeout => "DEADLINE_EXCEEDED",
             ProxyErrorKind::Overloaded => "UNAVAILABLE",
             ProxyErrorKind::NotCached => "FAILED_PRECONDITION",
+            ProxyErrorKind::SpendCapReached => "RESOURCE_EXHAUSTED",
         };
         json_error(
             kind.status(),

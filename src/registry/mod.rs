@@ -24,12 +24,12 @@ use crate::cache::{CacheCounts, CacheInfo, ResponseCache};
 use crate::db::models::{DeletedProxyRow, NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
 use crate::faults::{FailureConfig, Faults};
-use crate::gateway::{LiveProxy, Traffic, UpstreamSettings};
+use crate::gateway::{LiveProxy, SpendCap, Traffic, UpstreamSettings};
 use crate::ids::{ProxyId, UserId};
 use crate::reach;
 use crate::settings::Settings;
 use crate::spec::{DeletedProxy, ProxySpec, ValidProxy};
-use crate::telemetry::{RecentTraffic, Telemetry};
+use crate::telemetry::{RecentTraffic, Telemetry, start_of_day};
 use crate::validation::FieldError;
 pub use fixtures::{ExplainRequest, Explanation, FixturesLoad, ImportReport};
 use input::{ProxyInput, validate};
@@ -93,11 +93,18 @@ pub struct ProxySnapshot {
     pub listening_port: Option<u16>,
     pub in_flight: usize,
     pub traffic: Traffic,
+    /// What answers from the upstream or the emulator cost today (UTC), for the spend cap.
+    pub spent_today_usd: f64,
     pub cache: CacheCounts,
     pub recent: RecentTraffic,
 }
 
 impl ProxySnapshot {
+    /// The daily spend cap, once today's spend has reached it (misses are refused then).
+    pub fn spend_cap_reached(&self) -> Option<SpendCap> {
+        SpendCap::reached(self.spec.daily_spend_cap_usd?, self.spent_today_usd)
+    }
+
     pub fn port_change_pending(&self) -> bool {
         self.listening_port.is_some_and(|p| p != self.spec.port)
     }
@@ -143,9 +150,10 @@ struct ManagedProxy {
 }
 
 impl ManagedProxy {
-    fn new(spec: ProxySpec, runtime: Runtime) -> Self {
+    /// `spent_today_usd`: its live spend so far today (UTC), as the roll-ups recorded it.
+    fn new(spec: ProxySpec, runtime: Runtime, spent_today_usd: f64) -> Self {
         ManagedProxy {
-            live: Arc::new(LiveProxy::new(spec)),
+            live: Arc::new(LiveProxy::new(spec, spent_today_usd)),
             runtime: Mutex::new(runtime),
             lifecycle: tokio::sync::Mutex::new(()),
             fixtures: Mutex::new(None),
@@ -161,6 +169,7 @@ impl ManagedProxy {
             listening_port: runtime.listening_port,
             in_flight: self.live.in_flight(),
             traffic: self.live.traffic(),
+            spent_today_usd: self.live.spent_today_usd(),
             cache: CacheCounts::default(),
             recent: RecentTraffic::default(),
         }
@@ -208,6 +217,14 @@ impl ProxyRegistry {
     ) -> Result<Arc<Self>, DbError> {
         let rows = db::run(&db, db::proxies::all).await?;
         let deleted = db::run(&db, db::proxies::all_deleted).await?;
+        // So that a restart does not reset the daily spend caps' count.
+        let today = start_of_day(Utc::now());
+        let spent_today: BTreeMap<i32, f64> = db::run(&db, move |conn| {
+            db::metric_rollups::cost_by_proxy_since(conn, today)
+        })
+        .await?
+        .into_iter()
+        .collect();
         let mut proxies = BTreeMap::new();
         for row in rows {
             let desired_running = row.desired_state == "running";
@@ -225,7 +242,8 @@ impl ProxyRegistry {
                 server: None,
                 generation: 0,
             };
-            proxies.insert(spec.id, Arc::new(ManagedProxy::new(spec, runtime)));
+            let spent = spent_today.get(&spec.id.0).copied().unwrap_or(0.0);
+            proxies.insert(spec.id, Arc::new(ManagedProxy::new(spec, runtime, spent)));
         }
         let (events, _) = broadcast::channel(256);
         Ok(Arc::new_cyclic(|me| ProxyRegistry {
@@ -507,7 +525,7 @@ impl ProxyRegistry {
         self.proxies
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Arc::new(ManagedProxy::new(spec, runtime)));
+            .insert(id, Arc::new(ManagedProxy::new(spec, runtime, 0.0)));
         drop(assignment);
         log::info!("created proxy {id} “{}” on port {port}", valid.name);
         self.emit(RegistryEvent::Added(id));
@@ -579,6 +597,7 @@ impl ProxyRegistry {
             aws_region: valid.aws_region,
             emulator: valid.emulator,
             log_requests: valid.log_requests,
+            daily_spend_cap_usd: valid.daily_spend_cap_usd,
             ..(*current).clone()
         }));
         drop(assignment);

@@ -56,7 +56,7 @@ impl Rollup {
         }
         match row.failure.as_deref() {
             Some("upstream_error") => self.upstream_failures += 1,
-            Some("proxy_error") | None => {}
+            Some("proxy_error" | "spend_cap") | None => {}
             Some(_) => self.injected += 1,
         }
         self.latency_sum_ms += row.latency_ms;
@@ -182,7 +182,8 @@ pub struct Usage {
     pub month: Spend,
 }
 
-fn start_of_day(now: DateTime<Utc>) -> NaiveDateTime {
+/// Midnight (UTC) of the day of `now`.
+pub fn start_of_day(now: DateTime<Utc>) -> NaiveDateTime {
     now.date_naive()
         .and_hms_opt(0, 0, 0)
         .unwrap_or(now.naive_utc())
@@ -340,7 +341,7 @@ impl Metrics {
         if let Some(kind) = row
             .failure
             .as_deref()
-            .filter(|f| !matches!(*f, "upstream_error" | "proxy_error"))
+            .filter(|f| !matches!(*f, "upstream_error" | "proxy_error" | "spend_cap"))
         {
             *prometheus
                 .injected

@@ -18,8 +18,8 @@ use crate::db::models::{NewLogRow, RollupRow};
 use crate::db::writer::{DbWriter, Drops, WriteOp};
 use crate::providers::{Provider, Usage};
 use crate::spec::ProxySpec;
-pub use metrics::{Metrics, RecentTraffic, Rollup, minute_of};
-pub use prices::PriceTable;
+pub use metrics::{Metrics, RecentTraffic, Rollup, minute_of, start_of_day};
+pub use prices::{PriceTable, usd, usd_as_set};
 
 /// Why a request failed, as logs name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub enum FailureKind {
     Injected(&'static str),
     UpstreamError,
     ProxyError,
+    /// A miss refused because the proxy's daily spend cap is reached.
+    SpendCap,
 }
 
 impl FailureKind {
@@ -35,6 +37,7 @@ impl FailureKind {
             FailureKind::Injected(kind) => kind,
             FailureKind::UpstreamError => "upstream_error",
             FailureKind::ProxyError => "proxy_error",
+            FailureKind::SpendCap => "spend_cap",
         }
     }
 }
@@ -148,7 +151,9 @@ impl Telemetry {
         self.live.subscribe()
     }
 
-    pub fn finish(&self, mut draft: LogDraft, status: u16, response_bytes: u64) {
+    /// Logs a finished request; returns what it cost live (at the upstream or the emulator),
+    /// which is nothing for a cache hit or a model without a price.
+    pub fn finish(&self, mut draft: LogDraft, status: u16, response_bytes: u64) -> Option<f64> {
         let row = &mut draft.row;
         row.status = i32::from(status);
         row.latency_ms = draft.started.elapsed().as_secs_f64() * 1000.0;
@@ -174,9 +179,10 @@ impl Telemetry {
             ));
         }
         let row = draft.row;
+        let live_cost = row.cost_usd.filter(|_| row.cache != "hit");
         self.metrics.record(&row);
         if !draft.keep {
-            return;
+            return live_cost;
         }
         // Only the live log view listens; without it, nothing is copied.
         if self.live.receiver_count() > 0 {
@@ -184,6 +190,7 @@ impl Telemetry {
         }
         // A full queue drops the entry; the writer counts it (see `drops`).
         self.writer.submit(WriteOp::InsertLog(Box::new(row)));
+        live_cost
     }
 
     /// Every write lost on the way to the database (log entries, cache entries and hits,

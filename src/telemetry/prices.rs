@@ -52,9 +52,49 @@ impl PriceTable {
     }
 }
 
+/// An amount in US dollars: cents from a dollar up, else three significant digits, because test
+/// traffic costs fractions of a cent, which "0.0000" would hide.
+pub fn usd(value: f64) -> String {
+    if value >= 1.0 || value <= 0.0 {
+        return format!("{value:.2}");
+    }
+    let decimals = (-value.log10()).ceil() as usize + 2;
+    format!("{value:.decimals$}")
+}
+
+/// An amount someone set (a spend cap) in US dollars, every digit of it, cents at least.
+pub fn usd_as_set(value: f64) -> String {
+    let text = value.to_string();
+    match text.split_once('.') {
+        None => format!("{text}.00"),
+        Some((_, decimals)) if decimals.len() < 2 => format!("{text}0"),
+        Some(_) => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_keep_three_significant_digits_below_a_dollar() {
+        assert_eq!(usd(0.0), "0.00");
+        assert_eq!(usd(12.345), "12.35");
+        assert_eq!(usd(0.5), "0.500");
+        assert_eq!(usd(0.0123), "0.0123");
+        assert_eq!(usd(0.00999), "0.00999");
+        assert_eq!(usd(0.00000585), "0.00000585");
+    }
+
+    #[test]
+    fn amounts_as_set_keep_their_digits() {
+        assert_eq!(usd_as_set(5.0), "5.00");
+        assert_eq!(usd_as_set(1.5), "1.50");
+        assert_eq!(usd_as_set(0.07), "0.07");
+        assert_eq!(usd_as_set(0.000005), "0.000005");
+        assert_eq!(usd_as_set(0.0), "0.00");
+        assert_eq!(usd_as_set(1_000_000.0), "1000000.00");
+    }
 
     #[test]
     fn known_models_dated_ids_and_unknown_ones() {

@@ -57,6 +57,10 @@ pub struct ProxyJson {
     /// The config file that declares this proxy (its entries win at the next start).
     pub declared_in: Option<String>,
     pub daily_spend_cap_usd: Option<f64>,
+    /// What answers from the upstream or the emulator cost today (UTC): what the cap counts.
+    pub spent_today_usd: f64,
+    /// Today's spend has reached the cap: misses are refused until the UTC day ends.
+    pub spend_cap_reached: bool,
     pub listening_port: Option<u16>,
     pub in_flight: usize,
     /// Requests and tokens since Rubberduck started.
@@ -101,6 +105,8 @@ impl ProxyJson {
             emulator: spec.emulator,
             log_requests: spec.log_requests,
             daily_spend_cap_usd: spec.daily_spend_cap_usd,
+            spent_today_usd: snapshot.spent_today_usd,
+            spend_cap_reached: snapshot.spend_cap_reached().is_some(),
             declared_in: spec
                 .declared_in
                 .as_ref()

@@ -58,6 +58,12 @@ pub struct ProxyCard {
     pub fixtures_dir: Option<String>,
     /// The config file that declares the proxy: it wins over edits made here at the next start.
     pub declared_in: Option<DeclaredIn>,
+    /// The daily spend cap (`$5.00`), when there is one.
+    pub spend_cap: Option<String>,
+    /// What answers from the upstream or the emulator cost today, UTC (`$0.0123`).
+    pub spent_today: String,
+    /// Today's spend has reached the cap: misses are refused until the UTC day ends.
+    pub spend_cap_reached: bool,
 }
 
 /// Where a declared proxy comes from, for the card's badge.
@@ -136,6 +142,11 @@ impl ProxyCard {
                 .as_ref()
                 .map(|dir| dir.display().to_string()),
             declared_in: spec.declared_in.as_deref().map(DeclaredIn::of),
+            spend_cap: spec
+                .daily_spend_cap_usd
+                .map(|cap| format!("${}", format::usd_as_set(cap))),
+            spent_today: format::cost(snapshot.spent_today_usd),
+            spend_cap_reached: snapshot.spend_cap_reached().is_some(),
         }
     }
 

@@ -125,16 +125,21 @@ fn render_event(state: &AppState, viewer: &Viewer, event: RegistryEvent) -> Byte
     Bytes::from(out.concat())
 }
 
-/// Cards of proxies whose request count moved since the last tick; `seen` remembers counts.
-fn traffic_updates(state: &AppState, viewer: &Viewer, seen: &mut HashMap<i32, u64>) -> Bytes {
+/// A card's numbers that, when they move, have it sent again: requests, and today's spend
+/// (known only once an answer has ended).
+type Moved = (u64, u64);
+
+/// Cards of proxies whose request count or spend moved since the last tick; `seen` remembers
+/// them.
+fn traffic_updates(state: &AppState, viewer: &Viewer, seen: &mut HashMap<i32, Moved>) -> Bytes {
     let mut out = Vec::new();
     for snapshot in state.registry.list_for(viewer.access) {
         let id = snapshot.spec.id.0;
-        let requests = snapshot.traffic.requests;
-        if seen
-            .insert(id, requests)
-            .is_some_and(|before| before != requests)
-        {
+        let now = (
+            snapshot.traffic.requests,
+            snapshot.spent_today_usd.to_bits(),
+        );
+        if seen.insert(id, now).is_some_and(|before| before != now) {
             let card = ProxyCard::new(&snapshot, &viewer.host);
             if let Ok(html) = viewer.render(&ProxyCardFragment { card }) {
                 out.push(sse_message(&format!("proxy-{id}"), &html));

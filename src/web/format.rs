@@ -28,15 +28,7 @@ pub fn millis(ms: Option<f64>) -> String {
     ms.map_or_else(|| "—".to_owned(), |ms| format!("{} ms", latency(ms)))
 }
 
-/// An amount in US dollars: cents from a dollar up, else three significant digits, because test
-/// traffic costs fractions of a cent, which "0.0000" would hide.
-pub fn usd(value: f64) -> String {
-    if value >= 1.0 || value <= 0.0 {
-        return format!("{value:.2}");
-    }
-    let decimals = (-value.log10()).ceil() as usize + 2;
-    format!("{value:.decimals$}")
-}
+pub use crate::telemetry::{usd, usd_as_set};
 
 /// An amount in US dollars with its sign.
 pub fn cost(value: f64) -> String {
@@ -80,17 +72,7 @@ pub fn uptime(seconds: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{latency as latency_text, usd as usd_text};
-
-    #[test]
-    fn amounts_keep_three_significant_digits_below_a_dollar() {
-        assert_eq!(usd_text(0.0), "0.00");
-        assert_eq!(usd_text(12.345), "12.35");
-        assert_eq!(usd_text(0.5), "0.500");
-        assert_eq!(usd_text(0.0123), "0.0123");
-        assert_eq!(usd_text(0.00999), "0.00999");
-        assert_eq!(usd_text(0.00000585), "0.00000585");
-    }
+    use super::latency as latency_text;
 
     #[test]
     fn latencies_keep_the_digits_that_matter() {

@@ -29,13 +29,14 @@ const PAGE_SIZE: i64 = 50;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The failure kinds a log entry can carry, for the filter's options.
-const FAILURE_KINDS: [&str; 6] = [
+const FAILURE_KINDS: [&str; 7] = [
     "ip_blocked",
     "rate_limited",
     "timeout",
     "error_injection",
     "upstream_error",
     "proxy_error",
+    "spend_cap",
 ];
 
 /// Query strings as `application/x-www-form-urlencoded` writes them (space as `%20` is fine).
@@ -370,7 +371,7 @@ pub struct ProxyOption {
 pub struct LogsPage {
     pub view: LogsView,
     pub proxies: Vec<ProxyOption>,
-    pub failure_kinds: [&'static str; 6],
+    pub failure_kinds: [&'static str; 7],
     /// The purge form is shown unfolded (after a purge error).
     pub purge_open: bool,
 }

@@ -218,6 +218,8 @@ pub struct ProxyForm {
     pub use_emulator: Option<String>,
     pub emulator_ttft_ms: String,
     pub emulator_tokens_per_second: String,
+    /// Configure only: the daily spend cap in USD, empty for none; absent, it stays as it is.
+    pub daily_spend_cap_usd: Option<String>,
 }
 
 impl ProxyForm {
@@ -253,6 +255,11 @@ impl ProxyForm {
             use_emulator: spec.emulated().then(|| "on".into()),
             emulator_ttft_ms: spec.emulator.ttft_ms.to_string(),
             emulator_tokens_per_second: spec.emulator.tokens_per_second.to_string(),
+            daily_spend_cap_usd: Some(
+                spec.daily_spend_cap_usd
+                    .map(|cap| cap.to_string())
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -308,6 +315,14 @@ impl ProxyForm {
         } else {
             self.upstream_url.clone()
         };
+        // Empty removes the cap; a leading `$` is fine; text that is not a number becomes -1,
+        // which validation rejects with its own message.
+        let daily_spend_cap_usd = self.daily_spend_cap_usd.as_deref().map(|text| {
+            match text.trim().trim_start_matches('$').trim() {
+                "" => None,
+                amount => Some(amount.parse().unwrap_or(-1.0)),
+            }
+        });
         ProxyInput {
             name: Some(self.name.clone()),
             provider: include_provider.then(|| self.provider.clone()),
@@ -321,6 +336,7 @@ impl ProxyForm {
                 .map(|_| self.log_requests.is_some()),
             cache,
             emulator,
+            daily_spend_cap_usd,
             ..ProxyInput::default()
         }
     }
@@ -460,9 +476,14 @@ impl EditModal {
     /// one for members: an admin set it, but a mode a member picks may not fit it).
     pub fn general_errors(&self) -> Vec<&str> {
         let shown: &[&str] = if self.is_admin {
-            &["cache.mode", "cache.ttl_seconds", "cache.fixtures_dir"]
+            &[
+                "cache.mode",
+                "cache.ttl_seconds",
+                "cache.fixtures_dir",
+                "daily_spend_cap_usd",
+            ]
         } else {
-            &["cache.mode", "cache.ttl_seconds"]
+            &["cache.mode", "cache.ttl_seconds", "daily_spend_cap_usd"]
         };
         self.errors.general_except(shown)
     }

@@ -1231,3 +1231,81 @@ async fn refresh_mode_and_fixtures_directory_save_and_declared_cards_say_the_fil
     client.close().await.expect("browser closes");
     app.shutdown().await;
 }
+
+#[actix_web::test]
+async fn the_daily_spend_cap_saves_from_configure_and_the_card_shows_the_badge_live() {
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(
+            json!({"name": "Capped", "provider": "openai", "upstream_url": "emulator",
+            "emulator": {"ttft_ms": 0, "tokens_per_second": 100_000}}),
+        )
+        .await;
+    let id = id_of(&proxy);
+    let port = super::support::port_of(&proxy);
+    let card = format!("#proxy-{id}");
+
+    let (_driver, client, _profile) = browser().await;
+    sign_in_at(&client, &app, "/proxies").await;
+    wait_for(&client, &format!("{card} .card-title"), "the card").await;
+    assert!(
+        client
+            .find(Locator::Css(&format!("{card} .spend-facts")))
+            .await
+            .is_err(),
+        "no cap, no spend line"
+    );
+
+    click(&client, &format!("{card} .btn-configure")).await;
+    wait_for(&client, "#edit-spend-cap", "the Configure modal").await;
+    set_field(&client, "#edit-spend-cap", "a few dollars").await;
+    click(&client, "#edit-proxy-form button[type=submit]").await;
+    wait_for(&client, "#edit-spend-cap-error", "an inline error").await;
+    assert!(
+        text_of(&client, "#edit-spend-cap-error")
+            .await
+            .contains("between 0 and 1,000,000 US dollars"),
+    );
+    let (_, unsaved) = app.get(&format!("/api/proxies/{id}")).await;
+    assert_eq!(unsaved["daily_spend_cap_usd"], serde_json::Value::Null);
+
+    set_field(&client, "#edit-spend-cap", "0.0000001").await;
+    click(&client, "#edit-proxy-form button[type=submit]").await;
+    wait_for_text(
+        &client,
+        &format!("{card} .spend-facts"),
+        "cap $0.0000001 · $0.00 today",
+        "the card shows the cap",
+    )
+    .await;
+    let (_, saved) = app.get(&format!("/api/proxies/{id}")).await;
+    assert_eq!(saved["daily_spend_cap_usd"], 0.000_000_1);
+    assert_eq!(saved["upstream_url"], "emulator", "the rest is kept");
+
+    // One live answer passes the cap; the open page learns of it by itself.
+    proxy_request(
+        port,
+        "/v1/chat/completions",
+        "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    )
+    .await;
+    wait_for(
+        &client,
+        &format!("{card} .spend-cap-reached"),
+        "the badge arrives live",
+    )
+    .await;
+    assert_eq!(
+        text_of(&client, &format!("{card} .spend-cap-reached")).await,
+        "spend cap reached"
+    );
+    let facts = text_of(&client, &format!("{card} .spend-facts")).await;
+    assert!(
+        facts.starts_with("cap $0.0000001 · $0.0") && facts.contains(" today"),
+        "{facts}"
+    );
+    save_screenshot(&client, "proxies-spend-cap-reached.png").await;
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+}
