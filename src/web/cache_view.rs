@@ -324,25 +324,19 @@ pub async fn entry(
     answer(&req, &state, id, view, false).await
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DeleteForm {
-    #[serde(flatten)]
-    params: EntriesParams,
-}
-
 /// `POST /proxies/{id}/cache/entries/{key}/delete`: deletes one entry; the list again, with a
 /// notice.
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(i32, String)>,
-    form: web::Form<DeleteForm>,
+    form: web::Form<EntriesParams>,
 ) -> PageResult {
     let (id, key) = path.into_inner();
     let id = ProxyId(id);
     let access = access(&req)?;
     state.registry.delete_cache_entry(id, access, &key).await?;
-    let params = form.into_inner().params;
+    let params = form.into_inner();
     if !is_htmx(&req) {
         return Ok(see_other(&format!(
             "/proxies/{}/cache/entries{}",
