@@ -17,6 +17,7 @@ mod integration {
     mod browser;
     pub mod cache;
     mod cache_budget;
+    mod cache_view;
     mod config_file;
     mod drops;
     mod emulator;

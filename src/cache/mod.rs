@@ -256,6 +256,47 @@ pub struct CacheInfo {
     pub newest: Option<DateTime<Utc>>,
 }
 
+/// One stored entry as a list shows it; its answer is not read.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub key: String,
+    /// The answer's size (its body).
+    pub size_bytes: u64,
+    pub hits: u64,
+    pub recorded_at: DateTime<Utc>,
+    pub last_hit_at: Option<DateTime<Utc>>,
+    /// Replayed chunk by chunk.
+    pub stream: bool,
+    /// The request it answers; `None` for an entry stored before requests were recorded.
+    pub recording: Option<Recording>,
+}
+
+impl StoredEntry {
+    fn of(row: db::cache_entries::EntrySummary) -> Self {
+        let recording = row.recording.as_deref().and_then(|json| {
+            serde_json::from_str(json)
+                .map_err(|e| log::warn!("entry {}: recording unreadable: {e}", row.cache_key))
+                .ok()
+        });
+        StoredEntry {
+            key: row.cache_key,
+            size_bytes: row.size_bytes.unsigned_abs(),
+            hits: row.hit_count.unsigned_abs(),
+            recorded_at: row.created_at.and_utc(),
+            last_hit_at: row.last_hit_at.map(|t| t.and_utc()),
+            stream: row.stream,
+            recording,
+        }
+    }
+}
+
+/// A page of a proxy's entries and how many match in all.
+#[derive(Debug, Clone, Default)]
+pub struct EntryPage {
+    pub entries: Vec<StoredEntry>,
+    pub total: u64,
+}
+
 /// The whole cache, for the Settings page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheUsage {
@@ -589,16 +630,7 @@ impl ResponseCache {
             .filter_map(|row| CacheKey::from_hex(&row.cache_key))
             .collect();
         let (replacement, done) = CacheReplacement::new(proxy.0, clear, rows);
-        if !self
-            .writer
-            .submit_always(WriteOp::ReplaceCache(Box::new(replacement)))
-        {
-            return Err(DbError::Corrupt("the database writer has stopped".into()));
-        }
-        let outcome = done
-            .await
-            .map_err(|_| DbError::Corrupt("the database writer has stopped".into()))?
-            .map_err(DbError::Corrupt)?;
+        let outcome = self.through_writer(replacement, done).await?;
         let stats = self.stats(proxy);
         let mut generation = stats.generation.write().unwrap_or_else(|p| p.into_inner());
         if clear {
@@ -680,6 +712,84 @@ impl ResponseCache {
             ))
         })
         .await
+    }
+
+    /// Hands a replacement to the writer (never dropped) and waits until it is written.
+    async fn through_writer(
+        &self,
+        replacement: CacheReplacement,
+        done: tokio::sync::oneshot::Receiver<Result<Replaced, String>>,
+    ) -> Result<Replaced, DbError> {
+        if !self
+            .writer
+            .submit_always(WriteOp::ReplaceCache(Box::new(replacement)))
+        {
+            return Err(DbError::Corrupt("the database writer has stopped".into()));
+        }
+        done.await
+            .map_err(|_| DbError::Corrupt("the database writer has stopped".into()))?
+            .map_err(DbError::Corrupt)
+    }
+
+    /// Waits until the writes queued before (stores, hits) are in SQLite.
+    async fn written(&self, proxy: ProxyId) -> Result<(), DbError> {
+        let (nothing, done) = CacheReplacement::new(proxy.0, false, Vec::new());
+        self.through_writer(nothing, done).await.map(drop)
+    }
+
+    /// A page of a proxy's entries, newest first, with how many match in all: those whose
+    /// recorded request contains `search` when given (a model, words of a prompt). Bodies are
+    /// not read. Entries still queued for SQLite are written first, so the list shows them.
+    pub async fn page(
+        &self,
+        proxy: ProxyId,
+        search: Option<String>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<EntryPage, DbError> {
+        self.written(proxy).await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let (rows, total) = db::run(&self.db, move |conn| {
+            db::cache_entries::page_for_proxy(conn, proxy.0, search.as_deref(), limit, offset)
+        })
+        .await?;
+        Ok(EntryPage {
+            entries: rows.into_iter().map(StoredEntry::of).collect(),
+            total,
+        })
+    }
+
+    /// One stored entry of a proxy, whole, after the writes queued before are written.
+    pub async fn entry(
+        &self,
+        proxy: ProxyId,
+        key: CacheKey,
+    ) -> Result<Option<CacheEntryRow>, DbError> {
+        self.written(proxy).await?;
+        let key = key.to_string();
+        db::run(&self.db, move |conn| {
+            db::cache_entries::find(conn, proxy.0, &key)
+        })
+        .await
+    }
+
+    /// Removes one entry of a proxy, from SQLite (in order with the writes queued before: a
+    /// store of it still waiting is removed too) and then from memory. Returns whether there
+    /// was one.
+    pub async fn delete(&self, proxy: ProxyId, key: CacheKey) -> Result<bool, DbError> {
+        let (removal, done) = CacheReplacement::removal(proxy.0, vec![key.to_string()]);
+        let outcome = self.through_writer(removal, done).await?;
+        let memory_key = (proxy, key);
+        let stats = self.stats(proxy);
+        // Held while memory is cleaned: a lookup that read the entry from SQLite before it was
+        // deleted does not put it back (see `find`).
+        let mut generation = stats.generation.write().unwrap_or_else(|p| p.into_inner());
+        let in_memory = self.memory.contains_key(&memory_key);
+        self.memory.invalidate(&memory_key);
+        let waiting = lock(&self.unflushed).remove(&memory_key).is_some();
+        *generation += 1;
+        Ok(outcome.removed > 0 || in_memory || waiting)
     }
 
     /// Every stored entry of a proxy (for export), after what was queued before is written.

@@ -134,6 +134,97 @@ impl RecordedRequest {
     }
 }
 
+/// How many characters of a prompt a list of entries shows.
+pub const PROMPT_PREVIEW_CHARS: usize = 120;
+
+impl RecordedRequest {
+    /// The start of what the request asks, for a list of entries: the last user message's text
+    /// for the chat, messages, Converse and generateContent shapes (and a Responses, completions
+    /// or embeddings `input`/`prompt`), else the start of the body. Whitespace is folded;
+    /// `None` without a body.
+    pub fn prompt(&self) -> Option<String> {
+        let text = match (&self.payload.body, &self.payload.body_text) {
+            (Some(json), _) => asked(json).unwrap_or_else(|| json.to_string()),
+            (None, Some(text)) => text.clone(),
+            (None, None) => {
+                return self
+                    .payload
+                    .body_base64
+                    .as_ref()
+                    .map(|_| "(binary body)".to_owned());
+            }
+        };
+        let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if folded.is_empty() {
+            return None;
+        }
+        let mut chars = folded.chars();
+        let mut preview: String = chars.by_ref().take(PROMPT_PREVIEW_CHARS).collect();
+        if chars.next().is_some() {
+            preview.push('…');
+        }
+        Some(preview)
+    }
+}
+
+/// The last user message's text in the request shapes that carry a conversation.
+fn asked(body: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let role = |message: &Value| {
+        message
+            .get("role")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    // OpenAI chat, Anthropic messages, Bedrock Converse: `messages`; Gemini: `contents`, whose
+    // role may be left out for the user.
+    let turns = [("messages", "content", false), ("contents", "parts", true)];
+    for (list, content, role_optional) in turns {
+        if let Some(messages) = body.get(list).and_then(Value::as_array) {
+            return messages
+                .iter()
+                .rev()
+                .filter(|m| match role(m) {
+                    Some(role) => role == "user",
+                    None => role_optional,
+                })
+                .find_map(|m| m.get(content).and_then(text_of));
+        }
+    }
+    for field in ["input", "prompt", "inputText"] {
+        match body.get(field) {
+            Some(Value::String(text)) => return Some(text.clone()),
+            // Responses API input items, or a list of embedding inputs.
+            Some(Value::Array(items)) => {
+                let last_user = items
+                    .iter()
+                    .rev()
+                    .filter(|item| role(item).as_deref() == Some("user"))
+                    .find_map(|item| item.get("content").and_then(text_of));
+                return last_user.or_else(|| items.first().and_then(text_of));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A message's text: a string, or the text of its blocks (`{"type":"text","text"}`, Converse's
+/// `{"text"}`, Gemini's parts), joined by spaces.
+fn text_of(content: &serde_json::Value) -> Option<String> {
+    match content {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Array(blocks) => {
+            let texts: Vec<&str> = blocks
+                .iter()
+                .filter_map(|block| block.get("text").and_then(serde_json::Value::as_str))
+                .collect();
+            (!texts.is_empty()).then(|| texts.join(" "))
+        }
+        _ => None,
+    }
+}
+
 /// What is kept with an entry to write it out as a fixture file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recording {
@@ -178,5 +269,50 @@ mod tests {
             ..Payload::default()
         };
         assert!(both.bytes().is_err());
+    }
+
+    fn prompt(body: &str) -> Option<String> {
+        RecordedRequest {
+            payload: Payload::of(body.as_bytes()),
+            ..RecordedRequest::default()
+        }
+        .prompt()
+    }
+
+    #[test]
+    fn the_prompt_is_the_last_user_text_of_each_shape_else_the_start_of_the_body() {
+        let chat = r#"{"model":"m","messages":[{"role":"system","content":"Be brief"},
+            {"role":"user","content":"First"},{"role":"assistant","content":"Ok"},
+            {"role":"user","content":[{"type":"text","text":"Say"},{"type":"image_url"},{"type":"text","text":"hello\n  there"}]}]}"#;
+        assert_eq!(prompt(chat).as_deref(), Some("Say hello there"));
+        let messages = r#"{"messages":[{"role":"user","content":"Hi Claude"},
+            {"role":"user","content":[{"type":"tool_result","tool_use_id":"t"}]}]}"#;
+        assert_eq!(
+            prompt(messages).as_deref(),
+            Some("Hi Claude"),
+            "a turn without text is passed over"
+        );
+        let converse = r#"{"messages":[{"role":"user","content":[{"text":"Converse please"}]}]}"#;
+        assert_eq!(prompt(converse).as_deref(), Some("Converse please"));
+        let gemini = r#"{"contents":[{"parts":[{"text":"Gemini"}]},{"role":"model","parts":[{"text":"no"}]}]}"#;
+        assert_eq!(prompt(gemini).as_deref(), Some("Gemini"));
+        assert_eq!(
+            prompt(r#"{"model":"m","input":"Responses"}"#).as_deref(),
+            Some("Responses")
+        );
+        assert_eq!(
+            prompt(r#"{"input":["embed me","and me"]}"#).as_deref(),
+            Some("embed me")
+        );
+        assert_eq!(
+            prompt(r#"{"model":"m"}"#).as_deref(),
+            Some(r#"{"model":"m"}"#)
+        );
+        assert_eq!(prompt("plain text").as_deref(), Some("plain text"));
+        assert_eq!(prompt(""), None);
+        let long = format!(r#"{{"prompt":"{}"}}"#, "é".repeat(500));
+        let preview = prompt(&long).expect("a prompt");
+        assert_eq!(preview.chars().count(), PROMPT_PREVIEW_CHARS + 1);
+        assert!(preview.ends_with('…'));
     }
 }

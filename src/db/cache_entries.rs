@@ -134,12 +134,78 @@ pub fn record_hits(
     Ok(())
 }
 
-pub fn delete_one(conn: &mut SqliteConnection, proxy_id: i32, key: &str) -> Result<(), DbError> {
-    diesel::delete(
+/// Deletes one entry; returns whether there was one.
+pub fn delete_one(conn: &mut SqliteConnection, proxy_id: i32, key: &str) -> Result<bool, DbError> {
+    let deleted = diesel::delete(
         dsl::cache_entries.filter(dsl::proxy_id.eq(proxy_id).and(dsl::cache_key.eq(key))),
     )
     .execute(conn)?;
-    Ok(())
+    Ok(deleted > 0)
+}
+
+/// One entry as a list shows it: what it answers and its numbers, never its body.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = super::schema::cache_entries)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct EntrySummary {
+    pub id: i32,
+    pub cache_key: String,
+    pub size_bytes: i64,
+    pub hit_count: i64,
+    pub created_at: NaiveDateTime,
+    pub last_hit_at: Option<NaiveDateTime>,
+    /// `cache::Recording` as JSON; `None` for entries stored before fixtures.
+    pub recording: Option<String>,
+    /// Whether the answer is a stream (replayed chunk by chunk).
+    #[diesel(select_expression = dsl::chunks.is_not_null())]
+    #[diesel(select_expression_type = diesel::dsl::IsNotNull<dsl::chunks>)]
+    pub stream: bool,
+}
+
+/// The `LIKE` pattern that finds `text` anywhere, its own `%`, `_` and `\` taken literally.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+type Filtered<'a> = super::schema::cache_entries::BoxedQuery<'a, diesel::sqlite::Sqlite>;
+
+/// One proxy's entries, those whose recorded request (model, prompt, path…) contains `search`
+/// when given (case-insensitively for ASCII, as SQLite's `LIKE` is).
+fn filtered(proxy_id: i32, search: Option<&str>) -> Filtered<'static> {
+    let query = dsl::cache_entries
+        .filter(dsl::proxy_id.eq(proxy_id))
+        .into_boxed();
+    match search.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(text) => query.filter(dsl::recording.like(contains_pattern(text)).escape('\\')),
+        None => query,
+    }
+}
+
+/// A page of one proxy's entries, newest first, with how many match in all.
+pub fn page_for_proxy(
+    conn: &mut SqliteConnection,
+    proxy_id: i32,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<EntrySummary>, u64), DbError> {
+    let entries = filtered(proxy_id, search)
+        .order((dsl::created_at.desc(), dsl::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .select(EntrySummary::as_select())
+        .load(conn)?;
+    let total: i64 = filtered(proxy_id, search).count().get_result(conn)?;
+    Ok((entries, total.unsigned_abs()))
 }
 
 pub fn delete_for_proxy(conn: &mut SqliteConnection, proxy_id: i32) -> Result<usize, DbError> {
@@ -275,6 +341,91 @@ mod tests {
 
     use super::*;
     use crate::db::old_schema::{migrated_before, revert_through};
+
+    fn entry(proxy_id: i32, key: &str, recording: Option<&str>, at: &str) -> CacheEntryRow {
+        let at = NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S").expect("time");
+        CacheEntryRow {
+            proxy_id,
+            cache_key: key.to_owned(),
+            status: 200,
+            headers: "[]".into(),
+            body: b"{}".to_vec(),
+            chunks: (key == "s").then(|| "[2]".to_owned()),
+            size_bytes: 2,
+            created_at: at,
+            last_used_at: at,
+            recording: recording.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_page_of_entries_is_newest_first_searched_in_the_recording_and_counted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(dir.path()).expect("database");
+        let mut conn = pool.get().expect("connection");
+        // Entries of proxies this test does not make.
+        conn.batch_execute("PRAGMA foreign_keys = OFF;")
+            .expect("pragma");
+        for row in [
+            entry(
+                1,
+                "a",
+                Some(r#"{"model":"gpt-4o","prompt":"50% off"}"#),
+                "2026-12-01 10:00:00",
+            ),
+            entry(
+                1,
+                "s",
+                Some(r#"{"model":"claude","prompt":"Say_hi"}"#),
+                "2026-12-02 10:00:00",
+            ),
+            entry(1, "old", None, "2026-11-01 10:00:00"),
+            entry(
+                2,
+                "other",
+                Some(r#"{"model":"gpt-4o"}"#),
+                "2026-12-03 10:00:00",
+            ),
+        ] {
+            upsert(&mut conn, &row).expect("stored");
+        }
+        let keys = |(entries, total): (Vec<EntrySummary>, u64)| {
+            let keys: Vec<String> = entries.into_iter().map(|e| e.cache_key).collect();
+            (keys, total)
+        };
+        let page = |conn: &mut SqliteConnection, search, limit, offset| {
+            keys(page_for_proxy(conn, 1, search, limit, offset).expect("page"))
+        };
+        assert_eq!(
+            page(&mut conn, None, 10, 0),
+            (vec!["s".into(), "a".into(), "old".into()], 3)
+        );
+        assert_eq!(page(&mut conn, None, 1, 1), (vec!["a".into()], 3));
+        assert_eq!(
+            page(&mut conn, Some("GPT-4O"), 10, 0),
+            (vec!["a".into()], 1)
+        );
+        assert_eq!(
+            page(&mut conn, Some("%"), 10, 0),
+            (vec!["a".into()], 1),
+            "a literal %"
+        );
+        assert_eq!(
+            page(&mut conn, Some("y_h"), 10, 0),
+            (vec!["s".into()], 1),
+            "a literal _"
+        );
+        assert_eq!(page(&mut conn, Some("x_y"), 10, 0), (vec![], 0));
+        assert_eq!(
+            page(&mut conn, Some("  "), 10, 0).1,
+            3,
+            "blank is no search"
+        );
+        let (entries, _) = page_for_proxy(&mut conn, 1, None, 10, 0).expect("page");
+        assert!(entries[0].stream && !entries[1].stream);
+        assert!(delete_one(&mut conn, 1, "a").expect("deleted"));
+        assert!(!delete_one(&mut conn, 1, "a").expect("gone already"));
+    }
 
     #[test]
     fn old_entries_are_ordered_by_last_hit_else_creation_and_the_change_reverts() {

@@ -147,11 +147,14 @@ impl Drops {
     }
 }
 
-/// A clear, reload or import of one proxy's cache; whoever asked waits for `done`.
+/// A clear, reload or import of one proxy's cache, or the deletion of some of its entries;
+/// whoever asked waits for `done`.
 pub struct CacheReplacement {
     pub proxy_id: i32,
     /// Remove every entry of the proxy first.
     pub clear: bool,
+    /// Keys of entries to remove (before `rows` are written).
+    pub remove: Vec<String>,
     pub rows: Vec<CacheEntryRow>,
     pub done: Mutex<Option<tokio::sync::oneshot::Sender<Result<Replaced, String>>>>,
     outcome: Mutex<Replaced>,
@@ -170,6 +173,7 @@ impl CacheReplacement {
         let replacement = CacheReplacement {
             proxy_id,
             clear,
+            remove: Vec::new(),
             rows,
             done: Mutex::new(Some(done)),
             outcome: Mutex::default(),
@@ -177,12 +181,31 @@ impl CacheReplacement {
         (replacement, receiver)
     }
 
+    /// Removes these entries of the proxy, in order with the writes queued before (so a store
+    /// still waiting is removed too); `Replaced::removed` says how many there were.
+    pub fn removal(
+        proxy_id: i32,
+        keys: Vec<String>,
+    ) -> (
+        Self,
+        tokio::sync::oneshot::Receiver<Result<Replaced, String>>,
+    ) {
+        let (mut replacement, receiver) = Self::new(proxy_id, false, Vec::new());
+        replacement.remove = keys;
+        (replacement, receiver)
+    }
+
     fn apply(&self, conn: &mut SqliteConnection) -> Result<(), DbError> {
-        let removed = if self.clear {
+        let mut removed = if self.clear {
             cache_entries::delete_for_proxy(conn, self.proxy_id)?
         } else {
             0
         };
+        for key in &self.remove {
+            if cache_entries::delete_one(conn, self.proxy_id, key)? {
+                removed += 1;
+            }
+        }
         let (mut added, mut replaced) = (0, 0);
         for row in &self.rows {
             if !self.clear && cache_entries::exists(conn, row.proxy_id, &row.cache_key)? {

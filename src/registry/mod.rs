@@ -2,6 +2,7 @@
 //! server that serves each one on its own port.
 
 pub mod declared;
+mod entries;
 mod fixtures;
 pub mod input;
 mod ports;
@@ -31,6 +32,7 @@ use crate::settings::Settings;
 use crate::spec::{DeletedProxy, ProxySpec, ValidProxy};
 use crate::telemetry::{RecentTraffic, Telemetry, start_of_day};
 use crate::validation::FieldError;
+pub use entries::{EntriesPage, EntriesQuery, EntryListing, MAX_ENTRIES_PER_PAGE};
 pub use fixtures::{ExplainRequest, Explanation, FixturesLoad, ImportReport};
 use input::{ProxyInput, validate};
 
@@ -38,6 +40,8 @@ use input::{ProxyInput, validate};
 pub enum RegistryError {
     #[error("no proxy with id {0}")]
     NotFound(ProxyId),
+    #[error("this proxy's cache has no entry {0}")]
+    EntryNotFound(String),
     #[error("{}", .0.first().map_or("invalid input", |e| e.message.as_str()))]
     Invalid(Vec<FieldError>),
     #[error("proxy “{0}” is running; stop it before deleting it")]

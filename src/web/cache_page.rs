@@ -1,6 +1,7 @@
-//! A proxy's cache on the Proxies page (Actions → Cache): the cache modal with its numbers and
-//! fixtures directory, clearing it, and its recorded answers as fixture files: export (a
-//! download), import (an uploaded file) and reload from the directory, each reported inline.
+//! A proxy's cache on the Proxies page (Actions → Cache): the cache modal with its numbers, its
+//! entries (see `cache_view`) and fixtures directory, clearing it, and its recorded answers as
+//! fixture files: export (a download), import (an uploaded file) and reload from the directory,
+//! each reported inline.
 
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
@@ -9,6 +10,7 @@ use askama::Template;
 use futures_util::StreamExt;
 
 use super::AppState;
+use super::cache_view::{EntriesParams, EntriesView};
 use super::cards::ProxyCard;
 use super::error::PageError;
 use super::fixtures_api::{self, ExportQuery, MAX_UPLOAD_BYTES};
@@ -40,6 +42,8 @@ pub struct CacheModal {
     pub report: Option<FixturesReport>,
     /// Why the import or reload just tried did nothing.
     pub fixtures_error: Option<String>,
+    /// A page of the entries.
+    pub entries: EntriesView,
 }
 
 /// An import's or a reload's outcome, as the cache modal shows it.
@@ -118,6 +122,8 @@ struct ModalParts {
     notice: Option<String>,
     report: Option<FixturesReport>,
     fixtures_error: Option<String>,
+    /// The entries to show; the first page when `None`.
+    entries: Option<EntriesView>,
 }
 
 impl ModalParts {
@@ -126,6 +132,7 @@ impl ModalParts {
             notice: Some(notice),
             report: None,
             fixtures_error: None,
+            entries: None,
         }
     }
 
@@ -134,6 +141,7 @@ impl ModalParts {
             notice: None,
             report: None,
             fixtures_error: None,
+            entries: None,
         }
     }
 }
@@ -147,7 +155,12 @@ async fn cache_modal(
     let card = card(req, &state.registry, id)?;
     let access = access(req)?;
     let info = state.registry.cache_info(id, access).await?;
+    let entries = match parts.entries {
+        Some(entries) => entries,
+        None => EntriesView::load(state, req, id, EntriesParams::default()).await?,
+    };
     Ok(CacheModal {
+        entries,
         size: format::bytes(info.counts.bytes),
         last_load: state.registry.fixtures_load(id, access),
         card,
@@ -165,6 +178,21 @@ pub async fn cache_info(
 ) -> PageResult {
     let modal = cache_modal(&req, &state, ProxyId(*id), ModalParts::plain()).await?;
     modal_response(&req, &state, StatusCode::OK, &modal)
+}
+
+/// The Proxies page with the cache modal open on these entries (for a browser without HTMX).
+pub(super) async fn modal_with_entries(
+    req: &HttpRequest,
+    state: &AppState,
+    id: ProxyId,
+    entries: EntriesView,
+) -> PageResult {
+    let parts = ModalParts {
+        entries: Some(entries),
+        ..ModalParts::plain()
+    };
+    let modal = cache_modal(req, state, id, parts).await?;
+    modal_response(req, state, StatusCode::OK, &modal)
 }
 
 pub async fn clear_cache(

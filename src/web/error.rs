@@ -47,7 +47,9 @@ impl From<AuthError> for ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
-            RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            RegistryError::NotFound(_) | RegistryError::EntryNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             RegistryError::Invalid(mut errors) if !errors.is_empty() => {
                 ApiError::Invalid(errors.swap_remove(0))
             }
@@ -110,7 +112,9 @@ pub enum PageError {
 impl From<RegistryError> for PageError {
     fn from(e: RegistryError) -> Self {
         match e {
-            RegistryError::NotFound(_) => PageError::NotFound(e.to_string()),
+            RegistryError::NotFound(_) | RegistryError::EntryNotFound(_) => {
+                PageError::NotFound(e.to_string())
+            }
             RegistryError::Invalid(_) | RegistryError::Running(_) => {
                 PageError::BadRequest(e.to_string())
             }

@@ -3,7 +3,9 @@
 mod account;
 mod accounts_api;
 mod api;
+mod cache_api;
 mod cache_page;
+mod cache_view;
 mod cards;
 mod dashboard;
 mod error;
@@ -139,6 +141,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::delete().to(api::clear_cache),
                 )
                 .route(
+                    "/proxies/{id:\\d+}/cache/entries",
+                    web::get().to(cache_api::list),
+                )
+                .route(
+                    "/proxies/{id:\\d+}/cache/entries/{key}",
+                    web::get().to(cache_api::entry),
+                )
+                .route(
+                    "/proxies/{id:\\d+}/cache/entries/{key}",
+                    web::delete().to(cache_api::delete),
+                )
+                .route(
                     "/proxies/{id:\\d+}/cache/export",
                     web::get().to(fixtures_api::export),
                 )
@@ -240,6 +254,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/proxies/{id:\\d+}/cache/clear",
             web::post().to(cache_page::clear_cache),
+        )
+        .route(
+            "/proxies/{id:\\d+}/cache/entries",
+            web::get().to(cache_view::entries),
+        )
+        .route(
+            "/proxies/{id:\\d+}/cache/entries/{key}",
+            web::get().to(cache_view::entry),
+        )
+        .route(
+            "/proxies/{id:\\d+}/cache/entries/{key}/delete",
+            web::post().to(cache_view::delete),
         )
         .route(
             "/proxies/{id:\\d+}/cache/export",
