@@ -63,9 +63,9 @@ pub struct EntriesView {
     pub total: u64,
     pub notice: Option<String>,
     pub detail: Option<EntryDetail>,
-    /// After a delete: the proxy's entry count now, for the modal's numbers (an HTMX
+    /// After a delete: the proxy's entry count and size now, for the modal's numbers (an HTMX
     /// out-of-band swap).
-    pub entries_now: Option<u64>,
+    pub counts_now: Option<(u64, String)>,
 }
 
 impl EntriesView {
@@ -156,7 +156,7 @@ impl EntriesView {
             params,
             notice: None,
             detail: None,
-            entries_now: None,
+            counts_now: None,
         })
     }
 }
@@ -349,6 +349,7 @@ pub async fn delete(
         "Deleted the entry {}: the same request is a miss now.",
         key.get(..12).unwrap_or(&key)
     ));
-    view.entries_now = Some(state.registry.cache_info(id, access).await?.counts.entries);
+    let counts = state.registry.cache_info(id, access).await?.counts;
+    view.counts_now = Some((counts.entries, format::bytes(counts.bytes)));
     answer(&req, &state, id, view, true).await
 }

@@ -1309,3 +1309,176 @@ async fn the_daily_spend_cap_saves_from_configure_and_the_card_shows_the_badge_l
     client.close().await.expect("browser closes");
     app.shutdown().await;
 }
+
+/// How many entries the cache modal lists now.
+async fn entry_rows(client: &Client) -> usize {
+    client
+        .find_all(Locator::Css("#entry-rows tr.entry-row"))
+        .await
+        .map(|rows| rows.len())
+        .unwrap_or(0)
+}
+
+async fn wait_for_entry_rows(client: &Client, n: usize, what: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while entry_rows(client).await != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {} rows, not {n}",
+            entry_rows(client).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn browse_the_cache_entries_open_one_and_delete_it() {
+    let mock = super::upstream::MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Looked into", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+        .await;
+    let (id, port) = (id_of(&proxy), super::support::port_of(&proxy));
+    for n in 0..22 {
+        let body = json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": format!("Tell me about number {n}")}
+        ]});
+        let mut response = awc::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .insert_header(("x-mock-stamp", "json"))
+            .send_json(&body)
+            .await
+            .expect("proxied");
+        response.body().await.expect("body");
+    }
+    let stream = json!({"model": "gpt-4o", "stream": true, "messages": [
+        {"role": "user", "content": "Stream a story"}
+    ]});
+    let mut response = awc::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .insert_header(("x-mock-stamp", "sse"))
+        .send_json(&stream)
+        .await
+        .expect("proxied");
+    response.body().await.expect("body");
+    let deadline = std::time::Instant::now() + WAIT;
+    while app.get(&format!("/api/proxies/{id}/cache/entries")).await.1["total"] != 23 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the entries were never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (_driver, client, _profile) = browser().await;
+    sign_in_at(&client, &app, "/proxies").await;
+    wait_for(&client, "article.card", "the card").await;
+    click(&client, "article.card details.menu summary").await;
+    click(&client, "article.card a[href$='/cache']").await;
+    wait_for(
+        &client,
+        "#cache-entries",
+        "the cache modal with its entries",
+    )
+    .await;
+    wait_for_entry_rows(&client, 20, "the first page").await;
+    assert_eq!(
+        text_of(&client, "#entries-count").await,
+        "1–20 of 23 entries"
+    );
+    let newest = text_of(&client, "#entry-rows tr.entry-row").await;
+    assert!(
+        newest.contains("chat") && newest.contains("stream") && newest.contains("gpt-4o"),
+        "the stream is the newest: {newest}"
+    );
+    assert!(newest.contains("Stream a story"), "{newest}");
+    save_screenshot(&client, "cache-entries.png").await;
+
+    // The next page, and back.
+    click(&client, "#entries-older").await;
+    wait_for_entry_rows(&client, 3, "the second page").await;
+    assert_eq!(
+        text_of(&client, "#entries-count").await,
+        "21–23 of 23 entries"
+    );
+    click(&client, "#entries-newer").await;
+    wait_for_entry_rows(&client, 20, "the first page again").await;
+
+    // A search, server-side, as one types.
+    set_field(&client, "#cache-q", "number 7").await;
+    wait_for_entry_rows(&client, 1, "the search").await;
+    assert!(
+        text_of(&client, "#entry-rows tr.entry-row")
+            .await
+            .contains("Tell me about number 7")
+    );
+
+    click(&client, "#entry-rows .view-entry").await;
+    wait_for(&client, "#cache-entry", "the entry opened").await;
+    let request = text_of(&client, "#entry-request").await;
+    assert!(
+        request.contains("\"content\": \"Tell me about number 7\""),
+        "the request, pretty: {request}"
+    );
+    let answer = text_of(&client, "#entry-response").await;
+    assert!(answer.contains("\"n\":"), "the answer: {answer}");
+    assert!(
+        text_of(&client, "#cache-entry .entry-target")
+            .await
+            .contains("POST /v1/chat/completions")
+    );
+    save_screenshot(&client, "cache-entry.png").await;
+
+    click(&client, "#cache-entry .delete-entry").await;
+    client
+        .accept_alert()
+        .await
+        .expect("the confirmation is accepted");
+    wait_for(&client, "#entries-notice", "a notice after deleting").await;
+    wait_for_entry_rows(&client, 0, "the deleted entry leaves the search").await;
+    assert!(
+        client
+            .find_all(Locator::Css("#cache-entry"))
+            .await
+            .expect("query")
+            .is_empty(),
+        "the entry view closed"
+    );
+    assert_eq!(
+        text_of(&client, "#cache-facts [data-stat='entries']").await,
+        "22",
+        "the modal's count follows"
+    );
+    let (_, now) = app.get(&format!("/api/proxies/{id}/cache")).await;
+    assert_eq!(
+        text_of(&client, "#cache-stat-size").await,
+        format!("{} bytes", now["bytes"]),
+        "and its size"
+    );
+    save_screenshot(&client, "cache-entry-deleted.png").await;
+
+    // Emptied, then Enter: the search form is submitted.
+    set_field(&client, "#cache-q", "").await;
+    client
+        .find(Locator::Css("#cache-q"))
+        .await
+        .expect("the search field")
+        .send_keys("\u{E007}")
+        .await
+        .expect("Enter");
+    wait_for_text(
+        &client,
+        "#entries-count",
+        "1–20 of 22 entries",
+        "the whole list, one fewer",
+    )
+    .await;
+    let (_, searched) = app
+        .get(&format!("/api/proxies/{id}/cache/entries?q=number%207"))
+        .await;
+    assert_eq!(searched["total"], 0, "deleted for good: {searched}");
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+    mock.stop().await;
+}

@@ -406,3 +406,61 @@ async fn the_entries_fragment_lists_searches_opens_and_deletes() {
     app.shutdown().await;
     mock.stop().await;
 }
+
+#[actix_web::test]
+async fn an_entry_stored_before_requests_were_recorded_says_so() {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    let answer = send(&proxy, &chat("gpt-4o-mini", "From long ago")).await;
+    wait_for_entries(&app, &proxy, 1).await;
+    entries(&app, &proxy, "").await;
+    // As an entry from before the fixtures migration: no recording.
+    let path = app.data_dir().join("rubberduck.sqlite3");
+    let mut conn =
+        SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open the database");
+    diesel::sql_query("UPDATE cache_entries SET recording = NULL")
+        .execute(&mut conn)
+        .expect("recording dropped");
+
+    let page = entries(&app, &proxy, "").await;
+    let entry = &page["entries"][0];
+    assert_eq!(entry["key"], answer.key().as_str(), "{page}");
+    assert!(
+        entry["kind"].is_null() && entry["model"].is_null() && entry["prompt"].is_null(),
+        "{entry}"
+    );
+    assert_eq!(
+        entries(&app, &proxy, "?q=long%20ago").await["total"],
+        0,
+        "nothing to search"
+    );
+    let (status, fixture) = app
+        .get(&format!(
+            "/api/proxies/{}/cache/entries/{}",
+            proxy.id,
+            answer.key()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fixture}");
+    assert_eq!(fixture["response"]["body"], answer.json(), "{fixture}");
+
+    let base = format!("/proxies/{}/cache/entries", proxy.id);
+    let (_, fragment) = app.get_text(&base, true).await;
+    assert!(fragment.contains("request not recorded"), "{fragment}");
+    let (_, opened) = app
+        .get_text(&format!("{base}/{}", answer.key()), true)
+        .await;
+    assert!(opened.contains("Request not recorded"), "{opened}");
+    let (status, _) = app
+        .delete(&format!(
+            "/api/proxies/{}/cache/entries/{}",
+            proxy.id,
+            answer.key()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "deleted like any other");
+    app.shutdown().await;
+    mock.stop().await;
+}
