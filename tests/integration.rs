@@ -13,7 +13,7 @@ mod integration {
 
     mod accounts;
     mod api;
-    mod binary;
+    pub mod binary;
     mod browser;
     pub mod cache;
     mod cache_budget;

@@ -9,23 +9,35 @@ use serde_json::{Value, json};
 
 use super::support::{TEST_TOKEN, accepts_connections, authorized, port_block, port_of};
 
-struct Server {
-    child: Child,
-    dashboard: String,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) dashboard: String,
     /// What the binary printed up to its startup line.
-    startup: Vec<String>,
-    output: mpsc::Receiver<String>,
+    pub(super) startup: Vec<String>,
+    pub(super) output: mpsc::Receiver<String>,
 }
 
 /// Starts the binary through `serve` with flags for some settings and environment for others,
 /// and reads the dashboard address from its startup line.
 fn start(data_dir: &std::path::Path, ports: &str) -> Server {
+    start_with(&[], data_dir, ports)
+}
+
+/// `serve` with `args` besides, on a data directory, up to its startup line.
+pub(super) fn start_with(
+    args: &[&std::ffi::OsStr],
+    data_dir: &std::path::Path,
+    ports: &str,
+) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rubberduck"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data-dir")
         .arg(data_dir)
         .env("RUBBERDUCK_PROXY_PORTS", ports)
         .env("RUBBERDUCK_BOOTSTRAP_TOKEN", TEST_TOKEN)
         .env_remove("RUBBERDUCK_ADMIN_PASSWORD")
+        .env_remove("RUBBERDUCK_CONFIG")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -44,7 +56,7 @@ fn start(data_dir: &std::path::Path, ports: &str) -> Server {
     let dashboard = loop {
         let line = output
             .recv_timeout(Duration::from_secs(30))
-            .expect("a startup line within 30 s");
+            .unwrap_or_else(|_| panic!("no startup line within 30 s: {startup:?}"));
         if let Some(rest) = line.split("dashboard on ").nth(1) {
             break rest
                 .split_whitespace()
@@ -62,7 +74,7 @@ fn start(data_dir: &std::path::Path, ports: &str) -> Server {
     }
 }
 
-fn terminate(mut server: Server) -> Vec<String> {
+pub(super) fn terminate(mut server: Server) -> Vec<String> {
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()

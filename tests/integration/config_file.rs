@@ -2,23 +2,16 @@
 //! start (created or updated by name, owned by the first admin, started, the file winning over
 //! edits), and `check --config FILE` validates without starting anything.
 
-use std::io::{BufRead, BufReader};
 use std::ops::RangeInclusive;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::binary::{self, Server};
 use super::support::{TEST_TOKEN, accepts_connections, authorized, id_of, port_block};
-
-struct Server {
-    child: Child,
-    dashboard: String,
-    output: mpsc::Receiver<String>,
-}
 
 impl Server {
     /// `rubberduck serve --config FILE` on a data directory, up to its startup line.
@@ -31,51 +24,11 @@ impl Server {
         data_dir: &Path,
         ports: &RangeInclusive<u16>,
     ) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rubberduck"))
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(args)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env(
-                "RUBBERDUCK_PROXY_PORTS",
-                format!("{}-{}", ports.start(), ports.end()),
-            )
-            .env("RUBBERDUCK_BOOTSTRAP_TOKEN", TEST_TOKEN)
-            .env_remove("RUBBERDUCK_ADMIN_PASSWORD")
-            .env_remove("RUBBERDUCK_CONFIG")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, output) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut startup = Vec::new();
-        let dashboard = loop {
-            let line = output
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no startup line within 30 s: {startup:?}"));
-            if let Some(rest) = line.split("dashboard on ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .expect("an address")
-                    .to_owned();
-            }
-            startup.push(line);
-        };
-        Server {
-            child,
-            dashboard,
-            output,
-        }
+        binary::start_with(
+            args,
+            data_dir,
+            &format!("{}-{}", ports.start(), ports.end()),
+        )
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -119,15 +72,8 @@ impl Server {
     }
 
     /// Stops it with SIGTERM; returns what it printed after its startup line.
-    fn terminate(mut self) -> Vec<String> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let exit = self.child.wait().expect("the binary exits");
-        assert!(exit.success(), "SIGTERM is a clean exit, got {exit}");
-        self.output.try_iter().collect()
+    fn terminate(self) -> Vec<String> {
+        binary::terminate(self)
     }
 }
 
