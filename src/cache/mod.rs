@@ -676,7 +676,7 @@ impl ResponseCache {
             .keys()
             .any(|(owner, _)| *owner == proxy);
         if queued {
-            self.replace(proxy, false, Vec::new()).await?;
+            self.written(proxy).await?;
         }
         db::run(&self.db, move |conn| {
             let entries = db::cache_entries::recordings_like(
@@ -794,7 +794,7 @@ impl ResponseCache {
 
     /// Every stored entry of a proxy (for export), after what was queued before is written.
     pub async fn entries(&self, proxy: ProxyId) -> Result<Vec<CacheEntryRow>, DbError> {
-        self.replace(proxy, false, Vec::new()).await?;
+        self.written(proxy).await?;
         db::run(&self.db, move |conn| {
             db::cache_entries::all_for_proxy(conn, proxy.0)
         })
