@@ -184,11 +184,7 @@ pub fn run(args: &BenchArgs) -> Result<Results, BenchError> {
     let data = tempfile::tempdir().map_err(BenchError::DataDir)?;
     let upstream = Upstream::start()?;
     progress(started, "starting the server under test");
-    let token = format!(
-        "bench-{:x}-{:x}",
-        std::process::id(),
-        started.elapsed().as_nanos()
-    );
+    let token = crate::auth::secret::generate("bench_", 24);
     let server = Server::start(&binary, &data.path().join("data"), &ports, &token)?;
 
     let fresh = system::memory(server.pid())?;

@@ -8,6 +8,7 @@
 mod control;
 mod explain;
 mod key;
+mod live;
 mod recording;
 
 use std::collections::{BTreeSet, HashMap};
@@ -23,6 +24,8 @@ use serde::Serialize;
 pub use control::{CACHE_HEADER, CASSETTE_HEADER, Directive, Handling, RequestControl};
 pub use explain::{Nearest, differing_paths};
 pub use key::{CacheKey, KeyParts};
+pub use live::{Follower, Leader};
+use live::{Leaders, MemoryKey};
 pub use recording::{Payload, RecordedChunk, RecordedRequest, Recording};
 
 use crate::db::models::CacheEntryRow;
@@ -195,24 +198,11 @@ impl ProxyStats {
 /// What [`ResponseCache::lookup`] found.
 pub enum Lookup {
     Hit(Arc<CachedResponse>),
+    /// An identical request is streaming this answer from upstream right now: this one gets
+    /// its chunks as they arrive.
+    Follow(Follower),
     /// No answer; with a [`Leader`] when this request is the one to fetch and record it.
     Miss(Option<Leader>),
-}
-
-type Leaders = Mutex<HashMap<MemoryKey, tokio::sync::watch::Receiver<()>>>;
-
-/// Held by the one request fetching an answer that identical requests wait for; dropped once
-/// the answer is stored (or given up), which wakes them to look again.
-pub struct Leader {
-    leaders: Arc<Leaders>,
-    key: MemoryKey,
-    _signal: tokio::sync::watch::Sender<()>,
-}
-
-impl Drop for Leader {
-    fn drop(&mut self) {
-        lock(&self.leaders).remove(&self.key);
-    }
 }
 
 /// A request body as explanations compare it: its JSON, else its text as one string.
@@ -304,8 +294,6 @@ pub struct CacheUsage {
     pub bytes: u64,
     pub evictions: u64,
 }
-
-type MemoryKey = (ProxyId, CacheKey);
 
 pub struct ResponseCache {
     memory: moka::sync::Cache<MemoryKey, Arc<CachedResponse>>,
@@ -403,18 +391,12 @@ impl ResponseCache {
                 stats.misses.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Miss(None);
             }
-            let mut waiting = {
+            let flight = {
                 let mut leaders = lock(&self.leaders);
                 match leaders.get(&memory_key) {
-                    Some(leading) => leading.clone(),
+                    Some(flight) => flight.clone(),
                     None => {
-                        let (signal, receiver) = tokio::sync::watch::channel(());
-                        leaders.insert(memory_key, receiver);
-                        let leader = Leader {
-                            leaders: Arc::clone(&self.leaders),
-                            key: memory_key,
-                            _signal: signal,
-                        };
+                        let leader = Leader::start(&self.leaders, &mut leaders, memory_key);
                         // The previous leader may have stored it between the look and now.
                         if let Some(found) = self.fresh_in_memory(&memory_key, ttl_seconds) {
                             drop(leaders);
@@ -426,8 +408,11 @@ impl ResponseCache {
                     }
                 }
             };
-            // Ends when the leader drops its side: stored, or given up.
-            let _ = waiting.changed().await;
+            // Until the leader's stream begins, or the leader is done: stored, or given up.
+            if let Some(follower) = flight.follow_or_wait().await {
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Follow(follower);
+            }
         }
     }
 

@@ -23,7 +23,8 @@ use super::reach::MembersResolver;
 use super::usage::UsageMeter;
 use super::{InFlight, UpstreamSettings};
 use crate::cache::{
-    CacheKey, CachedResponse, Leader, MAX_ENTRY_BYTES, Recording, ResponseCache, is_content_header,
+    CacheKey, CachedResponse, Follower, Leader, MAX_ENTRY_BYTES, Recording, ResponseCache,
+    is_content_header,
 };
 use crate::emulator;
 use crate::fixtures::{self, Fixture};
@@ -40,6 +41,11 @@ struct MeteredBody<S> {
     upstream: S,
     meter: Option<UsageMeter>,
     recorder: Option<Box<Recorder>>,
+    /// A stream too large to keep, still shared with the identical requests following it.
+    shared: Option<Leader>,
+    /// The bytes still to come when the upstream declared its length: an upstream that closes
+    /// before them has cut the answer short (which awc reports as a normal end).
+    missing: Option<u64>,
     log: Option<PendingLog>,
     in_flight: InFlight,
 }
@@ -96,6 +102,9 @@ pub(super) struct Recorder {
 impl Recorder {
     /// False once the answer is too large to keep.
     fn push(&mut self, chunk: &Bytes) -> bool {
+        if let Some(leader) = &self.keeping.leader {
+            leader.publish(chunk);
+        }
         self.size += chunk.len();
         self.chunks.push(chunk.clone());
         if self.streamed {
@@ -137,8 +146,11 @@ impl Recorder {
         let fixture =
             fixtures_dir.map(|dir| (dir, Fixture::of(provider, &key, &response, &recording)));
         cache.store(proxy, key, response, Some(&recording));
-        // Stored: the requests waiting for this answer find it now.
-        drop(leader);
+        // Stored: the requests waiting for this answer find it now, and its followers' streams
+        // end.
+        if let Some(leader) = leader {
+            leader.complete();
+        }
         if let Some((dir, fixture)) = fixture {
             fixtures::write_in_background(dir, fixture);
         }
@@ -152,30 +164,59 @@ where
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = Pin::new(&mut self.upstream).poll_next(cx);
+        let mut polled = Pin::new(&mut self.upstream).poll_next(cx);
+        if let (Poll::Ready(None), Some(1..)) = (&polled, self.missing) {
+            polled = Poll::Ready(Some(Err(PayloadError::Incomplete(None))));
+        }
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(missing) = self.missing.as_mut() {
+                    *missing = missing.saturating_sub(chunk.len() as u64);
+                }
                 if let Some(meter) = self.meter.as_mut() {
                     meter.observe(chunk);
                 }
                 if let Some(log) = self.log.as_mut() {
                     log.bytes += chunk.len() as u64;
                 }
+                if let Some(shared) = &self.shared
+                    && !shared.publish(chunk)
+                {
+                    self.shared = None;
+                }
                 if let Some(recorder) = self.recorder.as_mut()
                     && !recorder.push(chunk)
                 {
-                    self.recorder = None;
+                    self.shared = self.recorder.take().and_then(|mut recorder| {
+                        recorder.keeping.leader.take().filter(Leader::is_followed)
+                    });
+                }
+                // The whole declared length is here: stored before the client has the last
+                // byte, so that its next request finds it (the end may be polled after that).
+                if self.missing == Some(0) {
+                    self.complete();
                 }
             }
-            Poll::Ready(None) => {
-                if let (Some(usage), Some(recorder)) = (self.settle(), self.recorder.take()) {
-                    recorder.finish(usage);
-                }
+            Poll::Ready(None) => self.complete(),
+            Poll::Ready(Some(Err(_))) => {
+                self.recorder = None;
+                self.shared = None;
             }
-            Poll::Ready(Some(Err(_))) => self.recorder = None,
             Poll::Pending => {}
         }
         polled
+    }
+}
+
+impl<S> MeteredBody<S> {
+    /// The answer arrived whole: logged, stored, and its followers' streams ended. Once.
+    fn complete(&mut self) {
+        if let (Some(usage), Some(recorder)) = (self.settle(), self.recorder.take()) {
+            recorder.finish(usage);
+        }
+        if let Some(shared) = self.shared.take() {
+            shared.complete();
+        }
     }
 }
 
@@ -230,6 +271,14 @@ pub(super) fn replay(hit: &CachedResponse, key: &CacheKey, pace: StreamReplay) -
         }
         Some((Ok::<_, PayloadError>(chunk), rest))
     }))
+}
+
+/// An identical request's stream, chunk by chunk as it arrives from upstream, sent as a hit.
+pub(super) fn follow(follower: Follower, key: &CacheKey) -> HttpResponse {
+    let mut reply = follower.reply();
+    reply.insert_header((X_CACHE, "HIT"));
+    reply.insert_header((X_CACHE_KEY, key.to_string()));
+    reply.streaming(follower.into_body())
 }
 
 /// Nobody reads this: the client hung up while the proxy waited on purpose.
@@ -384,22 +433,25 @@ impl Outgoing {
 
     /// Keeps a copy of a successful answer for the cache as it streams through. Anything else
     /// is not kept (and whoever waited for it is released now).
+    /// A stream is shared with identical requests from its first chunk.
     pub fn record(&mut self, keeping: Keeping) {
         if !self.status.is_success() {
             return;
+        }
+        let headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| is_content_header(name.as_str()))
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        if let (true, Some(leader)) = (self.streamed, &keeping.leader) {
+            leader.begin_stream(self.status.as_u16(), headers.clone());
         }
         self.recorder = Some(Box::new(Recorder {
             keeping,
             last: Instant::now(),
             status: self.status.as_u16(),
-            headers: self
-                .headers
-                .iter()
-                .filter(|(name, _)| is_content_header(name.as_str()))
-                .filter_map(|(name, value)| {
-                    Some((name.to_string(), value.to_str().ok()?.to_owned()))
-                })
-                .collect(),
+            headers,
             streamed: self.streamed,
             chunks: Vec::new(),
             size: 0,
@@ -429,6 +481,8 @@ impl Outgoing {
             upstream: self.body,
             meter: Some(UsageMeter::for_response(provider, &self.headers)),
             recorder: self.recorder,
+            shared: None,
+            missing: self.length,
             log: log.map(|(draft, telemetry)| PendingLog {
                 draft,
                 telemetry,

@@ -26,13 +26,14 @@ use super::body::{self, Reservation};
 use super::error::GatewayError;
 use super::faults;
 use super::forward::{
-    Keeping, Outgoing, cache_headers, client_left, forwarded_headers, replay, send, stored_usage,
+    Keeping, Outgoing, cache_headers, client_left, follow, forwarded_headers, replay, send,
+    stored_usage,
 };
 use super::reach;
 use super::{InFlight, ProxyServerState, SpendCap};
 use crate::cache::{
-    self, CacheKey, CachedResponse, Handling, KeyParts, Leader, RecordedRequest, Recording,
-    RequestControl,
+    self, CacheKey, CachedResponse, Follower, Handling, KeyParts, Leader, RecordedRequest,
+    Recording, RequestControl,
 };
 use crate::emulator;
 use crate::faults::{Decision, Faults, Injection};
@@ -78,10 +79,16 @@ enum Answer {
 
 /// What the cache lookup found.
 enum Lookup {
-    Hit(Arc<CachedResponse>, CacheKey),
+    Hit(Hit, CacheKey),
     Miss,
     /// A replay-only proxy has no answer and sends nothing upstream.
     Refused(HttpResponse),
+}
+
+/// An answer that costs nothing: stored, or streaming to an identical request right now.
+enum Hit {
+    Stored(Arc<CachedResponse>),
+    Live(Follower),
 }
 
 /// Runs one request through the pipeline.
@@ -125,7 +132,7 @@ async fn stages(x: &mut Exchange<'_>, payload: web::Payload) -> Result<Answer, G
         return Ok(answer);
     }
     if let Some((hit, key)) = hit {
-        return Ok(replay_hit(x, &hit, &key));
+        return Ok(replay_hit(x, hit, &key));
     }
     let answer = upstream(x).await?;
     Ok(store(x, answer))
@@ -304,7 +311,8 @@ async fn cache_lookup(x: &mut Exchange<'_>) -> Result<Lookup, GatewayError> {
         )
         .await;
     let leader = match found {
-        cache::Lookup::Hit(hit) => return Ok(Lookup::Hit(hit, key)),
+        cache::Lookup::Hit(hit) => return Ok(Lookup::Hit(Hit::Stored(hit), key)),
+        cache::Lookup::Follow(follower) => return Ok(Lookup::Hit(Hit::Live(follower), key)),
         cache::Lookup::Miss(leader) => leader,
     };
     x.key = Some(key);
@@ -387,15 +395,26 @@ async fn delay(x: &mut Exchange<'_>, hit: bool) -> Option<Answer> {
     (!faults::wait(x.req, delay).await).then(|| Answer::Ready(client_left()))
 }
 
-/// The cached answer, replayed as it was first sent (chunk by chunk for streams).
-fn replay_hit(x: &mut Exchange<'_>, hit: &CachedResponse, key: &CacheKey) -> Answer {
+/// The cached answer, replayed as it was first sent (chunk by chunk for streams); or an
+/// identical request's stream as it arrives.
+fn replay_hit(x: &mut Exchange<'_>, hit: Hit, key: &CacheKey) -> Answer {
     let provider = x.provider;
     let name = key.to_string();
-    let response = replay(hit, key, x.spec.cache.stream_replay);
+    let hit = match hit {
+        Hit::Stored(hit) => hit,
+        Hit::Live(follower) => {
+            x.note(|d| {
+                d.cache("hit", Some(name));
+                d.stream(true);
+            });
+            return Answer::Ready(follow(follower, key));
+        }
+    };
+    let response = replay(&hit, key, x.spec.cache.stream_replay);
     x.note(|d| {
         d.cache("hit", Some(name));
         d.stream(hit.chunks.is_some());
-        d.usage = *hit.usage.get_or_init(|| stored_usage(provider, hit));
+        d.usage = *hit.usage.get_or_init(|| stored_usage(provider, &hit));
     });
     Answer::Ready(response)
 }

@@ -867,3 +867,156 @@ async fn twenty_concurrent_identical_stream_misses_make_one_upstream_call() {
     app.shutdown().await;
     mock.stop().await;
 }
+
+/// Sends `call` and reads its stream, noting when the first chunk came.
+async fn first_chunk_and_all(proxy: &Proxy, call: &Call) -> (Duration, Duration, String, Vec<u8>) {
+    use futures_util::StreamExt;
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut request = client.request(call.method.clone(), format!("{}{}", proxy.base, call.path));
+    for (name, value) in &call.headers {
+        request = request.insert_header((name.as_str(), value.as_str()));
+    }
+    let started = std::time::Instant::now();
+    let mut response = request.send_body(call.body.clone()).await.expect("proxied");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut body = Vec::new();
+    let mut first = None;
+    while let Some(chunk) = response.next().await {
+        first.get_or_insert_with(|| started.elapsed());
+        body.extend_from_slice(&chunk.expect("chunk"));
+    }
+    (
+        first.expect("at least one chunk"),
+        started.elapsed(),
+        cache,
+        body,
+    )
+}
+
+#[actix_web::test]
+async fn a_request_following_an_identical_stream_gets_its_chunks_as_they_arrive() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    for round in 0..3 {
+        let call = Call::post(
+            "/v1/chat/completions",
+            &chat(&format!("followed live {round}"), true),
+        )
+        .stamp("sse")
+        .header("x-mock-pause-ms", "200");
+        let leading = first_chunk_and_all(&proxy, &call);
+        let following = async {
+            // The leader's head and first event are back by now; four more come 200 ms apart.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            first_chunk_and_all(&proxy, &call).await
+        };
+        let ((_, leader_took, leader_cache, leader_body), (first, took, cache, body)) =
+            futures_util::future::join(leading, following).await;
+        assert_eq!(leader_cache, "MISS");
+        assert_eq!(cache, "HIT", "round {round}: the follower does not pay");
+        assert_eq!(body, leader_body, "round {round}: the same stream");
+        assert!(
+            leader_took >= Duration::from_millis(780),
+            "round {round}: {leader_took:?}"
+        );
+        assert!(
+            first < Duration::from_millis(300),
+            "round {round}: the follower's first chunk waited {first:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(450),
+            "round {round}: the follower's stream ended after {took:?}, before the leader's"
+        );
+        assert_eq!(mock.requests().len(), round + 1, "round {round}");
+    }
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+/// Sends `call` over a plain connection and reads all of the answer: its `X-Cache` and whether
+/// its body arrived whole (its last chunk, or its declared length), which a lenient client
+/// does not tell apart from a connection closed between chunks.
+async fn raw_exchange(proxy: &Proxy, call: &Call) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = proxy.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        call.method,
+        call.path,
+        call.body.len()
+    );
+    for (name, value) in &call.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).await.expect("sends");
+    tcp.write_all(&call.body).await.expect("sends");
+    let mut raw = Vec::new();
+    // A reset connection is a cut too; what was read before it counts.
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
+        .await
+        .expect("the answer ends");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    let complete = match header("content-length") {
+        Some(length) => length.parse::<usize>().ok() == Some(body.len()),
+        None => body.ends_with("\r\n0\r\n\r\n") || body.starts_with("0\r\n\r\n"),
+    };
+    (header("x-cache").unwrap_or_default(), complete)
+}
+
+#[actix_web::test]
+async fn followers_of_a_stream_cut_upstream_see_it_cut_and_the_next_request_fetches_again() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    let call = Call::post("/v1/chat/completions", &chat("cut while followed", true))
+        .stamp("sse")
+        .header("x-mock-pause-ms", "150")
+        .header("x-mock-cut-after", "2");
+    let replies = futures_util::future::join_all((0..5).map(|i| {
+        let (call, proxy) = (&call, &proxy);
+        async move {
+            tokio::time::sleep(Duration::from_millis(40 * i)).await;
+            raw_exchange(proxy, call).await
+        }
+    }))
+    .await;
+    for (cache, complete) in &replies {
+        assert!(
+            !complete,
+            "{cache}: every stream is cut, as the leader's was: {replies:?}"
+        );
+    }
+    assert_eq!(
+        replies.iter().filter(|(cache, _)| cache == "HIT").count(),
+        4,
+        "{replies:?}"
+    );
+    assert_eq!(mock.requests().len(), 1);
+    // Nothing was stored: the next identical request goes upstream again.
+    let again = send(&proxy, &call.clone().header("x-mock-cut-after", "99")).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    again.assert_miss("nothing was stored");
+    assert_eq!(mock.requests().len(), 2);
+    app.shutdown().await;
+    mock.stop().await;
+}

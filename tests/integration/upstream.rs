@@ -210,6 +210,7 @@ fn knob(req: &HttpRequest, name: &str) -> Option<u64> {
 ///   x-mock-stamp: json | gzip | sse | eventstream   the kind of answer
 ///   x-mock-status: <code>                           answer JSON with that status instead
 ///   x-mock-pause-ms: <ms>                           pause between stream events (default 20)
+///   x-mock-cut-after: <n>                           drop the connection after n SSE events
 ///   x-mock-delay-ms: <ms>                           wait before answering (any request)
 /// Every stamped answer also has per-request headers that a cache must not replay.
 fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse {
@@ -228,6 +229,7 @@ fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse
         }}));
     }
     let pause = Duration::from_millis(knob(req, "x-mock-pause-ms").unwrap_or(20));
+    let cut_after = knob(req, "x-mock-cut-after").and_then(|n| usize::try_from(n).ok());
     match kind {
         "gzip" => {
             use std::io::Write;
@@ -246,9 +248,15 @@ fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse
                 .map(|i| Bytes::from(format!("data: {{\"n\":{n},\"i\":{i}}}\n\n")))
                 .collect();
             events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            if cut_after.is_some() {
+                // A declared length, so that the cut is seen as one (a chunked body closed
+                // between chunks reads as complete to a lenient client).
+                let length = events.iter().map(Bytes::len).sum::<usize>() as u64;
+                response.no_chunking(length);
+            }
             response
                 .content_type("text/event-stream")
-                .streaming(paced(events, pause))
+                .streaming(paced(events, pause, cut_after))
         }
         "eventstream" => {
             let events = (0..4)
@@ -263,7 +271,7 @@ fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse
                 .collect();
             response
                 .content_type("application/vnd.amazon.eventstream")
-                .streaming(paced(events, pause))
+                .streaming(paced(events, pause, cut_after))
         }
         _ => response
             .content_type("application/json")
@@ -271,21 +279,28 @@ fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse
     }
 }
 
-/// The events one by one, `pause` apart.
+/// The events one by one, `pause` apart; with `cut_after`, an error (the connection dropped)
+/// in place of the rest after that many.
 fn paced(
     events: Vec<Bytes>,
     pause: Duration,
+    cut_after: Option<usize>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
-    stream::unfold(
-        (events.into_iter(), true),
-        move |(mut rest, first)| async move {
-            let event = rest.next()?;
-            if !first {
-                tokio::time::sleep(pause).await;
-            }
-            Some((Ok(event), (rest, false)))
-        },
-    )
+    let events = events.into_iter().enumerate();
+    stream::unfold((events, true), move |(mut rest, first)| async move {
+        let (index, event) = rest.next()?;
+        if !first {
+            tokio::time::sleep(pause).await;
+        }
+        if cut_after.is_some_and(|n| index >= n) {
+            let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "mock cut");
+            return Some((
+                Err(actix_web::error::ErrorInternalServerError(cut)),
+                (rest, false),
+            ));
+        }
+        Some((Ok(event), (rest, false)))
+    })
 }
 
 /// One `application/vnd.amazon.eventstream` message with string headers and both CRCs.
