@@ -197,6 +197,8 @@ pub struct NewLogRow {
     pub prompt_hash: Option<CompactString>,
     pub user_agent: Option<CompactString>,
     pub error_message: Option<CompactString>,
+    /// The test id of a request scoped with `X-Rubberduck-Scenario`.
+    pub scenario: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -227,6 +229,7 @@ pub struct LogRow {
     pub prompt_hash: Option<String>,
     pub user_agent: Option<String>,
     pub error_message: Option<String>,
+    pub scenario: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, AsChangeset)]

@@ -59,7 +59,7 @@ impl<const N: usize> QueryFragment<Sqlite> for LogInsert<'_, N> {
             "INSERT INTO request_logs (timestamp, proxy_id, proxy_name, provider, method, path, \
              model, client_ip, status, latency_ms, upstream_latency_ms, cache, failure, stream, \
              request_bytes, response_bytes, input_tokens, output_tokens, cost_usd, prompt_hash, \
-             user_agent, error_message) VALUES ",
+             user_agent, error_message, scenario) VALUES ",
         );
         for (index, (row, time)) in self.rows.iter().zip(&self.times).enumerate() {
             out.push_sql(if index == 0 { "(" } else { ", (" });
@@ -106,6 +106,8 @@ impl<const N: usize> QueryFragment<Sqlite> for LogInsert<'_, N> {
             out.push_bind_param::<Nullable<Text>, _>(&row.user_agent)?;
             out.push_sql(", ");
             out.push_bind_param::<Nullable<Text>, _>(&row.error_message)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.scenario)?;
             out.push_sql(")");
         }
         Ok(())
@@ -352,6 +354,7 @@ mod tests {
             prompt_hash: Some(compact_str::format_compact!("hash {n}")),
             user_agent: Some(compact_str::format_compact!("agent {n}")),
             error_message: Some(compact_str::format_compact!("error {n}")),
+            scenario: Some(compact_str::format_compact!("test {n}")),
         }
     }
 
@@ -394,6 +397,7 @@ mod tests {
                 prompt_hash: got.prompt_hash.as_deref().map(Into::into),
                 user_agent: got.user_agent.as_deref().map(Into::into),
                 error_message: got.error_message.as_deref().map(Into::into),
+                scenario: got.scenario.as_deref().map(Into::into),
             })
             .expect("json");
             assert_eq!(actual, expected);

@@ -75,6 +75,7 @@ diesel::table! {
         prompt_hash -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         error_message -> Nullable<Text>,
+        scenario -> Nullable<Text>,
     }
 }
 

@@ -1,12 +1,18 @@
 //! Failure simulation: the per-proxy failure config, its validation, and the decisions the
 //! pipeline takes for each request (in pipeline order: IP filter, rate limit, timeout, injected
-//! error, response delay).
+//! error, response delay; then faults inside the stream and at the connection).
+//!
+//! Rates roll seeded dice; a script names each request's outcome in turn. Both keep their
+//! state (dice, script position, rate-limit window) per scenario: a test that sends
+//! `X-Rubberduck-Scenario` has its own, as if it were alone on the proxy.
 
 mod ip;
+mod request;
+mod scenario;
+mod script;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -16,6 +22,13 @@ use serde::{Deserialize, Serialize};
 use crate::forwarded;
 use crate::validation::FieldError;
 use ip::IpRule;
+pub use request::{FAULT_HEADER, SCENARIO_HEADER, parse_request_fault, scenario_of};
+pub use scenario::{ActiveScenario, SCENARIO_IDLE};
+use scenario::{Dice, Scenarios};
+pub use script::{
+    ConnectionFault, ConnectionKind, MAX_SCRIPT_REQUESTS, Outcome, Script, ScriptEnd, ScriptRow,
+    ScriptStep, Shorthand, StreamFault,
+};
 
 /// Status codes that can be injected: what LLM providers really answer.
 pub const INJECTABLE_STATUSES: [u16; 11] = [400, 401, 403, 404, 408, 429, 500, 502, 503, 504, 529];
@@ -118,6 +131,75 @@ impl Default for ResponseDelayConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamFaultKind {
+    Disconnect,
+    Error,
+    Stall,
+    Drip,
+}
+
+/// Faults inside streamed answers, at a rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamFaultsConfig {
+    pub enabled: bool,
+    pub rate: f64,
+    pub kind: StreamFaultKind,
+    /// Events let through before a disconnect, an error event or a stall.
+    pub after_events: u32,
+    pub stall_seconds: f64,
+    /// A stall that lasts until the client gives up.
+    pub stall_hang: bool,
+    pub drip_ms: u64,
+}
+
+impl Default for StreamFaultsConfig {
+    fn default() -> Self {
+        StreamFaultsConfig {
+            enabled: false,
+            rate: 0.0,
+            kind: StreamFaultKind::Disconnect,
+            after_events: 3,
+            stall_seconds: 5.0,
+            stall_hang: false,
+            drip_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionFaultKind {
+    Reset,
+    CloseAfterHead,
+    Truncate,
+}
+
+/// Breakage at the connection, at a rate; and a bandwidth limit on every answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionFaultsConfig {
+    pub enabled: bool,
+    pub rate: f64,
+    pub kind: ConnectionFaultKind,
+    pub truncate_after_bytes: u64,
+    pub bandwidth_bytes_per_second: Option<u64>,
+}
+
+impl Default for ConnectionFaultsConfig {
+    fn default() -> Self {
+        ConnectionFaultsConfig {
+            enabled: false,
+            rate: 0.0,
+            kind: ConnectionFaultKind::Reset,
+            truncate_after_bytes: 100,
+            bandwidth_bytes_per_second: None,
+        }
+    }
+}
+
 /// The failure config of the admin API (`GET|PUT /api/proxies/{id}/failure-config`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -127,7 +209,19 @@ pub struct FailureConfig {
     pub ip_filter: IpFilterConfig,
     pub rate_limit: RateLimitConfig,
     pub response_delay: ResponseDelayConfig,
+    pub stream: StreamFaultsConfig,
+    pub connection: ConnectionFaultsConfig,
+    /// One outcome per request, in order (per scenario).
+    pub script: Vec<ScriptStep>,
+    pub script_end: ScriptEnd,
+    /// Shorthand for a script: the first N requests fail.
+    pub fail_first: Option<Shorthand>,
+    /// Shorthand for a script: every K-th request fails.
+    pub every_nth: Option<Shorthand>,
     pub seed: Option<u64>,
+    /// Whether a request's `X-Rubberduck-Fault` header picks its own failure (else it is
+    /// ignored, and stripped like every `X-Rubberduck-*` header).
+    pub allow_request_faults: bool,
 }
 
 impl FailureConfig {
@@ -148,10 +242,27 @@ impl FailureConfig {
             (self.timeout.enabled, "timeouts"),
             (self.errors.enabled, "errors"),
             (self.response_delay.enabled, "delay"),
+            (self.stream.enabled, "stream faults"),
+            (self.connection.enabled, "connection faults"),
+            (self.has_script(), "script"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
         .collect()
+    }
+
+    pub fn has_script(&self) -> bool {
+        !self.script.is_empty() || self.fail_first.is_some() || self.every_nth.is_some()
+    }
+
+    /// The script this config says, validated.
+    pub fn script(&self) -> Result<Script, FieldError> {
+        Script::build(
+            &self.script,
+            self.script_end,
+            self.fail_first,
+            self.every_nth,
+        )
     }
 
     pub fn validate(&self) -> Result<(), FieldError> {
@@ -236,7 +347,59 @@ impl FailureConfig {
                 "response_delay.min_ms cannot be larger than max_ms.",
             ));
         }
-        Ok(())
+        rate("stream.rate", self.stream.rate)?;
+        if !(0.0..=600.0).contains(&self.stream.stall_seconds) {
+            return Err(FieldError::new(
+                "stream.stall_seconds",
+                "stream.stall_seconds must be between 0 and 600.",
+            ));
+        }
+        if !(1..=60_000).contains(&self.stream.drip_ms) {
+            return Err(FieldError::new(
+                "stream.drip_ms",
+                "stream.drip_ms must be between 1 and 60000.",
+            ));
+        }
+        rate("connection.rate", self.connection.rate)?;
+        if self.connection.bandwidth_bytes_per_second == Some(0) {
+            return Err(FieldError::new(
+                "connection.bandwidth_bytes_per_second",
+                "connection.bandwidth_bytes_per_second must be at least 1 (or null for no limit).",
+            ));
+        }
+        self.script().map(|_| ())
+    }
+
+    /// The rate-based stream fault, when it is picked.
+    fn stream_fault(&self) -> StreamFault {
+        let stream = &self.stream;
+        match stream.kind {
+            StreamFaultKind::Disconnect => StreamFault::Disconnect {
+                after_events: stream.after_events,
+            },
+            StreamFaultKind::Error => StreamFault::ErrorEvent {
+                after_events: stream.after_events,
+            },
+            StreamFaultKind::Stall => StreamFault::Stall {
+                after_events: stream.after_events,
+                wait: Duration::from_secs_f64(stream.stall_seconds),
+                hang: stream.stall_hang,
+            },
+            StreamFaultKind::Drip => StreamFault::Drip {
+                every: Duration::from_millis(stream.drip_ms),
+            },
+        }
+    }
+
+    /// The rate-based connection fault, when it is picked.
+    fn connection_fault(&self) -> ConnectionFault {
+        match self.connection.kind {
+            ConnectionFaultKind::Reset => ConnectionFault::Reset,
+            ConnectionFaultKind::CloseAfterHead => ConnectionFault::CloseAfterHead,
+            ConnectionFaultKind::Truncate => ConnectionFault::Truncate {
+                after_bytes: self.connection.truncate_after_bytes,
+            },
+        }
     }
 }
 
@@ -269,8 +432,9 @@ impl Injection {
     }
 }
 
-/// The dice of one request that passed the IP filter and the rate limit: whether it times out,
-/// fails, or waits before its answer.
+/// The dice (or the script) of one request that passed the IP filter and the rate limit:
+/// whether it times out, fails, waits before its answer, or breaks inside its stream or at its
+/// connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Decision {
     /// A `delay` timeout waits and carries on; the other modes are failures.
@@ -279,19 +443,47 @@ pub struct Decision {
     pub error: Option<Injection>,
     pub response_delay: Option<Duration>,
     pub delay_hits_only: bool,
+    pub stream: Option<StreamFault>,
+    pub connection: Option<ConnectionFault>,
+}
+
+impl StreamFault {
+    /// The failure kind as logs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StreamFault::Disconnect { .. } | StreamFault::DisconnectAfterBytes { .. } => {
+                "stream_disconnect"
+            }
+            StreamFault::ErrorEvent { .. } => "stream_error",
+            StreamFault::Stall { .. } => "stream_stall",
+            StreamFault::Drip { .. } => "stream_drip",
+        }
+    }
+}
+
+impl ConnectionFault {
+    /// The failure kind as logs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectionFault::Reset => "connection_reset",
+            ConnectionFault::CloseAfterHead => "connection_closed",
+            ConnectionFault::Truncate { .. } => "truncated",
+            ConnectionFault::Bandwidth { .. } => "bandwidth",
+        }
+    }
 }
 
 /// A validated config with the state its decisions need. Replaced whole on every save, which
-/// restarts a seeded sequence and the rate-limit window.
+/// restarts seeded sequences, scripts and rate-limit windows (of every scenario).
 pub struct Faults {
     config: FailureConfig,
+    script: Script,
     allow: Vec<IpRule>,
     block: Vec<IpRule>,
     trusted: Vec<IpRule>,
     /// Cumulative probabilities, for one roll to pick a status.
     error_table: Vec<(f64, u16)>,
-    rng: Mutex<StdRng>,
-    admitted: Mutex<VecDeque<Instant>>,
+    scenarios: Scenarios,
 }
 
 fn rules(entries: &[String]) -> Vec<IpRule> {
@@ -311,19 +503,30 @@ impl Faults {
                 Some((cumulative, code.parse().ok()?))
             })
             .collect();
-        let rng = match config.seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_os_rng(),
-        };
+        let seed = config.seed;
         Faults {
             allow: rules(&config.ip_filter.allow),
             block: rules(&config.ip_filter.block),
             trusted: rules(&config.ip_filter.trusted_proxies),
             error_table,
-            rng: Mutex::new(rng),
-            admitted: Mutex::new(VecDeque::new()),
+            script: config.script().unwrap_or_default(),
+            scenarios: Scenarios::new(move || match seed {
+                Some(seed) => StdRng::seed_from_u64(seed),
+                None => StdRng::from_os_rng(),
+            }),
             config,
         }
+    }
+
+    /// The scenarios (test ids) that sent requests lately, most recent first.
+    pub fn active_scenarios(&self) -> Vec<ActiveScenario> {
+        self.scenarios.active()
+    }
+
+    /// Forgets a scenario: its next request starts the script, the dice and the window afresh.
+    /// False when it was not known.
+    pub fn reset_scenario(&self, id: &str) -> bool {
+        self.scenarios.reset(id)
     }
 
     pub fn config(&self) -> &FailureConfig {
@@ -338,6 +541,9 @@ impl Faults {
             || config.timeout.enabled
             || config.errors.enabled
             || config.response_delay.enabled
+            || config.stream.enabled
+            || config.connection.enabled
+            || !self.script.is_empty()
     }
 
     /// The client as the filter sees it: the socket peer, or, when the peer is a trusted
@@ -364,32 +570,91 @@ impl Faults {
         (blocked || !allowed).then_some(Injection::IpBlocked)
     }
 
-    /// `RateLimited` when the rate limit is on and the window is full; otherwise the request
-    /// is counted in it.
-    pub fn limit_rate(&self, now: Instant) -> Option<Injection> {
+    /// `RateLimited` when the rate limit is on and the scenario's window is full; otherwise
+    /// the request is counted in it.
+    pub fn limit_rate(&self, now: Instant, scenario: Option<&str>) -> Option<Injection> {
         if !self.config.rate_limit.enabled {
             return None;
         }
-        let retry_after_seconds = self.over_rate_limit(now)?;
+        let limit = self.config.rate_limit.requests_per_minute as usize;
+        let retry_after_seconds = self.scenarios.with(scenario, |dice| {
+            over_rate_limit(&mut dice.admitted, limit, now)
+        })?;
         Some(Injection::RateLimited {
             retry_after_seconds,
         })
     }
 
-    /// Rolls the dice for a timeout, an injected error and the response delay.
-    pub fn roll(&self) -> Decision {
-        let config = &self.config;
+    /// Decides one request: the scenario's next script outcome, or the one `requested` (the
+    /// `X-Rubberduck-Fault` header) in its place; the rates decide when that is to pass.
+    pub fn roll(&self, scenario: Option<&str>, requested: Option<Outcome>) -> Decision {
+        let script = &self.script;
         // Every request takes the same draws, so a seeded sequence does not depend on which
         // kinds are switched on.
-        let (timeout_roll, error_roll, delay_roll) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-            (
-                rng.random::<f64>(),
-                rng.random::<f64>(),
-                rng.random::<f64>(),
-            )
-        };
+        let (rolls, scripted) = self.scenarios.with(scenario, |dice: &mut Dice| {
+            let rolls: [f64; 5] = std::array::from_fn(|_| dice.rng.random::<f64>());
+            let scripted = (!script.is_empty()).then(|| {
+                let outcome = script.outcome(dice.position);
+                dice.position += 1;
+                outcome
+            });
+            (rolls, scripted)
+        });
+        let mut decision = self.roll_rates(rolls);
+        match requested.or(scripted) {
+            None | Some(Outcome::Pass) => decision,
+            Some(outcome) => {
+                let response_delay = decision.response_delay;
+                decision = Decision {
+                    response_delay,
+                    delay_hits_only: decision.delay_hits_only,
+                    ..Decision::default()
+                };
+                self.apply(&mut decision, outcome);
+                decision
+            }
+        }
+    }
+
+    fn apply(&self, decision: &mut Decision, outcome: Outcome) {
+        match outcome {
+            Outcome::Pass => {}
+            Outcome::Status(status) => {
+                decision.error = Some(Injection::Error {
+                    status,
+                    retry_after_seconds: self.config.errors.retry_after_seconds,
+                });
+            }
+            Outcome::Delay(wait) => decision.stall = Some(wait),
+            Outcome::Timeout { mode, wait } => {
+                decision.timeout = Some(Injection::Timeout { mode, wait });
+            }
+            Outcome::Stream(fault) => decision.stream = Some(fault),
+            Outcome::Connection(fault) => decision.connection = Some(fault),
+        }
+    }
+
+    /// What the rates decide with this request's draws.
+    fn roll_rates(&self, rolls: [f64; 5]) -> Decision {
+        let config = &self.config;
+        let [
+            timeout_roll,
+            error_roll,
+            delay_roll,
+            stream_roll,
+            connection_roll,
+        ] = rolls;
         let mut decision = Decision::default();
+        if config.stream.enabled && stream_roll < config.stream.rate {
+            decision.stream = Some(config.stream_fault());
+        }
+        if config.connection.enabled {
+            if connection_roll < config.connection.rate {
+                decision.connection = Some(config.connection_fault());
+            } else if let Some(bytes_per_second) = config.connection.bandwidth_bytes_per_second {
+                decision.connection = Some(ConnectionFault::Bandwidth { bytes_per_second });
+            }
+        }
         if config.response_delay.enabled {
             let delay = &config.response_delay;
             let span = (delay.max_ms - delay.min_ms) as f64;
@@ -418,26 +683,24 @@ impl Faults {
         }
         decision
     }
+}
 
-    /// `None` when the request fits in the sliding window (and is counted), else the seconds
-    /// until a slot frees.
-    fn over_rate_limit(&self, now: Instant) -> Option<u64> {
-        let limit = self.config.rate_limit.requests_per_minute as usize;
-        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
-        while admitted
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
-        {
-            admitted.pop_front();
-        }
-        if admitted.len() < limit {
-            admitted.push_back(now);
-            return None;
-        }
-        let oldest = admitted.front().copied().unwrap_or(now);
-        let free_in = RATE_WINDOW.saturating_sub(now.duration_since(oldest));
-        Some(free_in.as_secs_f64().ceil().max(1.0) as u64)
+/// `None` when the request fits in the sliding window (and is counted), else the seconds until
+/// a slot frees.
+fn over_rate_limit(admitted: &mut VecDeque<Instant>, limit: usize, now: Instant) -> Option<u64> {
+    while admitted
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
+    {
+        admitted.pop_front();
     }
+    if admitted.len() < limit {
+        admitted.push_back(now);
+        return None;
+    }
+    let oldest = admitted.front().copied().unwrap_or(now);
+    let free_in = RATE_WINDOW.saturating_sub(now.duration_since(oldest));
+    Some(free_in.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 #[cfg(test)]
@@ -505,21 +768,26 @@ mod tests {
             serde_json::json!({"rate_limit": {"enabled": true, "requests_per_minute": 2}}),
         ));
         let start = Instant::now();
-        assert_eq!(faults.limit_rate(start), None);
-        assert_eq!(faults.limit_rate(start + Duration::from_secs(30)), None);
+        assert_eq!(faults.limit_rate(start, None), None);
         assert_eq!(
-            faults.limit_rate(start + Duration::from_secs(59)),
+            faults.limit_rate(start + Duration::from_secs(30), None),
+            None
+        );
+        assert_eq!(
+            faults.limit_rate(start + Duration::from_secs(59), None),
             Some(Injection::RateLimited {
                 retry_after_seconds: 1
             })
         );
         assert_eq!(
-            faults.limit_rate(start + Duration::from_secs(60)),
+            faults.limit_rate(start + Duration::from_secs(60), None),
             None,
             "the first slot freed"
         );
         assert!(
-            faults.limit_rate(start + Duration::from_secs(61)).is_some(),
+            faults
+                .limit_rate(start + Duration::from_secs(61), None)
+                .is_some(),
             "no burst at the boundary"
         );
     }
@@ -529,7 +797,9 @@ mod tests {
         let json = serde_json::json!({"errors": {"enabled": true, "rates": {"429": 0.3, "500": 0.2}}, "seed": 7});
         let run = || {
             let faults = Faults::new(config(json.clone()));
-            (0..50).map(|_| faults.roll().error).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| faults.roll(None, None).error)
+                .collect::<Vec<_>>()
         };
         let first = run();
         assert_eq!(first, run());

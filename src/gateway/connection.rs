@@ -28,6 +28,14 @@ pub fn remember_client_socket(connection: &dyn Any, extensions: &mut Extensions)
 }
 
 impl ClientSocket {
+    /// Makes the connection end with a reset (RST) and without sending what is still
+    /// unsent, when it closes.
+    pub fn reset_on_close(&self) {
+        if let Err(e) = socket2::SockRef::from(&self.0).set_linger(Some(Duration::ZERO)) {
+            log::debug!("cannot arrange a connection reset: {e}");
+        }
+    }
+
     /// Whether the peer has closed its end. The duplicate shares the original's non-blocking
     /// mode, so peeking never waits.
     fn closed(&self) -> bool {

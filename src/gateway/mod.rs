@@ -3,6 +3,7 @@
 //! with it.
 
 mod body;
+mod breakage;
 mod connection;
 mod error;
 mod faults;

@@ -1,11 +1,13 @@
 //! The pipeline every request to a proxy port runs, one function per stage, in the order of
 //! the design: IP filter → rate limit → timeout → error → cache lookup → spend cap → delay →
-//! upstream → store → log. A stage that answers ends the request there; the log stage always
-//! runs.
+//! upstream → store → breakage → log. A stage that answers ends the request there; breakage
+//! (faults inside the answer's body) and the log always run.
 //!
 //! Where each stage's logic lives:
 //! - IP filter, rate limit, timeout, error and delay decide in `crate::faults` (the seeded dice
-//!   are rolled once, at the timeout stage) and are carried out in `gateway/faults.rs`;
+//!   are rolled, or the script read, once, at the timeout stage; per scenario) and are carried
+//!   out in `gateway/faults.rs`; a connection reset happens at the error stage, faults inside
+//!   streams and bodies at the breakage stage (`gateway/breakage.rs`);
 //! - cache lookup and store: keys and entries in `crate::cache`, the recorder that copies an
 //!   answer as it streams in `gateway/forward.rs`;
 //! - spend cap: today's live spend is counted in `gateway/spend.rs`, fed when a forwarded
@@ -23,6 +25,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::body::{self, Reservation};
+use super::breakage::{self, BodyFault};
 use super::error::GatewayError;
 use super::faults;
 use super::forward::{
@@ -36,7 +39,7 @@ use crate::cache::{
     Recording, RequestControl,
 };
 use crate::emulator;
-use crate::faults::{Decision, Faults, Injection};
+use crate::faults::{self as failures, ConnectionFault, Decision, Faults, Injection, Outcome};
 use crate::forwarded;
 use crate::providers::{Provider, UpstreamRequest, UpstreamTarget};
 use crate::spec::{CacheMode, ProxySpec};
@@ -59,6 +62,10 @@ struct Exchange<'a> {
     decision: Decision,
     /// The `X-Rubberduck-*` cache headers of the request.
     control: RequestControl,
+    /// The test whose own failures this request gets (`X-Rubberduck-Scenario`).
+    scenario: Option<String>,
+    /// The failure the request asks for itself (`X-Rubberduck-Fault`), where allowed.
+    requested: Option<Outcome>,
     /// The model the request names, for its log entry and its recording.
     model: Option<String>,
     /// Set when the answer is to be stored (and sent with `X-Cache: MISS`).
@@ -155,6 +162,8 @@ impl<'a> Exchange<'a> {
             body_reservation: Reservation::default(),
             decision: Decision::default(),
             control: RequestControl::default(),
+            scenario: None,
+            requested: None,
             model: None,
             key: None,
             leader: None,
@@ -169,9 +178,18 @@ impl<'a> Exchange<'a> {
         }
     }
 
+    /// Logs an injected failure with its kind, and the scenario it belongs to.
+    fn note_injected(&mut self, kind: &'static str) {
+        let scenario = self.scenario.clone();
+        self.note(|d| {
+            d.failure(FailureKind::Injected(kind), None);
+            d.scenario(scenario);
+        });
+    }
+
     /// The answer for an injected failure, after any wait it involves.
     async fn inject(&mut self, injection: Injection) -> Answer {
-        self.note(|d| d.failure(FailureKind::Injected(injection.kind()), None));
+        self.note_injected(injection.kind());
         Answer::Ready(faults::inject(self.req, &self.state.live, self.provider, injection).await)
     }
 
@@ -214,6 +232,15 @@ async fn read_request(x: &mut Exchange<'_>, payload: web::Payload) -> Result<(),
         draft.request(&x.body, model);
     }
     x.control = RequestControl::of(x.req.headers()).map_err(GatewayError::BadRequest)?;
+    let scenario = x.req.headers().get(failures::SCENARIO_HEADER);
+    x.scenario =
+        failures::scenario_of(scenario.map(|v| v.as_bytes())).map_err(GatewayError::BadRequest)?;
+    if x.faults.config().allow_request_faults
+        && let Some(value) = x.req.headers().get(failures::FAULT_HEADER)
+    {
+        let value = value.to_str().unwrap_or_default();
+        x.requested = Some(failures::parse_request_fault(value).map_err(GatewayError::BadRequest)?);
+    }
     Ok(())
 }
 
@@ -240,17 +267,17 @@ async fn ip_filter(x: &mut Exchange<'_>) -> Option<Answer> {
 
 /// Answers 429 when the proxy's sliding window is full.
 async fn rate_limit(x: &mut Exchange<'_>) -> Option<Answer> {
-    let limited = x.faults.limit_rate(Instant::now())?;
+    let limited = x.faults.limit_rate(Instant::now(), x.scenario.as_deref())?;
     Some(x.inject(limited).await)
 }
 
-/// Rolls the failure dice for this request, then waits out a `delay` timeout, or answers a
-/// hanging or 504 one.
+/// Rolls the failure dice for this request (or reads its scenario's script, or takes the fault
+/// it asks for), then waits out a `delay` timeout, or answers a hanging or 504 one.
 async fn timeout(x: &mut Exchange<'_>) -> Option<Answer> {
-    if !x.faults.is_active() {
+    if !x.faults.is_active() && x.requested.is_none() {
         return None;
     }
-    x.decision = x.faults.roll();
+    x.decision = x.faults.roll(x.scenario.as_deref(), x.requested);
     if let Some(stall) = x.decision.stall
         && !faults::wait(x.req, stall).await
     {
@@ -260,8 +287,13 @@ async fn timeout(x: &mut Exchange<'_>) -> Option<Answer> {
     Some(x.inject(timeout).await)
 }
 
-/// Answers the injected error the dice picked, in the provider's shape.
+/// Answers the injected error the dice picked, in the provider's shape; or resets the
+/// connection before any answer.
 async fn error(x: &mut Exchange<'_>) -> Option<Answer> {
+    if x.decision.connection == Some(ConnectionFault::Reset) {
+        x.note_injected(ConnectionFault::Reset.kind());
+        return Some(Answer::Ready(breakage::reset(x.req)));
+    }
     let error = x.decision.error?;
     Some(x.inject(error).await)
 }
@@ -525,9 +557,46 @@ fn store(x: &mut Exchange<'_>, answer: Answer) -> Answer {
     }
 }
 
+/// The fault the decision puts inside this answer's body, noted on its log entry: stream
+/// faults apply to streams only, connection faults to any answer that has a body to break.
+fn breakage(x: &mut Exchange<'_>, answer: &Answer) -> Option<BodyFault> {
+    let (stream, streamed) = match answer {
+        Answer::Ready(response) => (
+            breakage::is_stream(response),
+            response.status().is_success(),
+        ),
+        Answer::Streaming(outgoing) => (outgoing.streamed, true),
+    };
+    let fault = match (x.decision.stream, x.decision.connection) {
+        (Some(fault), _) if stream => BodyFault::Stream(fault),
+        (_, Some(fault)) if fault != ConnectionFault::Reset && streamed => {
+            BodyFault::Connection(fault)
+        }
+        _ => return None,
+    };
+    let kind = match fault {
+        BodyFault::Stream(fault) => fault.kind(),
+        BodyFault::Connection(fault) => fault.kind(),
+    };
+    x.note_injected(kind);
+    Some(fault)
+}
+
 /// Logs the request: at once for answers made here (hits, injected failures, refusals), and
-/// for a forwarded answer when its body has been sent.
-fn log(x: Exchange<'_>, answer: Answer) -> HttpResponse {
+/// for a forwarded answer when its body has been sent. Faults inside the body are carried out
+/// on the way.
+fn log(mut x: Exchange<'_>, answer: Answer) -> HttpResponse {
+    let fault = breakage(&mut x, &answer);
+    let provider = x.provider;
+    let response = finish(x, answer);
+    match fault {
+        Some(fault) => breakage::apply(response, fault, provider),
+        None => response,
+    }
+}
+
+/// Finishes the log entry of an answer made here, or hands it to the forwarded answer's body.
+fn finish(x: Exchange<'_>, answer: Answer) -> HttpResponse {
     let Exchange {
         state,
         provider,

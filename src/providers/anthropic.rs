@@ -141,6 +141,15 @@ impl Provider for Anthropic {
         )
     }
 
+    /// Anthropic's `overloaded_error` event, as it sends one mid-stream when it is overloaded.
+    fn stream_error_event(&self) -> actix_web::web::Bytes {
+        let error = serde_json::json!({"type": "error", "error": {
+            "type": "overloaded_error",
+            "message": super::STREAM_ERROR_MESSAGE,
+        }});
+        actix_web::web::Bytes::from(format!("event: error\ndata: {error}\n\n"))
+    }
+
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let error_type = match kind {
             ProxyErrorKind::BadRequest => "invalid_request_error",

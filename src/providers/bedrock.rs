@@ -435,6 +435,36 @@ impl Provider for Bedrock {
         )
     }
 
+    /// A `throttlingException` frame, as Bedrock ends a stream it throttles; boto3 raises it as
+    /// an `EventStreamError` with that code.
+    fn stream_error_event(&self) -> actix_web::web::Bytes {
+        use aws_smithy_eventstream::frame::write_message_to;
+        use aws_smithy_types::event_stream::{Header, HeaderValue as FrameValue, Message};
+        let payload = serde_json::json!({"message": super::STREAM_ERROR_MESSAGE});
+        let message = Message::new(payload.to_string())
+            .add_header(Header::new(
+                ":exception-type",
+                FrameValue::String("throttlingException".into()),
+            ))
+            .add_header(Header::new(
+                ":content-type",
+                FrameValue::String("application/json".into()),
+            ))
+            .add_header(Header::new(
+                ":message-type",
+                FrameValue::String("exception".into()),
+            ));
+        let mut buffer = actix_web::web::BytesMut::new();
+        match write_message_to(&message, &mut buffer) {
+            Ok(()) => buffer.freeze(),
+            // Only payloads over 16 MiB fail.
+            Err(e) => {
+                log::error!("cannot frame a Bedrock exception: {e}");
+                actix_web::web::Bytes::new()
+            }
+        }
+    }
+
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let error_type = match kind {
             ProxyErrorKind::BadRequest => "ValidationException",

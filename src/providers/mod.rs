@@ -448,7 +448,23 @@ pub trait Provider: Send + Sync {
     /// A simulated failure with `status`, exactly as the provider would send it (body, error
     /// type, rate-limit headers), so SDK retry logic treats it as the real thing.
     fn injected_error(&self, status: StatusCode, retry_after_seconds: u64) -> HttpResponse;
+
+    /// A simulated failure in the middle of a stream: the error event the provider sends there
+    /// (OpenAI's `error` data event by default), which the SDKs raise as they do in production.
+    fn stream_error_event(&self) -> Bytes {
+        let error = serde_json::json!({"error": {
+            "message": STREAM_ERROR_MESSAGE,
+            "type": "server_error",
+            "param": null,
+            "code": null,
+        }});
+        Bytes::from(format!("data: {error}\n\n"))
+    }
 }
+
+/// What an injected mid-stream error event says.
+pub(crate) const STREAM_ERROR_MESSAGE: &str =
+    "The server had an error while processing your request (injected mid-stream by Rubberduck).";
 
 /// The text providers use for a status, with a note that Rubberduck injected it.
 pub(crate) fn injected_message(status: StatusCode) -> String {

@@ -282,6 +282,16 @@ impl Provider for VertexAi {
         )
     }
 
+    /// Gemini's error JSON as a stream chunk, as the API sends one when a stream fails.
+    fn stream_error_event(&self) -> actix_web::web::Bytes {
+        let error = serde_json::json!({"error": {
+            "code": 503,
+            "message": super::STREAM_ERROR_MESSAGE,
+            "status": "UNAVAILABLE",
+        }});
+        actix_web::web::Bytes::from(format!("data: {error}\n\n"))
+    }
+
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let status_name = match kind {
             ProxyErrorKind::BadRequest => "INVALID_ARGUMENT",

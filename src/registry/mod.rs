@@ -24,7 +24,7 @@ use crate::auth::Access;
 use crate::cache::{CacheCounts, CacheInfo, ResponseCache};
 use crate::db::models::{DeletedProxyRow, NewProxyRow, ProxySettingsChange};
 use crate::db::{self, DbError, DbPool};
-use crate::faults::{FailureConfig, Faults};
+use crate::faults::{ActiveScenario, FailureConfig, Faults};
 use crate::gateway::{LiveProxy, SpendCap, Traffic, UpstreamSettings};
 use crate::ids::{ProxyId, UserId};
 use crate::reach;
@@ -101,6 +101,8 @@ pub struct ProxySnapshot {
     pub spent_today_usd: f64,
     pub cache: CacheCounts,
     pub recent: RecentTraffic,
+    /// The tests (`X-Rubberduck-Scenario`) with failure state of their own right now.
+    pub scenarios: Vec<ActiveScenario>,
 }
 
 impl ProxySnapshot {
@@ -176,6 +178,7 @@ impl ManagedProxy {
             spent_today_usd: self.live.spent_today_usd(),
             cache: CacheCounts::default(),
             recent: RecentTraffic::default(),
+            scenarios: self.live.faults.load().active_scenarios(),
         }
     }
 }
@@ -349,6 +352,18 @@ impl ProxyRegistry {
     pub fn get(&self, id: ProxyId) -> Result<ProxySnapshot, RegistryError> {
         let proxy = self.entry(id)?;
         Ok(self.snapshot(&proxy))
+    }
+
+    /// Forgets one test's scenario: its next request starts its script, dice and rate window
+    /// afresh. False when the proxy had no such scenario.
+    pub fn reset_scenario(
+        &self,
+        id: ProxyId,
+        access: Access,
+        scenario: &str,
+    ) -> Result<bool, RegistryError> {
+        let proxy = self.entry_for(id, access)?;
+        Ok(proxy.live.faults.load().reset_scenario(scenario))
     }
 
     /// The proxies `access` may see.

@@ -90,6 +90,7 @@ impl LogDraft {
                 prompt_hash: None,
                 user_agent: header("user-agent"),
                 error_message: None,
+                scenario: None,
             },
             usage: Usage::default(),
             upstream_started: None,
@@ -114,6 +115,13 @@ impl LogDraft {
     pub fn failure(&mut self, kind: FailureKind, message: Option<String>) {
         self.row.failure = Some(CompactString::const_new(kind.as_str()));
         self.row.error_message = message.map(CompactString::from);
+    }
+
+    /// The test whose scenario the request belongs to.
+    pub fn scenario(&mut self, scenario: Option<String>) {
+        if let Some(id) = scenario {
+            self.row.scenario = Some(CompactString::from(id));
+        }
     }
 
     pub fn stream(&mut self, stream: bool) {

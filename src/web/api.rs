@@ -10,7 +10,7 @@ use super::proxy_host::{ProxyHost, proxy_snippets};
 use crate::auth::Caller;
 use crate::db;
 use crate::emulator::EmulatorSettings;
-use crate::faults::FailureConfig;
+use crate::faults::{ActiveScenario, FailureConfig};
 use crate::gateway::Traffic;
 use crate::ids::ProxyId;
 use crate::providers::ProviderKind;
@@ -61,6 +61,10 @@ pub struct ProxyJson {
     pub spent_today_usd: f64,
     /// Today's spend has reached the cap: misses are refused until the UTC day ends.
     pub spend_cap_reached: bool,
+    /// Whether a request's `X-Rubberduck-Fault` header picks its own failure.
+    pub allow_request_faults: bool,
+    /// The tests (`X-Rubberduck-Scenario`) with failure state of their own right now.
+    pub scenarios: Vec<ActiveScenario>,
     pub listening_port: Option<u16>,
     pub in_flight: usize,
     /// Requests and tokens since Rubberduck started.
@@ -111,6 +115,8 @@ impl ProxyJson {
                 .declared_in
                 .as_ref()
                 .map(|file| file.to_string_lossy().into_owned()),
+            allow_request_faults: spec.failure_config.allow_request_faults,
+            scenarios: snapshot.scenarios.clone(),
             listening_port: snapshot.listening_port,
             in_flight: snapshot.in_flight,
             traffic: snapshot.traffic,
@@ -352,6 +358,21 @@ pub async fn failure_config(
 ) -> ApiResult {
     let snapshot = state.registry.get_for(ProxyId(*id), caller.access())?;
     Ok(HttpResponse::Ok().json(&snapshot.spec.failure_config))
+}
+
+/// `POST /api/proxies/{id}/scenarios/{test id}/reset`: the test's next request starts its
+/// script, seeded dice and rate window afresh. `existed` is false for a scenario the proxy did
+/// not know (never used, or expired after being idle): a test's teardown may reset either way.
+pub async fn reset_scenario(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(i32, String)>,
+) -> ApiResult {
+    let (id, scenario) = path.into_inner();
+    let existed = state
+        .registry
+        .reset_scenario(ProxyId(id), caller.access(), &scenario)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"scenario": scenario, "existed": existed})))
 }
 
 pub async fn replace_failure_config(

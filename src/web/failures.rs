@@ -202,6 +202,7 @@ impl FailureForm {
                 cache_hits_only: self.checked("delay_hits_only"),
             },
             seed,
+            ..FailureConfig::default()
         };
         if !errors.is_empty() {
             return Err(errors);

@@ -116,6 +116,8 @@ pub struct LogEntry {
     pub prompt_hash: Option<String>,
     pub user_agent: Option<String>,
     pub error_message: Option<String>,
+    /// The test id (`X-Rubberduck-Scenario`) the request was scoped to.
+    pub scenario: Option<String>,
 }
 
 fn round(value: f64, places: i32) -> f64 {
@@ -152,6 +154,7 @@ impl From<LogRow> for LogEntry {
             prompt_hash: row.prompt_hash,
             user_agent: row.user_agent,
             error_message: row.error_message,
+            scenario: row.scenario,
         }
     }
 }
@@ -179,7 +182,7 @@ enum ExportFormat {
     Jsonl,
 }
 
-const CSV_COLUMNS: [&str; 23] = [
+const CSV_COLUMNS: [&str; 24] = [
     "id",
     "timestamp",
     "proxy_id",
@@ -203,6 +206,7 @@ const CSV_COLUMNS: [&str; 23] = [
     "prompt_hash",
     "user_agent",
     "error_message",
+    "scenario",
 ];
 
 fn csv_record(entry: &LogEntry) -> Vec<String> {
@@ -231,6 +235,7 @@ fn csv_record(entry: &LogEntry) -> Vec<String> {
         opt(entry.prompt_hash.clone()),
         opt(entry.user_agent.clone()),
         opt(entry.error_message.clone()),
+        opt(entry.scenario.clone()),
     ]
 }
 

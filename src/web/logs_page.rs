@@ -684,6 +684,7 @@ mod tests {
             prompt_hash: None,
             user_agent: None,
             error_message: None,
+            scenario: None,
         }
     }
 

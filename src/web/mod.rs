@@ -174,6 +174,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::get().to(api::failure_config),
                 )
                 .route(
+                    "/proxies/{id:\\d+}/scenarios/{scenario}/reset",
+                    web::post().to(api::reset_scenario),
+                )
+                .route(
                     "/proxies/{id:\\d+}/failure-config",
                     web::put().to(api::replace_failure_config),
                 )

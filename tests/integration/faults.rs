@@ -81,7 +81,16 @@ fn defaults() -> Value {
         "ip_filter":      {"enabled": false, "allow": [], "block": [], "trusted_proxies": []},
         "rate_limit":     {"enabled": false, "requests_per_minute": 60},
         "response_delay": {"enabled": false, "min_ms": 500, "max_ms": 2000, "cache_hits_only": true},
-        "seed": null
+        "stream":         {"enabled": false, "rate": 0.0, "kind": "disconnect", "after_events": 3,
+                           "stall_seconds": 5.0, "stall_hang": false, "drip_ms": 200},
+        "connection":     {"enabled": false, "rate": 0.0, "kind": "reset", "truncate_after_bytes": 100,
+                           "bandwidth_bytes_per_second": null},
+        "script": [],
+        "script_end": "pass",
+        "fail_first": null,
+        "every_nth": null,
+        "seed": null,
+        "allow_request_faults": false
     })
 }
 
@@ -314,7 +323,16 @@ async fn failure_config_has_defaults_and_put_replaces_it_whole() {
                            "block": ["10.9.9.9"], "trusted_proxies": ["127.0.0.1"]},
         "rate_limit":     {"enabled": true, "requests_per_minute": 120},
         "response_delay": {"enabled": true, "min_ms": 10, "max_ms": 20, "cache_hits_only": false},
-        "seed": 1234
+        "stream":         {"enabled": true, "rate": 0.1, "kind": "stall", "after_events": 2,
+                           "stall_seconds": 1.5, "stall_hang": true, "drip_ms": 50},
+        "connection":     {"enabled": true, "rate": 0.05, "kind": "truncate", "truncate_after_bytes": 64,
+                           "bandwidth_bytes_per_second": 100000},
+        "script": [{"status": 429, "times": 2}, "pass", {"stream_disconnect_after": 3}],
+        "script_end": "repeat",
+        "fail_first": null,
+        "every_nth": null,
+        "seed": 1234,
+        "allow_request_faults": true
     });
     put_config(&app, &proxy, &everything).await;
     assert_same(
