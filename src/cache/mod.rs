@@ -215,6 +215,15 @@ fn comparable_body(payload: &Payload) -> serde_json::Value {
     }
 }
 
+/// A body as the key sees it: without the fields the proxy leaves out of its keys.
+fn keyed_body(payload: &Payload, ignore_fields: &[String]) -> serde_json::Value {
+    let mut body = comparable_body(payload);
+    for path in ignore_fields {
+        key::remove_path(&mut body, path);
+    }
+    body
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -647,13 +656,16 @@ impl ResponseCache {
     }
 
     /// The recorded entries nearest to a request that missed (same method, path, model and
-    /// cassette), with the JSON paths in which the bodies differ; on the blocking pool.
+    /// cassette), with the JSON paths in which the bodies differ, less the proxy's
+    /// `ignore_fields` (they are not in the key, so they never make a miss); on the blocking
+    /// pool.
     pub async fn explain(
         &self,
         proxy: ProxyId,
         request: RecordedRequest,
         model: Option<String>,
         cassette: Option<String>,
+        ignore_fields: Vec<String>,
         count: usize,
     ) -> Result<Vec<Nearest>, DbError> {
         // Entries still queued for SQLite are looked at too.
@@ -672,7 +684,7 @@ impl ResponseCache {
                 model.as_deref(),
                 cassette.as_deref(),
             )?;
-            let asked = comparable_body(&request.payload);
+            let asked = keyed_body(&request.payload, &ignore_fields);
             let recorded: Vec<(String, serde_json::Value, String)> = entries
                 .into_iter()
                 .filter_map(|entry| {
@@ -683,7 +695,7 @@ impl ResponseCache {
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                     Some((
                         entry.cache_key,
-                        comparable_body(&recording.request.payload),
+                        keyed_body(&recording.request.payload, &ignore_fields),
                         at,
                     ))
                 })

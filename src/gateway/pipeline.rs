@@ -378,6 +378,7 @@ async fn explain_miss(x: &Exchange<'_>) -> Option<String> {
             request,
             x.model.clone(),
             x.control.cassette.clone(),
+            x.spec.cache.ignore_fields.clone(),
             1,
         )
         .await;

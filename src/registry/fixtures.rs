@@ -199,7 +199,14 @@ impl ProxyRegistry {
         let model = telemetry::model_of(provider, &asked.path, &body);
         let nearest = self
             .cache
-            .explain(id, request, model, asked.cassette.clone(), 5)
+            .explain(
+                id,
+                request,
+                model,
+                asked.cassette.clone(),
+                spec.cache.ignore_fields.clone(),
+                5,
+            )
             .await?;
         Ok(Explanation {
             key: key.to_string(),

@@ -89,6 +89,9 @@ class MockUpstream:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Serve CONTROL_PATH, for test suites in other languages that run this mock as a process.
     control: bool = False
+    # The text answered instead of ANSWER when a request sends no X-Mock-Answer (None: ANSWER),
+    # so a test can make the upstream "drift" for requests it does not send itself.
+    answer: str | None = None
 
     def start(self) -> "MockUpstream":
         mock = self
@@ -201,7 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
     #   X-Mock-Chunk-Pause: <secs>  pause between stream chunks
     #   X-Mock-Delay: <secs>        wait before answering at all
     #   X-Mock-Answer: <text>       answer this text instead of ANSWER (chat, messages,
-    #                               Bedrock, Gemini; streamed word by word)
+    #                               Bedrock, Gemini; streamed word by word); without it, the
+    #                               mock's `answer` if set
 
     def send_json(self, status: int, payload, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -292,9 +296,12 @@ def route(handler: _Handler, request: Recorded) -> None:
     handler.send_json(404, {"error": {"message": f"mock has no route for {request.method} {request.raw_path}", "type": "invalid_request_error", "param": None, "code": "not_found"}})
 
 
-def _answer(request: Recorded) -> tuple[str, list[str]]:
-    """The text to answer and its stream chunks: ANSWER, or what X-Mock-Answer asks for."""
+def _answer(handler: _Handler, request: Recorded) -> tuple[str, list[str]]:
+    """The text to answer and its stream chunks: ANSWER, or what X-Mock-Answer (else the mock's
+    `answer`) asks for."""
     asked = request.header("X-Mock-Answer")
+    if asked is None:
+        asked = handler.upstream.answer
     if asked is None:
         return ANSWER, ANSWER_CHUNKS
     return asked, re.findall(r"\s*\S+", asked) or [asked]
@@ -329,7 +336,7 @@ def openai_chat(handler: _Handler, request: Recorded, default_model: str = "gpt-
     usage = {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS, "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}
     base = {"id": "chatcmpl-mock1", "created": 1700000000, "model": model, "system_fingerprint": "fp_mock"}
     # metadata.answer_bytes asks for a long answer (for body-size limits along the way).
-    answer, pieces = _answer(request)
+    answer, pieces = _answer(handler, request)
     size = int((body.get("metadata") or {}).get("answer_bytes") or 0)
     if size:
         answer = (ANSWER + " ") * (size // (len(ANSWER) + 1) + 1)
@@ -466,7 +473,7 @@ def anthropic_messages(handler: _Handler, request: Recorded, model: str | None =
     model = model or body.get("model", "claude-mock")
     if model == RATE_LIMITED_MODEL:
         return handler.send_json(429, {"type": "error", "error": {"type": "rate_limit_error", "message": "Number of requests has exceeded your rate limit"}}, {"retry-after": "1"})
-    answer, pieces = _answer(request)
+    answer, pieces = _answer(handler, request)
     if body.get("stream"):
         return handler.send_stream("text/event-stream; charset=utf-8", anthropic_sse(model, pieces), {"request-id": "req_mock_stream"})
     handler.send_json(200, anthropic_message(model, answer), {"request-id": "req_mock_msg"})
@@ -511,7 +518,7 @@ def decode_event_frames(data: bytes) -> list[tuple[dict[str, str], bytes]]:
 
 def bedrock(handler: _Handler, request: Recorded, model_id: str, action: str) -> None:
     amz = {"x-amzn-RequestId": "00000000-0000-0000-0000-000000000001"}
-    answer, pieces = _answer(request)
+    answer, pieces = _answer(handler, request)
     if action == "invoke":
         return handler.send_json(200, anthropic_message(model_id, answer), {
             **amz,
@@ -610,7 +617,7 @@ def vertex(handler: _Handler, request: Recorded, publisher: str, model: str, met
         return handler.send_stream("text/event-stream; charset=utf-8", anthropic_sse(model))
     if model == RATE_LIMITED_MODEL:
         return handler.send_json(429, {"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}})
-    answer, chunks = _answer(request)
+    answer, chunks = _answer(handler, request)
     if method == "generateContent":
         return handler.send_json(200, gemini_response(model, answer))
     if method == "streamGenerateContent":
