@@ -35,6 +35,7 @@ mod integration {
     mod oidc;
     mod pages;
     mod revocation;
+    mod scenarios;
     mod sdk;
     mod slow_clients;
     mod spend_cap;

@@ -21,6 +21,8 @@ use super::connection::ClientSocket;
 use crate::faults::{ConnectionFault, StreamFault};
 use crate::providers::Provider;
 
+/// How long a cut waits for what was sent before it to leave.
+const FLUSH_BEFORE_CUT: Duration = Duration::from_millis(5);
 /// Bandwidth-limited bodies go out in pieces of about this share of a second.
 const BANDWIDTH_SLICE: f64 = 0.05;
 
@@ -52,9 +54,7 @@ pub(super) fn apply(
     provider: &'static dyn Provider,
 ) -> HttpResponse {
     let framer = match content_type(&response) {
-        Some(t) if t.starts_with("text/event-stream") => {
-            Framer::Sse(Box::new(sse_parse::SseParser::new()))
-        }
+        Some(t) if t.starts_with("text/event-stream") => Framer::Sse { recent: Vec::new() },
         Some(t) if t.starts_with("application/vnd.amazon.eventstream") => Framer::EventStream {
             buffer: BytesMut::new(),
             decoder: MessageFrameDecoder::new(),
@@ -73,6 +73,7 @@ pub(super) fn apply(
             started: None,
             wait: None,
             state: State::Passing,
+            flushed: false,
         })
     })
 }
@@ -95,13 +96,17 @@ pub(super) fn reset(req: &HttpRequest) -> HttpResponse {
         started: None,
         wait: None,
         state: State::Passing,
+        flushed: false,
     }))
 }
 
 /// Splits a body into pieces that each end where an event ends (or where a chunk ends, when
 /// the last event is not complete yet), so faults count whole events.
 enum Framer {
-    Sse(Box<sse_parse::SseParser>),
+    /// An SSE event ends at an empty line; only where it ends is looked for (a parser reports
+    /// an event only once the next bytes arrive). `recent` holds the last bytes of the previous
+    /// chunk, for an empty line split across chunks.
+    Sse { recent: Vec<u8> },
     EventStream {
         buffer: BytesMut,
         decoder: MessageFrameDecoder,
@@ -116,22 +121,21 @@ impl Framer {
         let mut ends = Vec::new();
         match self {
             Framer::Chunks => return vec![(chunk, true)],
-            Framer::Sse(parser) => {
-                let mut start = 0;
+            Framer::Sse { recent } => {
                 for (index, byte) in chunk.iter().enumerate() {
-                    if *byte == b'\n' || *byte == b'\r' {
-                        parser.feed(&chunk[start..=index]);
-                        start = index + 1;
-                        let mut ended = false;
-                        while parser.next_event().is_some() {
-                            ended = true;
-                        }
-                        if ended {
-                            ends.push(index + 1);
-                        }
+                    recent.push(*byte);
+                    if recent.len() > 4 {
+                        recent.remove(0);
+                    }
+                    let tail = recent.as_slice();
+                    let empty_line = tail.ends_with(b"\r\n\r\n")
+                        || (tail.ends_with(b"\n\n") && !tail.ends_with(b"\r\n\n"))
+                        || tail.ends_with(b"\r\r");
+                    if empty_line {
+                        ends.push(index + 1);
+                        recent.clear();
                     }
                 }
-                parser.feed(&chunk[start..]);
             }
             Framer::EventStream { buffer, decoder } => {
                 let before = buffer.len();
@@ -192,6 +196,8 @@ struct FaultedBody {
     started: Option<Instant>,
     wait: Option<Pin<Box<Sleep>>>,
     state: State,
+    /// Whether the bytes before a cut had their chance to go out.
+    flushed: bool,
 }
 
 fn cut() -> Box<dyn std::error::Error> {
@@ -287,7 +293,11 @@ impl MessageBody for FaultedBody {
     fn size(&self) -> BodySize {
         match (self.fault, self.inner.size()) {
             // A declared length the body then falls short of is how a client sees the cut.
-            (BodyFault::Stream(StreamFault::ErrorEvent { .. }), _) => BodySize::Stream,
+            (
+                BodyFault::Stream(StreamFault::ErrorEvent { .. })
+                | BodyFault::Connection(ConnectionFault::CloseAfterHead),
+                _,
+            ) => BodySize::Stream,
             (_, BodySize::None) => BodySize::Stream,
             (_, size) => size,
         }
@@ -309,6 +319,13 @@ impl MessageBody for FaultedBody {
                 State::Done => return Poll::Ready(None),
                 State::Hanging => return Poll::Pending,
                 State::CutNext => {
+                    // What went out before the cut is flushed first: failing in the same poll
+                    // would drop it with the connection.
+                    if this.bytes > 0 && !this.flushed {
+                        this.flushed = true;
+                        this.wait = Some(Box::pin(tokio::time::sleep(FLUSH_BEFORE_CUT)));
+                        continue;
+                    }
                     this.state = State::Done;
                     return Poll::Ready(Some(Err(cut())));
                 }

@@ -1,0 +1,354 @@
+//! Failures a test can name: scripts, scenarios per test id, the per-request fault header and
+//! faults inside streams, through running proxies and raw HTTP.
+
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::cache::{Proxy, proxy, send};
+use super::proxied::Call;
+use super::support::TestApp;
+use super::upstream::MockUpstream;
+
+fn chat(prompt: &str, stream: bool) -> Call {
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}], "stream": stream});
+    Call::post("/v1/chat/completions", &body.to_string()).stamp(if stream { "sse" } else { "json" })
+}
+
+async fn put_failures(app: &TestApp, proxy: &Proxy, config: Value) -> (StatusCode, Value) {
+    app.put_json(&format!("/api/proxies/{}/failure-config", proxy.id), config)
+        .await
+}
+
+/// A proxy that does not cache, so every request meets the script.
+async fn uncached(app: &TestApp, mock: &MockUpstream) -> Proxy {
+    proxy(app, "openai", mock, json!({"enabled": false})).await
+}
+
+#[actix_web::test]
+async fn a_script_runs_exactly_over_a_hundred_requests_and_repeats() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = uncached(&app, &mock).await;
+    let (status, saved) = put_failures(
+        &app,
+        &proxy,
+        json!({"script": [{"status": 429, "times": 2}, "pass", {"status": 500}], "script_end": "repeat"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let mut seen = Vec::new();
+    for n in 0..100 {
+        seen.push(
+            send(&proxy, &chat(&format!("scripted {n}"), false))
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    let expected: Vec<u16> = (0..100).map(|n| [429, 429, 200, 500][n % 4]).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(
+        mock.requests().len(),
+        25,
+        "only the passing ones go upstream"
+    );
+
+    put_failures(&app, &proxy, json!({"fail_first": 2})).await;
+    let mut after = Vec::new();
+    for n in 0..4 {
+        after.push(
+            send(&proxy, &chat(&format!("first {n}"), false))
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert_eq!(after, [429, 429, 200, 200], "fail_first: 2, then passes");
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn eight_parallel_tests_each_see_their_own_sequence() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = uncached(&app, &mock).await;
+    put_failures(
+        &app,
+        &proxy,
+        json!({"script": [{"status": 429, "times": 2}, "pass", {"status": 503}]}),
+    )
+    .await;
+    let runs = futures_util::future::join_all((0..8).map(|test| {
+        let proxy = &proxy;
+        async move {
+            let mut seen = Vec::new();
+            for n in 0..6 {
+                let call = chat(&format!("test {test} call {n}"), false)
+                    .header("x-rubberduck-scenario", &format!("test-{test}"));
+                seen.push(send(proxy, &call).await.status.as_u16());
+            }
+            seen
+        }
+    }))
+    .await;
+    for (test, seen) in runs.iter().enumerate() {
+        assert_eq!(seen, &[429, 429, 200, 503, 200, 200], "test-{test}");
+    }
+    let (status, reset) = app
+        .post_empty(&format!("/api/proxies/{}/scenarios/test-3/reset", proxy.id))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    assert_eq!(reset["existed"], true);
+    let again = send(
+        &proxy,
+        &chat("after reset", false).header("x-rubberduck-scenario", "test-3"),
+    )
+    .await;
+    assert_eq!(
+        again.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the script starts afresh"
+    );
+    let (_, shown) = app.get(&format!("/api/proxies/{}", proxy.id)).await;
+    assert_eq!(
+        shown["scenarios"].as_array().map(Vec::len),
+        Some(8),
+        "{shown}"
+    );
+    // Log rows are written in the background.
+    let mut marked = 0;
+    for _ in 0..50 {
+        let (_, logs) = app
+            .get(&format!("/api/logs?proxy_id={}&limit=200", proxy.id))
+            .await;
+        marked = logs["logs"]
+            .as_array()
+            .expect("logs")
+            .iter()
+            .filter(|row| row["scenario"] == "test-5" && row["failure"] == "error_injection")
+            .count();
+        if marked == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(marked, 3, "the log names the test of each injected failure");
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn the_fault_header_works_only_where_allowed_and_never_reaches_the_upstream() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = uncached(&app, &mock).await;
+    let asked = chat("asks for a fault", false).header("x-rubberduck-fault", "503");
+    let ignored = send(&proxy, &asked).await;
+    assert_eq!(ignored.status, StatusCode::OK, "off by default");
+    let (status, _) = put_failures(&app, &proxy, json!({"allow_request_faults": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        send(&proxy, &asked).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let bad = send(
+        &proxy,
+        &chat("bad fault", false).header("x-rubberduck-fault", "explode"),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+    assert!(bad.text().contains("explode"), "{}", bad.text());
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0]
+            .headers
+            .iter()
+            .all(|(name, _)| !name.starts_with("x-rubberduck")),
+        "stripped"
+    );
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn stream_faults_cut_or_end_the_stream_after_whole_events() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = uncached(&app, &mock).await;
+    put_failures(&app, &proxy, json!({"allow_request_faults": true})).await;
+    let whole = send(&proxy, &chat("whole stream", true)).await;
+    let events: Vec<&str> = std::str::from_utf8(&whole.body)
+        .expect("text")
+        .split_inclusive("\n\n")
+        .collect();
+    assert_eq!(events.len(), 5, "{}", whole.text());
+
+    let cut = raw(
+        &proxy,
+        &chat("cut stream", true).header("x-rubberduck-fault", "disconnect-after=2"),
+    )
+    .await;
+    assert!(!cut.complete, "the connection is cut: {}", cut.body);
+    assert_eq!(cut.events(), 2, "{}", cut.body);
+
+    let ended = send(
+        &proxy,
+        &chat("error event", true).header("x-rubberduck-fault", "error-event-after=3"),
+    )
+    .await;
+    let text = ended.text();
+    let got: Vec<&str> = text.split_inclusive("\n\n").collect();
+    assert_eq!(got.len(), 4, "{text}");
+    assert!(got[3].starts_with("data: {\"error\""), "{text}");
+
+    let stalled = send(
+        &proxy,
+        &chat("stalled", true).header("x-rubberduck-fault", "stall-after=1;seconds=0.6"),
+    )
+    .await;
+    assert!(
+        stalled.elapsed >= Duration::from_millis(600),
+        "{:?}",
+        stalled.elapsed
+    );
+    assert_eq!(stalled.text().split_inclusive("\n\n").count(), 5);
+
+    let mut failures: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        let (_, logs) = app
+            .get(&format!("/api/logs?proxy_id={}&limit=50", proxy.id))
+            .await;
+        failures = logs["logs"]
+            .as_array()
+            .expect("logs")
+            .iter()
+            .filter_map(|row| row["failure"].as_str().map(str::to_owned))
+            .collect();
+        if failures.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for kind in ["stream_disconnect", "stream_error", "stream_stall"] {
+        assert!(failures.iter().any(|f| f == kind), "{kind} in {failures:?}");
+    }
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn a_reset_sends_nothing_and_a_truncation_cuts_the_body() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = uncached(&app, &mock).await;
+    put_failures(&app, &proxy, json!({"allow_request_faults": true})).await;
+    let reset = raw(
+        &proxy,
+        &chat("reset", false).header("x-rubberduck-fault", "reset"),
+    )
+    .await;
+    assert!(
+        reset.head.is_empty(),
+        "nothing before the reset: {}",
+        reset.head
+    );
+    let truncated = raw(
+        &proxy,
+        &chat("truncated", false).header("x-rubberduck-fault", "truncate-after=5"),
+    )
+    .await;
+    assert!(
+        truncated.head.starts_with("HTTP/1.1 200"),
+        "{}",
+        truncated.head
+    );
+    assert!(!truncated.complete);
+    assert_eq!(truncated.body.len(), 5, "{}", truncated.body);
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+struct Raw {
+    head: String,
+    body: String,
+    complete: bool,
+}
+
+impl Raw {
+    fn events(&self) -> usize {
+        self.body.matches("data: ").count()
+    }
+}
+
+/// Sends `call` over a plain connection and reads everything until it closes, de-chunking the
+/// body; `complete` says whether the body ended properly.
+async fn raw(proxy: &Proxy, call: &Call) -> Raw {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = proxy.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        call.method,
+        call.path,
+        call.body.len()
+    );
+    for (name, value) in &call.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).await.expect("sends");
+    tcp.write_all(&call.body).await.expect("sends");
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut bytes))
+        .await
+        .expect("the answer ends");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+        return Raw {
+            head: text,
+            body: String::new(),
+            complete: false,
+        };
+    };
+    let lower = head.to_ascii_lowercase();
+    if let Some(length) = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return Raw {
+            head: head.to_owned(),
+            body: rest.to_owned(),
+            complete: rest.len() == length,
+        };
+    }
+    let mut body = String::new();
+    let mut remaining = rest;
+    let mut complete = false;
+    while let Some((size, after)) = remaining.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 {
+            complete = true;
+            break;
+        }
+        if after.len() < size {
+            body.push_str(after);
+            break;
+        }
+        body.push_str(&after[..size]);
+        remaining = after[size..].strip_prefix("\r\n").unwrap_or("");
+    }
+    Raw {
+        head: head.to_owned(),
+        body,
+        complete,
+    }
+}
