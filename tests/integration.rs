@@ -35,7 +35,7 @@ mod integration {
     mod oidc;
     mod pages;
     mod revocation;
-    mod scenarios;
+    pub mod scenarios;
     mod sdk;
     mod slow_clients;
     mod spend_cap;

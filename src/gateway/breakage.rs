@@ -61,21 +61,8 @@ pub(super) fn apply(
         },
         _ => Framer::Chunks,
     };
-    response.map_body(|_, inner| {
-        BoxBody::new(FaultedBody {
-            inner,
-            fault,
-            framer,
-            error_event: provider.stream_error_event(),
-            pieces: VecDeque::new(),
-            events: 0,
-            bytes: 0,
-            started: None,
-            wait: None,
-            state: State::Passing,
-            flushed: false,
-        })
-    })
+    let error_event = provider.stream_error_event();
+    response.map_body(|_, inner| BoxBody::new(FaultedBody::new(inner, fault, framer, error_event)))
 }
 
 /// Resets the request's connection (TCP RST, nothing sent) when its socket is at hand: the
@@ -85,19 +72,12 @@ pub(super) fn reset(req: &HttpRequest) -> HttpResponse {
     if let Some(socket) = req.conn_data::<ClientSocket>() {
         socket.reset_on_close();
     }
-    HttpResponse::Ok().body(BoxBody::new(FaultedBody {
-        inner: BoxBody::new(()),
-        fault: BodyFault::Connection(ConnectionFault::CloseAfterHead),
-        framer: Framer::Chunks,
-        error_event: Bytes::new(),
-        pieces: VecDeque::new(),
-        events: 0,
-        bytes: 0,
-        started: None,
-        wait: None,
-        state: State::Passing,
-        flushed: false,
-    }))
+    HttpResponse::Ok().body(BoxBody::new(FaultedBody::new(
+        BoxBody::new(()),
+        BodyFault::Connection(ConnectionFault::CloseAfterHead),
+        Framer::Chunks,
+        Bytes::new(),
+    )))
 }
 
 /// Splits a body into pieces that each end where an event ends (or where a chunk ends, when
@@ -208,6 +188,22 @@ fn cut() -> Box<dyn std::error::Error> {
 }
 
 impl FaultedBody {
+    fn new(inner: BoxBody, fault: BodyFault, framer: Framer, error_event: Bytes) -> Self {
+        FaultedBody {
+            inner,
+            fault,
+            framer,
+            error_event,
+            pieces: VecDeque::new(),
+            events: 0,
+            bytes: 0,
+            started: None,
+            wait: None,
+            state: State::Passing,
+            flushed: false,
+        }
+    }
+
     /// What happens before the next piece goes: a fault that is due now.
     fn before_piece(&mut self) {
         let events = self.events;

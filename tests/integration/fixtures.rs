@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::cache::{Proxy, patch_cache, proxy, send, stats, wait_for_entries};
 use super::proxied::Call;
+use super::scenarios::raw;
 use super::support::{TestApp, authorized};
 use super::upstream::MockUpstream;
 
@@ -942,45 +943,19 @@ async fn a_request_following_an_identical_stream_gets_its_chunks_as_they_arrive(
     mock.stop().await;
 }
 
-/// Sends `call` over a plain connection and reads all of the answer: its `X-Cache` and whether
-/// its body arrived whole (its last chunk, or its declared length), which a lenient client
-/// does not tell apart from a connection closed between chunks.
+/// `call`'s `X-Cache` and whether its body arrived whole, read over a plain connection.
 async fn raw_exchange(proxy: &Proxy, call: &Call) -> (String, bool) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = proxy.base.trim_start_matches("http://");
-    let mut tcp = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connects");
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        call.method,
-        call.path,
-        call.body.len()
-    );
-    for (name, value) in &call.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    tcp.write_all(head.as_bytes()).await.expect("sends");
-    tcp.write_all(&call.body).await.expect("sends");
-    let mut raw = Vec::new();
-    // A reset connection is a cut too; what was read before it counts.
-    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
-        .await
-        .expect("the answer ends");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
-    let header = |name: &str| {
-        head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    let answer = raw(proxy, call).await;
+    let cache = answer
+        .head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-cache")
+                .then(|| value.trim().to_owned())
         })
-    };
-    let complete = match header("content-length") {
-        Some(length) => length.parse::<usize>().ok() == Some(body.len()),
-        None => body.ends_with("\r\n0\r\n\r\n") || body.starts_with("0\r\n\r\n"),
-    };
-    (header("x-cache").unwrap_or_default(), complete)
+        .unwrap_or_default();
+    (cache, answer.complete)
 }
 
 #[actix_web::test]

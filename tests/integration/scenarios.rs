@@ -272,10 +272,10 @@ async fn a_reset_sends_nothing_and_a_truncation_cuts_the_body() {
     mock.stop().await;
 }
 
-struct Raw {
-    head: String,
-    body: String,
-    complete: bool,
+pub(super) struct Raw {
+    pub head: String,
+    pub body: String,
+    pub complete: bool,
 }
 
 impl Raw {
@@ -286,7 +286,7 @@ impl Raw {
 
 /// Sends `call` over a plain connection and reads everything until it closes, de-chunking the
 /// body; `complete` says whether the body ended properly.
-async fn raw(proxy: &Proxy, call: &Call) -> Raw {
+pub(super) async fn raw(proxy: &Proxy, call: &Call) -> Raw {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = proxy.base.trim_start_matches("http://");
     let mut tcp = tokio::net::TcpStream::connect(address)
