@@ -91,8 +91,9 @@ impl FailureForm {
         self.value("timeout_mode") == mode
     }
 
-    /// The config the form describes, or every field it cannot use.
-    pub fn to_config(&self) -> Result<FailureConfig, Vec<FieldError>> {
+    /// The config the form describes, or every field it cannot use. What the form has no
+    /// fields for (scripts, stream and connection faults, request faults) is taken from `kept`.
+    pub fn to_config(&self, kept: &FailureConfig) -> Result<FailureConfig, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut rate = |name: &str, field: String| -> f64 {
             match self.value(name).trim() {
@@ -202,7 +203,7 @@ impl FailureForm {
                 cache_hits_only: self.checked("delay_hits_only"),
             },
             seed,
-            ..FailureConfig::default()
+            ..kept.clone()
         };
         if !errors.is_empty() {
             return Err(errors);
@@ -236,7 +237,7 @@ mod tests {
         let form = FailureForm::from_config(&config);
         assert_eq!(form.value("errors_rate_429"), "20");
         assert_eq!(form.value("errors_rate_500"), "5");
-        assert_eq!(form.to_config().ok(), Some(config));
+        assert_eq!(form.to_config(&FailureConfig::default()).ok(), Some(config));
     }
 
     #[test]
@@ -245,7 +246,7 @@ mod tests {
         fields.insert("errors_rate_429".to_owned(), "120".to_owned());
         fields.insert("timeout_seconds".to_owned(), "5".to_owned());
         let errors = FailureForm::from_fields(fields)
-            .to_config()
+            .to_config(&FailureConfig::default())
             .err()
             .unwrap_or_default();
         assert_eq!(

@@ -663,9 +663,10 @@ async fn save_failures(
     state: &AppState,
     id: ProxyId,
     form: FailureForm,
+    kept: &FailureConfig,
     notice: &str,
 ) -> PageResult {
-    let saved = match form.to_config() {
+    let saved = match form.to_config(kept) {
         Ok(config) => {
             state
                 .registry
@@ -706,11 +707,13 @@ pub async fn update_failures(
     fields: web::Form<HashMap<String, String>>,
 ) -> PageResult {
     let form = FailureForm::from_fields(fields.into_inner());
+    let current = state.registry.get_for(ProxyId(*id), access(&req)?)?;
     save_failures(
         &req,
         &state,
         ProxyId(*id),
         form,
+        &current.spec.failure_config,
         "Saved: in force from the next request.",
     )
     .await
@@ -727,6 +730,7 @@ pub async fn reset_failures(
         &state,
         ProxyId(*id),
         form,
+        &FailureConfig::default(),
         "Every failure is off again.",
     )
     .await

@@ -352,3 +352,54 @@ pub(super) async fn raw(proxy: &Proxy, call: &Call) -> Raw {
         complete,
     }
 }
+
+#[actix_web::test]
+async fn saving_the_failure_modal_keeps_the_script_and_a_reset_clears_it() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = uncached(&app, &mock).await;
+    let script = json!([{"status": 429}, {"stream_disconnect_after": 2}]);
+    put_failures(
+        &app,
+        &proxy,
+        json!({"script": script, "allow_request_faults": true}),
+    )
+    .await;
+    let saved = app
+        .post_form(
+            &format!("/proxies/{}/failures", proxy.id),
+            &[
+                ("errors_enabled", "on"),
+                ("errors_rate_500", "10"),
+                ("errors_retry_after", "1"),
+                ("timeout_seconds", "5"),
+                ("timeout_mode", "delay"),
+                ("rate_limit_rpm", "60"),
+                ("delay_min_ms", "500"),
+                ("delay_max_ms", "2000"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.html);
+    let (_, config) = app
+        .get(&format!("/api/proxies/{}/failure-config", proxy.id))
+        .await;
+    assert_eq!(config["errors"]["rates"]["500"], 0.1, "{config}");
+    assert_eq!(
+        config["script"], script,
+        "the modal keeps what it does not show"
+    );
+    assert_eq!(config["allow_request_faults"], true);
+    let reset = app
+        .post_form(&format!("/proxies/{}/failures/reset", proxy.id), &[], true)
+        .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.html);
+    let (_, config) = app
+        .get(&format!("/api/proxies/{}/failure-config", proxy.id))
+        .await;
+    assert_eq!(config["script"], json!([]), "{config}");
+    assert_eq!(config["allow_request_faults"], false);
+    app.shutdown().await;
+    mock.stop().await;
+}
