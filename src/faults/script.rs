@@ -80,6 +80,9 @@ pub enum ScriptEnd {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptRow {
+    /// `{"pass": true, "times": 3}`: like `"pass"`, for several requests at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -351,6 +354,7 @@ fn wait_of(field: String, seconds: f64) -> Result<Duration, FieldError> {
 fn row_outcome(index: usize, row: &ScriptRow) -> Result<(Outcome, u32), FieldError> {
     let field = |name: &str| format!("script[{index}].{name}");
     let kinds = [
+        ("pass", row.pass.is_some()),
         ("status", row.status.is_some()),
         ("delay_ms", row.delay_ms.is_some()),
         ("timeout", row.timeout.is_some()),
@@ -428,6 +432,13 @@ fn row_outcome(index: usize, row: &ScriptRow) -> Result<(Outcome, u32), FieldErr
         }
     };
     let outcome = match kind {
+        "pass" if row.pass == Some(false) => {
+            return Err(FieldError::owned(
+                field("pass"),
+                format!("script[{index}].pass is true (or leave the row out)."),
+            ));
+        }
+        "pass" => Outcome::Pass,
         "status" => {
             let status = row.status.unwrap_or_default();
             check_status(&field("status"), status)?;
@@ -543,6 +554,29 @@ mod tests {
         .expect("valid");
         assert_eq!(repeating.outcome(4), Outcome::Status(429));
         assert_eq!(repeating.outcome(5), Outcome::Pass);
+    }
+
+    #[test]
+    fn a_pass_row_may_cover_several_requests() {
+        let script = Script::build(
+            &steps(serde_json::json!([{"pass": true, "times": 2}, {"status": 503}])),
+            ScriptEnd::Pass,
+            None,
+            None,
+        )
+        .expect("valid");
+        let seen: Vec<Outcome> = (0..3).map(|n| script.outcome(n)).collect();
+        assert_eq!(seen, [Outcome::Pass, Outcome::Pass, Outcome::Status(503)]);
+        let refused = Script::build(
+            &steps(serde_json::json!(["pass", {"pass": false}])),
+            ScriptEnd::Pass,
+            None,
+            None,
+        );
+        assert_eq!(
+            refused.err().map(|e| e.field.into_owned()),
+            Some("script[1].pass".to_owned())
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use askama::Template;
 use super::format;
 use super::proxy_host::{ProxyHost, proxy_snippets};
 use crate::cache::CacheCounts;
+use crate::faults::ActiveScenario;
 use crate::gateway::Traffic;
 use crate::providers::Snippets;
 use crate::registry::ProxySnapshot;
@@ -50,6 +51,13 @@ pub struct ProxyCard {
     pub cache: CacheCounts,
     /// The failure kinds switched on, for the card's tags.
     pub failure_kinds: Vec<&'static str>,
+    /// `X-Rubberduck-Fault` picks a request's failure.
+    pub request_faults_allowed: bool,
+    /// The tests (`X-Rubberduck-Scenario`) with failure state of their own, most recent first
+    /// (the first few).
+    pub scenarios: Vec<ActiveScenario>,
+    /// How many more there are than `scenarios` shows.
+    pub more_scenarios: usize,
     pub active: bool,
     /// Answered by the built-in emulator, not the provider.
     pub emulated: bool,
@@ -86,9 +94,16 @@ impl DeclaredIn {
     }
 }
 
+/// Scenarios named on a card; the API lists them all.
+const SCENARIOS_ON_CARD: usize = 5;
+
 impl ProxyCard {
     pub fn new(snapshot: &ProxySnapshot, host: &ProxyHost) -> Self {
         let spec = &snapshot.spec;
+        let mut scenarios = snapshot.scenarios.clone();
+        scenarios.sort_by_key(|scenario| scenario.idle_seconds);
+        let more_scenarios = scenarios.len().saturating_sub(SCENARIOS_ON_CARD);
+        scenarios.truncate(SCENARIOS_ON_CARD);
         let hint = spec.provider.provider().sdk_hint();
         let snippets_id = format!(
             "snippets-{}-{}",
@@ -133,6 +148,9 @@ impl ProxyCard {
                 && !spec.emulated(),
             cache: snapshot.cache,
             failure_kinds: spec.failure_config.active_kinds(),
+            request_faults_allowed: spec.failure_config.allow_request_faults,
+            scenarios,
+            more_scenarios,
             active: snapshot.status.is_active(),
             emulated: spec.emulated(),
             logs_off: !spec.log_requests,

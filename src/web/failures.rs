@@ -1,11 +1,14 @@
 //! The "Failure settings" form: the failure config as form fields (rates as percentages), and
-//! back.
+//! back. The script is a list of rows named by position (`script_0_outcome`, …), edited by
+//! the server (add, remove, move up) so the form works without scripts.
 
 use std::collections::HashMap;
 
+use super::script_rows::{self, RowAction, ScriptRowForm};
 use crate::faults::{
-    ErrorsConfig, FailureConfig, INJECTABLE_STATUSES, IpFilterConfig, RateLimitConfig,
-    ResponseDelayConfig, TimeoutConfig, TimeoutMode,
+    ConnectionFaultKind, ConnectionFaultsConfig, ErrorsConfig, FailureConfig, INJECTABLE_STATUSES,
+    IpFilterConfig, RateLimitConfig, ResponseDelayConfig, ScriptEnd, Shorthand, StreamFaultKind,
+    StreamFaultsConfig, TimeoutConfig, TimeoutMode,
 };
 use crate::validation::FieldError;
 
@@ -26,6 +29,13 @@ fn lines(entries: &[String]) -> String {
     entries.join("\n")
 }
 
+fn snake_case<T: serde::Serialize>(value: T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 impl FailureForm {
     pub fn from_fields(fields: HashMap<String, String>) -> Self {
         FailureForm(fields)
@@ -39,13 +49,7 @@ impl FailureForm {
         let on = |flag: bool| if flag { "on".to_owned() } else { String::new() };
         set("timeout_enabled", on(config.timeout.enabled));
         set("timeout_rate", percent(config.timeout.rate));
-        set(
-            "timeout_mode",
-            serde_json::to_value(config.timeout.mode)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-        );
+        set("timeout_mode", snake_case(config.timeout.mode));
         set("timeout_seconds", config.timeout.seconds.to_string());
         set("errors_enabled", on(config.errors.enabled));
         for status in INJECTABLE_STATUSES {
@@ -72,11 +76,74 @@ impl FailureForm {
         set("delay_min_ms", config.response_delay.min_ms.to_string());
         set("delay_max_ms", config.response_delay.max_ms.to_string());
         set("delay_hits_only", on(config.response_delay.cache_hits_only));
+        let stream = &config.stream;
+        set("stream_enabled", on(stream.enabled));
+        set("stream_rate", percent(stream.rate));
+        set("stream_kind", snake_case(stream.kind));
+        set("stream_after_events", stream.after_events.to_string());
+        set("stream_stall_seconds", stream.stall_seconds.to_string());
+        set("stream_stall_hang", on(stream.stall_hang));
+        set("stream_drip_ms", stream.drip_ms.to_string());
+        let connection = &config.connection;
+        set("connection_enabled", on(connection.enabled));
+        set("connection_rate", percent(connection.rate));
+        set("connection_kind", snake_case(connection.kind));
+        set(
+            "connection_truncate_after_bytes",
+            connection.truncate_after_bytes.to_string(),
+        );
+        set(
+            "connection_bandwidth",
+            connection
+                .bandwidth_bytes_per_second
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+        );
+        set("script_end", snake_case(config.script_end));
+        for (name, shorthand) in [
+            ("fail_first", config.fail_first),
+            ("every_nth", config.every_nth),
+        ] {
+            set(
+                &format!("{name}_count"),
+                shorthand.map(|s| s.count.to_string()).unwrap_or_default(),
+            );
+            set(
+                &format!("{name}_status"),
+                shorthand.map_or(429, |s| s.status).to_string(),
+            );
+        }
+        set("allow_request_faults", on(config.allow_request_faults));
         set(
             "seed",
             config.seed.map(|s| s.to_string()).unwrap_or_default(),
         );
-        FailureForm(fields)
+        let mut form = FailureForm(fields);
+        form.set_rows(&script_rows::rows_of(&config.script));
+        form
+    }
+
+    /// The script's rows, in order.
+    pub fn rows(&self) -> Vec<ScriptRowForm> {
+        script_rows::rows_in(&self.0)
+    }
+
+    fn set_rows(&mut self, rows: &[ScriptRowForm]) {
+        self.0.retain(|name, _| !script_rows::is_row_field(name));
+        for (index, row) in rows.iter().enumerate() {
+            self.0.extend(row.fields(index));
+        }
+    }
+
+    /// The form after an add, remove or move-up button: nothing is saved.
+    pub fn edit_rows(&mut self, action: RowAction) {
+        let mut rows = self.rows();
+        action.apply(&mut rows);
+        self.set_rows(&rows);
+    }
+
+    pub fn is(&self, name: &str, value: &str) -> bool {
+        self.value(name) == value
     }
 
     pub fn value(&self, name: &str) -> &str {
@@ -91,10 +158,10 @@ impl FailureForm {
         self.value("timeout_mode") == mode
     }
 
-    /// The config the form describes, or every field it cannot use. What the form has no
-    /// fields for (scripts, stream and connection faults, request faults) is taken from `kept`.
-    pub fn to_config(&self, kept: &FailureConfig) -> Result<FailureConfig, Vec<FieldError>> {
+    /// The config the form describes, or every field it cannot use.
+    pub fn to_config(&self) -> Result<FailureConfig, Vec<FieldError>> {
         let mut errors = Vec::new();
+        let script = script_rows::steps_of(&self.rows(), &mut errors);
         let mut rate = |name: &str, field: String| -> f64 {
             match self.value(name).trim() {
                 "" => 0.0,
@@ -111,6 +178,8 @@ impl FailureForm {
             }
         };
         let timeout_rate = rate("timeout_rate", "timeout.rate".into());
+        let stream_rate = rate("stream_rate", "stream.rate".into());
+        let connection_rate = rate("connection_rate", "connection.rate".into());
         let error_rates: Vec<(u16, f64)> = INJECTABLE_STATUSES
             .iter()
             .map(|status| {
@@ -136,6 +205,41 @@ impl FailureForm {
         let rpm = number("rate_limit_rpm", "rate_limit.requests_per_minute", 60);
         let min_ms = number("delay_min_ms", "response_delay.min_ms", 0);
         let max_ms = number("delay_max_ms", "response_delay.max_ms", 0);
+        let after_events = number("stream_after_events", "stream.after_events", 3);
+        let drip_ms = number("stream_drip_ms", "stream.drip_ms", 200);
+        let truncate_after_bytes = number(
+            "connection_truncate_after_bytes",
+            "connection.truncate_after_bytes",
+            100,
+        );
+        let bandwidth = match self.value("connection_bandwidth").trim() {
+            "" => None,
+            _ => Some(number(
+                "connection_bandwidth",
+                "connection.bandwidth_bytes_per_second",
+                0,
+            )),
+        };
+        let mut shorthand = |name: &'static str| -> Option<Shorthand> {
+            let count = match self.value(&format!("{name}_count")).trim() {
+                "" => return None,
+                text => text.parse().unwrap_or_else(|_| {
+                    errors.push(FieldError::new(
+                        name,
+                        "Enter a whole number, or leave it empty.",
+                    ));
+                    0
+                }),
+            };
+            let status = self
+                .value(&format!("{name}_status"))
+                .trim()
+                .parse()
+                .unwrap_or(429);
+            Some(Shorthand { count, status })
+        };
+        let fail_first = shorthand("fail_first");
+        let every_nth = shorthand("every_nth");
         let seed = match self.value("seed").trim() {
             "" => None,
             text => text.parse().map(Some).unwrap_or_else(|_| {
@@ -146,17 +250,17 @@ impl FailureForm {
                 None
             }),
         };
-        let seconds = self
-            .value("timeout_seconds")
-            .trim()
-            .parse::<f64>()
-            .unwrap_or_else(|_| {
-                errors.push(FieldError::new(
-                    "timeout.seconds",
-                    "Enter a number of seconds.",
-                ));
-                0.0
-            });
+        let mut seconds = |name: &str, field: &'static str, fallback: f64| -> f64 {
+            match self.value(name).trim() {
+                "" => fallback,
+                text => text.parse::<f64>().unwrap_or_else(|_| {
+                    errors.push(FieldError::new(field, "Enter a number of seconds."));
+                    fallback
+                }),
+            }
+        };
+        let timeout_seconds = seconds("timeout_seconds", "timeout.seconds", 0.0);
+        let stall_seconds = seconds("stream_stall_seconds", "stream.stall_seconds", 5.0);
         let mode = match self.value("timeout_mode") {
             "hang" => TimeoutMode::Hang,
             "gateway_timeout" => TimeoutMode::GatewayTimeout,
@@ -175,7 +279,7 @@ impl FailureForm {
                 enabled: self.checked("timeout_enabled"),
                 rate: timeout_rate,
                 mode,
-                seconds,
+                seconds: timeout_seconds,
             },
             errors: ErrorsConfig {
                 enabled: self.checked("errors_enabled"),
@@ -202,20 +306,54 @@ impl FailureForm {
                 max_ms,
                 cache_hits_only: self.checked("delay_hits_only"),
             },
+            stream: StreamFaultsConfig {
+                enabled: self.checked("stream_enabled"),
+                rate: stream_rate,
+                kind: match self.value("stream_kind") {
+                    "error" => StreamFaultKind::Error,
+                    "stall" => StreamFaultKind::Stall,
+                    "drip" => StreamFaultKind::Drip,
+                    _ => StreamFaultKind::Disconnect,
+                },
+                after_events: u32::try_from(after_events).unwrap_or(u32::MAX),
+                stall_seconds,
+                stall_hang: self.checked("stream_stall_hang"),
+                drip_ms,
+            },
+            connection: ConnectionFaultsConfig {
+                enabled: self.checked("connection_enabled"),
+                rate: connection_rate,
+                kind: match self.value("connection_kind") {
+                    "close_after_head" => ConnectionFaultKind::CloseAfterHead,
+                    "truncate" => ConnectionFaultKind::Truncate,
+                    _ => ConnectionFaultKind::Reset,
+                },
+                truncate_after_bytes,
+                bandwidth_bytes_per_second: bandwidth,
+            },
+            script,
+            script_end: if self.value("script_end") == "repeat" {
+                ScriptEnd::Repeat
+            } else {
+                ScriptEnd::Pass
+            },
+            fail_first,
+            every_nth,
             seed,
-            ..kept.clone()
+            allow_request_faults: self.checked("allow_request_faults"),
         };
         if !errors.is_empty() {
             return Err(errors);
         }
         config.validate().map_err(|error| {
             // The form speaks in percentages where the API speaks in fractions.
-            let message = if error.field == "errors.rates" {
-                "Together the error rates can be at most 100%.".to_owned()
-            } else {
-                error.message
-            };
-            vec![FieldError::owned(error.field.into_owned(), message)]
+            if error.field == "errors.rates" {
+                return vec![FieldError::new(
+                    "errors.rates",
+                    "Together the error rates can be at most 100%.",
+                )];
+            }
+            vec![script_rows::row_error(error)]
         })?;
         Ok(config)
     }
@@ -237,7 +375,7 @@ mod tests {
         let form = FailureForm::from_config(&config);
         assert_eq!(form.value("errors_rate_429"), "20");
         assert_eq!(form.value("errors_rate_500"), "5");
-        assert_eq!(form.to_config(&FailureConfig::default()).ok(), Some(config));
+        assert_eq!(form.to_config().ok(), Some(config));
     }
 
     #[test]
@@ -246,7 +384,7 @@ mod tests {
         fields.insert("errors_rate_429".to_owned(), "120".to_owned());
         fields.insert("timeout_seconds".to_owned(), "5".to_owned());
         let errors = FailureForm::from_fields(fields)
-            .to_config(&FailureConfig::default())
+            .to_config()
             .err()
             .unwrap_or_default();
         assert_eq!(

@@ -20,6 +20,7 @@ mod metrics;
 mod pages;
 mod proxies_page;
 mod proxy_host;
+mod script_rows;
 mod settings_page;
 
 use std::path::PathBuf;
@@ -294,6 +295,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/proxies/{id:\\d+}/failures/reset",
             web::post().to(proxies_page::reset_failures),
+        )
+        .route(
+            "/proxies/{id:\\d+}/failures/rows",
+            web::post().to(proxies_page::edit_script_rows),
         )
         .route("/ui/close-modal", web::get().to(pages::close_modal))
         .route("/logs", web::get().to(logs_page::logs))

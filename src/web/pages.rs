@@ -115,6 +115,15 @@ impl FormErrors {
         self.0.get(field).map(String::as_str)
     }
 
+    /// The errors whose field starts with `prefix` (a script row's: `script[2].`).
+    pub fn starting_with(&self, prefix: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(field, _)| field.starts_with(prefix))
+            .map(|(_, message)| message.as_str())
+            .collect()
+    }
+
     /// Errors about fields the form does not show (a failed save, say).
     pub fn general(&self) -> Vec<&str> {
         self.general_except(&[])

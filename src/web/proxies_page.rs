@@ -14,6 +14,7 @@ use super::error::PageError;
 use super::failures::FailureForm;
 use super::pages::{FormErrors, PageResult, access, html, is_htmx, render, see_other};
 use super::proxy_host::ProxyHost;
+use super::script_rows::{OUTCOMES, OutcomeChoice, RowAction};
 use crate::auth::Caller;
 use crate::emulator;
 use crate::faults::{FailureConfig, INJECTABLE_STATUSES};
@@ -623,6 +624,7 @@ pub struct FailuresModal {
     pub form: FailureForm,
     pub errors: FormErrors,
     pub statuses: [u16; 11],
+    pub outcomes: &'static [OutcomeChoice],
     pub notice: Option<String>,
 }
 
@@ -637,6 +639,7 @@ fn failures_modal(
         form,
         errors,
         statuses: INJECTABLE_STATUSES,
+        outcomes: &OUTCOMES,
         notice,
     }
 }
@@ -663,10 +666,9 @@ async fn save_failures(
     state: &AppState,
     id: ProxyId,
     form: FailureForm,
-    kept: &FailureConfig,
     notice: &str,
 ) -> PageResult {
-    let saved = match form.to_config(kept) {
+    let saved = match form.to_config() {
         Ok(config) => {
             state
                 .registry
@@ -707,16 +709,45 @@ pub async fn update_failures(
     fields: web::Form<HashMap<String, String>>,
 ) -> PageResult {
     let form = FailureForm::from_fields(fields.into_inner());
-    let current = state.registry.get_for(ProxyId(*id), access(&req)?)?;
     save_failures(
         &req,
         &state,
         ProxyId(*id),
         form,
-        &current.spec.failure_config,
         "Saved: in force from the next request.",
     )
     .await
+}
+
+/// The script editor's add, remove and move-up buttons: the form comes back edited, unsaved.
+pub async fn edit_script_rows(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    fields: web::Form<HashMap<String, String>>,
+) -> PageResult {
+    let id = ProxyId(*id);
+    state.registry.get_for(id, access(&req)?)?;
+    let mut fields = fields.into_inner();
+    let action = fields
+        .remove("script_action")
+        .as_deref()
+        .and_then(RowAction::parse);
+    let mut form = FailureForm::from_fields(fields);
+    let notice = match action {
+        Some(action) => {
+            form.edit_rows(action);
+            "Not saved yet: Save puts the script in force."
+        }
+        None => "That button did nothing: the page may be out of date.",
+    };
+    let modal = failures_modal(
+        card(&req, &state.registry, id)?,
+        form,
+        FormErrors::default(),
+        Some(notice.to_owned()),
+    );
+    modal_response(&req, &state, StatusCode::OK, &modal)
 }
 
 pub async fn reset_failures(
@@ -730,7 +761,6 @@ pub async fn reset_failures(
         &state,
         ProxyId(*id),
         form,
-        &FailureConfig::default(),
         "Every failure is off again.",
     )
     .await

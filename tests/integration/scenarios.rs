@@ -21,6 +21,12 @@ async fn put_failures(app: &TestApp, proxy: &Proxy, config: Value) -> (StatusCod
         .await
 }
 
+async fn failure_config(app: &TestApp, proxy: &Proxy) -> Value {
+    app.get(&format!("/api/proxies/{}/failure-config", proxy.id))
+        .await
+        .1
+}
+
 /// A proxy that does not cache, so every request meets the script.
 async fn uncached(app: &TestApp, mock: &MockUpstream) -> Proxy {
     proxy(app, "openai", mock, json!({"enabled": false})).await
@@ -354,50 +360,136 @@ pub(super) async fn raw(proxy: &Proxy, call: &Call) -> Raw {
 }
 
 #[actix_web::test]
-async fn saving_the_failure_modal_keeps_the_script_and_a_reset_clears_it() {
+async fn the_failure_modal_shows_edits_and_saves_the_script_and_a_reset_clears_it() {
     let mock = MockUpstream::start().await;
     let mut app = TestApp::start().await;
     let proxy = uncached(&app, &mock).await;
-    let script = json!([{"status": 429}, {"stream_disconnect_after": 2}]);
     put_failures(
         &app,
         &proxy,
-        json!({"script": script, "allow_request_faults": true}),
+        json!({"script": [{"status": 429}, {"stream_stall_after": 2, "seconds": 0.5}],
+               "script_end": "repeat", "allow_request_faults": true,
+               "stream": {"enabled": true, "rate": 0.25, "kind": "error", "after_events": 4},
+               "connection": {"bandwidth_bytes_per_second": 2048}}),
     )
     .await;
+    let (status, modal) = app
+        .get_text(&format!("/proxies/{}/failures", proxy.id), true)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for shown in [
+        r#"<option value="status" selected>"#,
+        r#"name="script_0_value" value="429""#,
+        r#"<option value="stream_stall_after" selected>"#,
+        r#"name="script_1_value" value="2""#,
+        r#"name="script_1_seconds" value="0.5""#,
+        r#"<option value="repeat" selected>"#,
+        r#"name="allow_request_faults" id="allow_request_faults" checked"#,
+        r#"name="stream_rate" value="25""#,
+        r#"<option value="error" selected>"#,
+        r#"name="connection_bandwidth" value="2048""#,
+    ] {
+        assert!(modal.contains(shown), "the modal shows {shown}: {modal}");
+    }
+
+    let base: Vec<(&str, &str)> = vec![
+        ("errors_retry_after", "1"),
+        ("timeout_seconds", "5"),
+        ("timeout_mode", "delay"),
+        ("rate_limit_rpm", "60"),
+        ("delay_min_ms", "500"),
+        ("delay_max_ms", "2000"),
+        ("stream_drip_ms", "200"),
+        ("allow_request_faults", "on"),
+        ("script_end", "pass"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut fields = base.clone();
+        fields.extend_from_slice(extra);
+        fields
+    };
     let saved = app
         .post_form(
             &format!("/proxies/{}/failures", proxy.id),
-            &[
-                ("errors_enabled", "on"),
-                ("errors_rate_500", "10"),
-                ("errors_retry_after", "1"),
-                ("timeout_seconds", "5"),
-                ("timeout_mode", "delay"),
-                ("rate_limit_rpm", "60"),
-                ("delay_min_ms", "500"),
-                ("delay_max_ms", "2000"),
-            ],
+            &with(&[
+                ("script_0_outcome", "status"),
+                ("script_0_value", "503"),
+                ("script_0_times", "2"),
+                ("script_1_outcome", "stream_disconnect_after"),
+                ("script_1_value", "3"),
+                ("script_1_seconds", "9"),
+                ("script_2_outcome", "pass"),
+            ]),
             true,
         )
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.html);
-    let (_, config) = app
-        .get(&format!("/api/proxies/{}/failure-config", proxy.id))
-        .await;
-    assert_eq!(config["errors"]["rates"]["500"], 0.1, "{config}");
+    let config = failure_config(&app, &proxy).await;
     assert_eq!(
-        config["script"], script,
-        "the modal keeps what it does not show"
+        config["script"],
+        json!([{"status": 503, "times": 2}, {"stream_disconnect_after": 3}, "pass"]),
+        "a value left in a box the outcome does not use is not saved: {config}"
     );
+    assert_eq!(config["script_end"], "pass");
     assert_eq!(config["allow_request_faults"], true);
+    assert_eq!(config["stream"]["enabled"], false, "{config}");
+
+    let added = app
+        .post_form(
+            &format!("/proxies/{}/failures/rows", proxy.id),
+            &with(&[
+                ("script_0_outcome", "status"),
+                ("script_0_value", "503"),
+                ("script_action", "add"),
+            ]),
+            true,
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.html);
+    assert!(added.html.contains(r#"name="script_1_value" value="429""#));
+    assert!(added.html.contains("Not saved yet"));
+    assert_eq!(
+        failure_config(&app, &proxy).await["script"],
+        config["script"],
+        "adding a row saves nothing"
+    );
+
+    let refused = app
+        .post_form(
+            &format!("/proxies/{}/failures", proxy.id),
+            &with(&[
+                ("script_0_outcome", "pass"),
+                ("script_1_outcome", "status"),
+                ("script_1_value", "418"),
+            ]),
+            true,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::OK);
+    assert!(
+        refused
+            .html
+            .contains("Row 2: 418 is not a status that can be injected"),
+        "{}",
+        refused.html
+    );
+    assert!(
+        refused
+            .html
+            .contains(r#"name="script_1_value" value="418" aria-label="Row 2 value" inputmode="numeric" aria-invalid="true""#),
+        "{}",
+        refused.html
+    );
+    assert_eq!(
+        failure_config(&app, &proxy).await["script"],
+        config["script"]
+    );
+
     let reset = app
         .post_form(&format!("/proxies/{}/failures/reset", proxy.id), &[], true)
         .await;
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.html);
-    let (_, config) = app
-        .get(&format!("/api/proxies/{}/failure-config", proxy.id))
-        .await;
+    let config = failure_config(&app, &proxy).await;
     assert_eq!(config["script"], json!([]), "{config}");
     assert_eq!(config["allow_request_faults"], false);
     app.shutdown().await;
