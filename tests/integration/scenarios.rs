@@ -124,6 +124,16 @@ async fn eight_parallel_tests_each_see_their_own_sequence() {
         Some(8),
         "{shown}"
     );
+    let (_, page) = app.get_text("/proxies", false).await;
+    let card = page
+        .split(&format!(r#"id="proxy-{}""#, proxy.id))
+        .nth(1)
+        .expect("the proxy's card");
+    assert!(
+        card.contains(r#"<code class="scenario">test-3</code> <span class="muted">(1 req)</span>"#),
+        "the card names the most recent scenarios: {card}"
+    );
+    assert!(card.contains("and 3 more"), "{card}");
     // Log rows are written in the background.
     let mut marked = 0;
     for _ in 0..50 {
@@ -154,8 +164,11 @@ async fn the_fault_header_works_only_where_allowed_and_never_reaches_the_upstrea
     let asked = chat("asks for a fault", false).header("x-rubberduck-fault", "503");
     let ignored = send(&proxy, &asked).await;
     assert_eq!(ignored.status, StatusCode::OK, "off by default");
+    let card_says_allowed = |page: &str| page.contains("request faults allowed");
+    assert!(!card_says_allowed(&app.get_text("/proxies", false).await.1));
     let (status, _) = put_failures(&app, &proxy, json!({"allow_request_faults": true})).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(card_says_allowed(&app.get_text("/proxies", false).await.1));
     assert_eq!(
         send(&proxy, &asked).await.status,
         StatusCode::SERVICE_UNAVAILABLE
