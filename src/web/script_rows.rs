@@ -20,11 +20,11 @@ pub const OUTCOMES: [OutcomeChoice; 14] = [
     },
     OutcomeChoice {
         value: "status",
-        label: "Error status (value: 429, 500, …)",
+        label: "Error status",
     },
     OutcomeChoice {
         value: "delay_ms",
-        label: "Delay, then carry on (value: ms)",
+        label: "Delay (ms), then carry on",
     },
     OutcomeChoice {
         value: "hang",
@@ -36,19 +36,19 @@ pub const OUTCOMES: [OutcomeChoice; 14] = [
     },
     OutcomeChoice {
         value: "stream_disconnect_after",
-        label: "Stream: disconnect after N events",
+        label: "Stream: cut after N events",
     },
     OutcomeChoice {
         value: "stream_disconnect_after_bytes",
-        label: "Stream: disconnect after N bytes",
+        label: "Stream: cut after N bytes",
     },
     OutcomeChoice {
         value: "stream_error_after",
-        label: "Stream: provider error event after N events",
+        label: "Stream: error event after N",
     },
     OutcomeChoice {
         value: "stream_stall_after",
-        label: "Stream: stall after N events (seconds, or hang)",
+        label: "Stream: stall after N events",
     },
     OutcomeChoice {
         value: "stream_drip_ms",
@@ -56,11 +56,11 @@ pub const OUTCOMES: [OutcomeChoice; 14] = [
     },
     OutcomeChoice {
         value: "reset",
-        label: "Connection reset before any answer",
+        label: "Connection reset",
     },
     OutcomeChoice {
         value: "close_after_head",
-        label: "Connection closed after the response head",
+        label: "Close after the head",
     },
     OutcomeChoice {
         value: "truncate_after_bytes",
@@ -68,7 +68,7 @@ pub const OUTCOMES: [OutcomeChoice; 14] = [
     },
     OutcomeChoice {
         value: "bandwidth_bytes_per_second",
-        label: "Bandwidth limit (value: bytes per second)",
+        label: "Bandwidth (bytes/s)",
     },
 ];
 

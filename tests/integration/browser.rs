@@ -468,6 +468,162 @@ async fn configure_failures_from_the_browser() {
     mock.stop().await;
 }
 
+async fn choose(client: &Client, css: &str, value: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .expect("the select")
+        .select_by_value(value)
+        .await
+        .expect("the option is chosen");
+}
+
+async fn value_of(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .expect("the field")
+        .prop("value")
+        .await
+        .expect("its value")
+        .unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn write_a_script_in_the_failure_modal_row_by_row() {
+    let mock = super::upstream::MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = app
+        .create(json!({"name": "Scripted", "provider": "openai", "upstream_url": format!("{}/v1", mock.url)}))
+        .await;
+    let (id, port) = (id_of(&proxy), super::support::port_of(&proxy));
+    let (_driver, client, _profile) = browser().await;
+    sign_in_at(&client, &app, "/proxies").await;
+    wait_for(&client, "article.card", "the card").await;
+    click(&client, "article.card details.menu summary").await;
+    click(&client, "article.card a[href$='/failures']").await;
+    wait_for(&client, "#failures-form .script-empty", "an empty script").await;
+
+    click(&client, "#failures-form .add-row").await;
+    wait_for(&client, "tr.script-row[data-row='1']", "the first row").await;
+    assert_eq!(value_of(&client, "[name=script_0_outcome]").await, "status");
+    assert_eq!(value_of(&client, "[name=script_0_value]").await, "429");
+    set_field(&client, "[name=script_0_times]", "2").await;
+    click(&client, "#failures-form .add-row").await;
+    wait_for(&client, "tr.script-row[data-row='2']", "the second row").await;
+    assert_eq!(
+        value_of(&client, "[name=script_0_times]").await,
+        "2",
+        "adding a row keeps what was typed"
+    );
+    choose(
+        &client,
+        "[name=script_1_outcome]",
+        "stream_disconnect_after",
+    )
+    .await;
+    set_field(&client, "[name=script_1_value]", "three").await;
+    click(&client, "#failures-form .btn-primary").await;
+    wait_for(&client, "tr.row-error .field-error", "the row's error").await;
+    assert_eq!(
+        text_of(&client, "tr.row-error .field-error").await,
+        "Row 2, value: “three” is not a number of events."
+    );
+    let invalid = client
+        .find(Locator::Css("[name=script_1_value]"))
+        .await
+        .expect("the value box")
+        .attr("aria-invalid")
+        .await
+        .expect("its attribute");
+    assert_eq!(invalid.as_deref(), Some("true"));
+    let (_, unsaved) = app.get(&format!("/api/proxies/{id}/failure-config")).await;
+    assert_eq!(
+        unsaved["script"],
+        json!([]),
+        "nothing saved while a row is wrong"
+    );
+
+    set_field(&client, "[name=script_1_value]", "3").await;
+    click(&client, "#failures-form .btn-primary").await;
+    wait_for_text(
+        &client,
+        ".modal .notice",
+        "Saved: in force from the next request.",
+        "a saved notice",
+    )
+    .await;
+    client
+        .execute(
+            "document.querySelector('#script-editor').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scrolled to the script");
+    save_screenshot(&client, "failure-script.png").await;
+    let (_, saved) = app.get(&format!("/api/proxies/{id}/failure-config")).await;
+    assert_eq!(
+        saved["script"],
+        json!([{"status": 429, "times": 2}, {"stream_disconnect_after": 3}])
+    );
+
+    let statuses = {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let response = awc::Client::new()
+                .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+                .insert_header(("content-type", "application/json"))
+                .send_body(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+                .await
+                .expect("proxied");
+            seen.push(response.status().as_u16());
+        }
+        seen
+    };
+    assert_eq!(statuses, [429, 429, 200], "the script runs as written");
+
+    click(&client, "button[value='up-1']").await;
+    wait_for_text(
+        &client,
+        ".modal .notice",
+        "Not saved yet: Save puts the script in force.",
+        "the moved rows",
+    )
+    .await;
+    assert_eq!(
+        value_of(&client, "[name=script_0_outcome]").await,
+        "stream_disconnect_after"
+    );
+    click(&client, "button[value='remove-0']").await;
+    wait_for(&client, "tr.script-row[data-row='1']", "the rows again").await;
+    let rows = client
+        .find_all(Locator::Css("tr.script-row"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 1, "one row is left");
+    assert_eq!(value_of(&client, "[name=script_0_outcome]").await, "status");
+    choose(&client, "#script_end", "repeat").await;
+    click(&client, "#failures-form .btn-primary").await;
+    wait_for_text(
+        &client,
+        ".modal .notice",
+        "Saved: in force from the next request.",
+        "a saved notice",
+    )
+    .await;
+    let (_, saved) = app.get(&format!("/api/proxies/{id}/failure-config")).await;
+    assert_eq!(saved["script"], json!([{"status": 429, "times": 2}]));
+    assert_eq!(saved["script_end"], "repeat");
+
+    click(&client, ".modal-head .modal-close").await;
+    wait_for(&client, "article.card .tag-warn", "the card's failure tag").await;
+    assert_eq!(text_of(&client, "article.card .tag-warn").await, "⚠ script");
+
+    client.close().await.expect("browser closes");
+    app.shutdown().await;
+    mock.stop().await;
+}
+
 /// Types a local date and time into a `datetime-local` field, as picking it would.
 async fn set_local_time(client: &Client, name: &str, value: &str) {
     client
