@@ -197,6 +197,11 @@ where
                     self.complete();
                 }
             }
+            Poll::Ready(None) if self.meter.as_ref().is_some_and(|m| !m.is_whole()) => {
+                // Cut between two chunks: nothing to keep, and its followers are cut too.
+                self.recorder = None;
+                self.shared = None;
+            }
             Poll::Ready(None) => self.complete(),
             Poll::Ready(Some(Err(_))) => {
                 self.recorder = None;

@@ -8,7 +8,7 @@ use actix_web::web::{Bytes, BytesMut};
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use base64::Engine;
 
-use crate::providers::{Provider, Usage};
+use crate::providers::{Provider, StreamEvent, StreamMark, Usage};
 
 /// Bodies larger than this are passed through without looking for usage in them.
 const MAX_OBSERVED_JSON: usize = 8 << 20;
@@ -32,6 +32,24 @@ pub struct UsageMeter {
     provider: &'static dyn Provider,
     format: Format,
     usage: Usage,
+    end: StreamEnd,
+}
+
+/// Whether the stream is of a kind that ends with a closing event, and whether it came.
+#[derive(Default)]
+struct StreamEnd {
+    expected: bool,
+    seen: bool,
+}
+
+impl StreamEnd {
+    fn mark(&mut self, provider: &dyn Provider, event: &StreamEvent<'_>) {
+        match provider.stream_mark(event) {
+            StreamMark::Opens => self.expected = true,
+            StreamMark::Closes => self.seen = true,
+            StreamMark::Neither => {}
+        }
+    }
 }
 
 impl UsageMeter {
@@ -73,7 +91,14 @@ impl UsageMeter {
             provider,
             format,
             usage: Usage::default(),
+            end: StreamEnd::default(),
         }
+    }
+
+    /// False for a stream that says how it ends and has not: cut between two chunks, which
+    /// reads like a clean end on the connection.
+    pub fn is_whole(&self) -> bool {
+        !self.end.expected || self.end.seen
     }
 
     pub fn observe(&mut self, chunk: &Bytes) {
@@ -91,17 +116,41 @@ impl UsageMeter {
             Format::Sse(parser) => {
                 parser.feed(chunk);
                 while let Some(event) = parser.next_event() {
-                    if let Ok(json) = serde_json::from_str(&event.data) {
-                        self.usage.update(self.provider.usage_in(&json));
+                    let json = serde_json::from_str(&event.data).ok();
+                    if let Some(json) = &json {
+                        self.usage.update(self.provider.usage_in(json));
                     }
+                    self.end.mark(
+                        self.provider,
+                        &StreamEvent {
+                            name: Some(event.event.as_str()),
+                            data: &event.data,
+                            json: json.as_ref(),
+                        },
+                    );
                 }
             }
             Format::AwsEventStream { buffer, decoder } => {
                 buffer.extend_from_slice(chunk);
                 while let Ok(DecodedFrame::Complete(message)) = decoder.decode_frame(&mut *buffer) {
-                    if let Some(json) = event_stream_json(message.payload()) {
-                        self.usage.update(self.provider.usage_in(&json));
+                    let json = event_stream_json(message.payload());
+                    if let Some(json) = &json {
+                        self.usage.update(self.provider.usage_in(json));
                     }
+                    let name = message
+                        .headers()
+                        .iter()
+                        .find(|h| h.name().as_str() == ":event-type")
+                        .and_then(|h| h.value().as_string().ok())
+                        .map(|name| name.as_str());
+                    self.end.mark(
+                        self.provider,
+                        &StreamEvent {
+                            name,
+                            data: "",
+                            json: json.as_ref(),
+                        },
+                    );
                 }
             }
             Format::Opaque => {}

@@ -150,6 +150,10 @@ impl Provider for Anthropic {
         actix_web::web::Bytes::from(format!("event: error\ndata: {error}\n\n"))
     }
 
+    fn stream_mark(&self, event: &super::StreamEvent<'_>) -> super::StreamMark {
+        super::anthropic_stream_mark(event)
+    }
+
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let error_type = match kind {
             ProxyErrorKind::BadRequest => "invalid_request_error",

@@ -437,6 +437,16 @@ impl Provider for Bedrock {
 
     /// A `throttlingException` frame, as Bedrock ends a stream it throttles; boto3 raises it as
     /// an `EventStreamError` with that code.
+    /// ConverseStream runs from `messageStart` to `messageStop`; an Anthropic model's
+    /// invoke-with-response-stream chunks carry Anthropic's own events.
+    fn stream_mark(&self, event: &super::StreamEvent<'_>) -> super::StreamMark {
+        match event.name {
+            Some("messageStart") => super::StreamMark::Opens,
+            Some("messageStop") => super::StreamMark::Closes,
+            _ => super::anthropic_stream_mark(event),
+        }
+    }
+
     fn stream_error_event(&self) -> actix_web::web::Bytes {
         use aws_smithy_eventstream::frame::write_message_to;
         use aws_smithy_types::event_stream::{Header, HeaderValue as FrameValue, Message};

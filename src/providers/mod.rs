@@ -460,6 +460,63 @@ pub trait Provider: Send + Sync {
         }});
         Bytes::from(format!("data: {error}\n\n"))
     }
+
+    /// Whether a stream event opens a kind of stream that says when it is over, or says so
+    /// (OpenAI's `[DONE]` and `response.completed` by default). A stream opened so and never
+    /// closed was cut, even when its connection ended cleanly between chunks.
+    fn stream_mark(&self, event: &StreamEvent<'_>) -> StreamMark {
+        openai_stream_mark(event)
+    }
+}
+
+/// One event of a streamed answer: its name (SSE `event:`, event-stream `:event-type`), its
+/// data and the data as JSON (a Bedrock chunk's JSON is the decoded `bytes`).
+pub struct StreamEvent<'a> {
+    pub name: Option<&'a str>,
+    pub data: &'a str,
+    pub json: Option<&'a serde_json::Value>,
+}
+
+impl StreamEvent<'_> {
+    fn json_str(&self, key: &str) -> Option<&str> {
+        self.json?.get(key)?.as_str()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamMark {
+    /// Says nothing about where the stream ends.
+    Neither,
+    /// The stream is of a kind that ends with a closing event.
+    Opens,
+    /// The stream's closing event.
+    Closes,
+}
+
+/// Chat Completions chunks end with `data: [DONE]`; a Responses stream opens with
+/// `response.created` and ends with `response.completed`, `.incomplete` or `.failed`.
+pub(crate) fn openai_stream_mark(event: &StreamEvent<'_>) -> StreamMark {
+    if event.data.trim() == "[DONE]" {
+        return StreamMark::Closes;
+    }
+    match (event.json_str("object"), event.json_str("type")) {
+        (Some("chat.completion.chunk" | "text_completion"), _) | (_, Some("response.created")) => {
+            StreamMark::Opens
+        }
+        (_, Some("response.completed" | "response.incomplete" | "response.failed")) => {
+            StreamMark::Closes
+        }
+        _ => StreamMark::Neither,
+    }
+}
+
+/// Anthropic's Messages stream, from `message_start` to `message_stop`.
+pub(crate) fn anthropic_stream_mark(event: &StreamEvent<'_>) -> StreamMark {
+    match event.json_str("type") {
+        Some("message_start") => StreamMark::Opens,
+        Some("message_stop") => StreamMark::Closes,
+        _ => StreamMark::Neither,
+    }
 }
 
 /// What an injected mid-stream error event says.

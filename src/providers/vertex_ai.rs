@@ -292,6 +292,23 @@ impl Provider for VertexAi {
         actix_web::web::Bytes::from(format!("data: {error}\n\n"))
     }
 
+    /// Gemini chunks carry candidates until one has a `finishReason`; Anthropic models on
+    /// Vertex stream as Anthropic does.
+    fn stream_mark(&self, event: &super::StreamEvent<'_>) -> super::StreamMark {
+        let Some(candidates) = event
+            .json
+            .and_then(|json| json.get("candidates"))
+            .and_then(|c| c.as_array())
+        else {
+            return super::anthropic_stream_mark(event);
+        };
+        if candidates.iter().any(|c| c.get("finishReason").is_some()) {
+            super::StreamMark::Closes
+        } else {
+            super::StreamMark::Opens
+        }
+    }
+
     fn error_response(&self, kind: ProxyErrorKind, message: &str) -> HttpResponse {
         let status_name = match kind {
             ProxyErrorKind::BadRequest => "INVALID_ARGUMENT",

@@ -995,3 +995,40 @@ async fn followers_of_a_stream_cut_upstream_see_it_cut_and_the_next_request_fetc
     app.shutdown().await;
     mock.stop().await;
 }
+
+#[actix_web::test]
+async fn a_stream_that_ends_before_its_closing_event_is_not_kept() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    let call = Call::post("/v1/chat/completions", &chat("ends early", true))
+        .stamp("chunks")
+        .header("x-mock-pause-ms", "5");
+    for round in 0..3 {
+        let early = send(&proxy, &call.clone().header("x-mock-stop-after", "2")).await;
+        assert_eq!(early.status, StatusCode::OK);
+        assert_eq!(
+            early.text().matches("data: ").count(),
+            2,
+            "{}",
+            early.text()
+        );
+        early.assert_miss(&format!(
+            "round {round}: a stream without [DONE] was never kept"
+        ));
+    }
+    assert_eq!(mock.requests().len(), 3);
+    let whole = send(&proxy, &call).await;
+    whole.assert_miss("the first whole answer");
+    assert!(
+        whole.text().ends_with("data: [DONE]\n\n"),
+        "{}",
+        whole.text()
+    );
+    let again = send(&proxy, &call).await;
+    again.assert_hit("a whole stream is kept");
+    assert_eq!(again.text(), whole.text());
+    assert_eq!(mock.requests().len(), 4);
+    app.shutdown().await;
+    mock.stop().await;
+}

@@ -287,6 +287,56 @@ async fn a_reset_sends_nothing_and_a_truncation_cuts_the_body() {
     );
     assert!(!truncated.complete);
     assert_eq!(truncated.body.len(), 5, "{}", truncated.body);
+    let closed = raw(
+        &proxy,
+        &chat("closed", false).header("x-rubberduck-fault", "close-after-head"),
+    )
+    .await;
+    assert!(closed.head.starts_with("HTTP/1.1 200"), "{}", closed.head);
+    assert!(
+        closed.body.is_empty() && !closed.complete,
+        "the head, then the connection closes: {}",
+        closed.body
+    );
+    app.shutdown().await;
+    mock.stop().await;
+}
+
+#[actix_web::test]
+async fn a_bandwidth_limit_holds_within_ten_percent() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = uncached(&app, &mock).await;
+    put_failures(&app, &proxy, json!({"allow_request_faults": true})).await;
+    let padded = || chat("bandwidth", false).header("x-mock-pad", "3000");
+    let free = send(&proxy, &padded()).await;
+    let length = free.body.len();
+    assert!(length > 3000, "a body worth limiting: {length} bytes");
+    // About 1.5 s at the limit.
+    let bytes_per_second = length * 2 / 3;
+    for call in 0..2 {
+        let limited = send(
+            &proxy,
+            &padded().header(
+                "x-rubberduck-fault",
+                &format!("bandwidth={bytes_per_second}"),
+            ),
+        )
+        .await;
+        assert_eq!(
+            limited.body.len(),
+            length,
+            "the whole body (its stamp aside), only slower"
+        );
+        let measured = length as f64 / limited.elapsed.as_secs_f64();
+        let ratio = measured / bytes_per_second as f64;
+        assert!(
+            (0.9..=1.1).contains(&ratio),
+            "call {call}: {measured:.0} B/s for a limit of {bytes_per_second} B/s \
+             ({length} bytes in {:?})",
+            limited.elapsed
+        );
+    }
     app.shutdown().await;
     mock.stop().await;
 }

@@ -207,11 +207,13 @@ fn knob(req: &HttpRequest, name: &str) -> Option<u64> {
 /// Answers that carry `n`, the request's 1-based sequence number at this mock, so that a replay
 /// from a cache is told apart from a fresh upstream answer. Chosen with request headers (which no
 /// cache key includes), on any path:
-///   x-mock-stamp: json | gzip | sse | eventstream   the kind of answer
+///   x-mock-stamp: json | gzip | sse | chunks | eventstream   the kind of answer
+///   x-mock-stop-after: <n>                          end a `chunks` stream cleanly after n events
 ///   x-mock-status: <code>                           answer JSON with that status instead
 ///   x-mock-pause-ms: <ms>                           pause between stream events (default 20)
 ///   x-mock-cut-after: <n>                           drop the connection after n SSE events
 ///   x-mock-delay-ms: <ms>                           wait before answering (any request)
+///   x-mock-pad: <bytes>                             a JSON answer this much longer
 /// Every stamped answer also has per-request headers that a cache must not replay.
 fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse {
     let status = knob(req, "x-mock-status")
@@ -258,6 +260,25 @@ fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse
                 .content_type("text/event-stream")
                 .streaming(paced(events, pause, cut_after))
         }
+        "chunks" => {
+            // Chat Completions chunks, as OpenAI streams them; x-mock-stop-after ends the stream
+            // cleanly (a last empty chunk) after that many, without the closing `[DONE]`.
+            let mut events: Vec<Bytes> = (0..4)
+                .map(|i| {
+                    Bytes::from(format!(
+                        "data: {{\"object\":\"chat.completion.chunk\",\"n\":{n},\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"part {i} \"}}}}]}}\n\n"
+                    ))
+                })
+                .collect();
+            events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            if let Some(stop) = knob(req, "x-mock-stop-after").and_then(|n| usize::try_from(n).ok())
+            {
+                events.truncate(stop);
+            }
+            response
+                .content_type("text/event-stream")
+                .streaming(paced(events, pause, None))
+        }
         "eventstream" => {
             let events = (0..4)
                 .map(|i| {
@@ -273,9 +294,19 @@ fn stamped(req: &HttpRequest, kind: &str, n: usize, echo: usize) -> HttpResponse
                 .content_type("application/vnd.amazon.eventstream")
                 .streaming(paced(events, pause, cut_after))
         }
-        _ => response
-            .content_type("application/json")
-            .body(format!("{{\"n\":{n},\"echo\":{echo}}}")),
+        _ => {
+            let pad = "x".repeat(
+                knob(req, "x-mock-pad")
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0),
+            );
+            let body = if pad.is_empty() {
+                format!("{{\"n\":{n},\"echo\":{echo}}}")
+            } else {
+                format!("{{\"n\":{n},\"echo\":{echo},\"pad\":\"{pad}\"}}")
+            };
+            response.content_type("application/json").body(body)
+        }
     }
 }
 
