@@ -72,12 +72,15 @@ pub(super) fn reset(req: &HttpRequest) -> HttpResponse {
     if let Some(socket) = req.conn_data::<ClientSocket>() {
         socket.reset_on_close();
     }
-    HttpResponse::Ok().body(BoxBody::new(FaultedBody::new(
+    let mut body = FaultedBody::new(
         BoxBody::new(()),
         BodyFault::Connection(ConnectionFault::CloseAfterHead),
         Framer::Chunks,
         Bytes::new(),
-    )))
+    );
+    // Nothing may go out before a reset, not even the head.
+    body.flushed = true;
+    HttpResponse::Ok().body(BoxBody::new(body))
 }
 
 /// Splits a body into pieces that each end where an event ends (or where a chunk ends, when
@@ -176,7 +179,7 @@ struct FaultedBody {
     started: Option<Instant>,
     wait: Option<Pin<Box<Sleep>>>,
     state: State,
-    /// Whether the bytes before a cut had their chance to go out.
+    /// Whether what goes before a cut (the head, and the bytes sent) had its chance to go out.
     flushed: bool,
 }
 
@@ -316,8 +319,9 @@ impl MessageBody for FaultedBody {
                 State::Hanging => return Poll::Pending,
                 State::CutNext => {
                     // What went out before the cut is flushed first: failing in the same poll
-                    // would drop it with the connection.
-                    if this.bytes > 0 && !this.flushed {
+                    // would drop it with the connection. That includes the head when no byte
+                    // of the body went out (a cut after 0 events, close_after_head).
+                    if !this.flushed {
                         this.flushed = true;
                         this.wait = Some(Box::pin(tokio::time::sleep(FLUSH_BEFORE_CUT)));
                         continue;
