@@ -78,7 +78,7 @@ pub(super) fn reset(req: &HttpRequest) -> HttpResponse {
         Framer::Chunks,
         Bytes::new(),
     );
-    // Not even the head may leave before the reset.
+    // Nothing may go out before a reset, not even the head.
     body.flushed = true;
     HttpResponse::Ok().body(BoxBody::new(body))
 }
@@ -179,7 +179,7 @@ struct FaultedBody {
     started: Option<Instant>,
     wait: Option<Pin<Box<Sleep>>>,
     state: State,
-    /// Whether the head and bytes before a cut had their chance to go out.
+    /// Whether what goes before a cut (the head, and the bytes sent) had its chance to go out.
     flushed: bool,
 }
 
@@ -318,8 +318,9 @@ impl MessageBody for FaultedBody {
                 State::Done => return Poll::Ready(None),
                 State::Hanging => return Poll::Pending,
                 State::CutNext => {
-                    // What went out before the cut (the head at least) is flushed first:
-                    // failing in the same poll would drop it with the connection.
+                    // What went out before the cut is flushed first: failing in the same poll
+                    // would drop it with the connection. That includes the head when no byte
+                    // of the body went out (a cut after 0 events, close_after_head).
                     if !this.flushed {
                         this.flushed = true;
                         this.wait = Some(Box::pin(tokio::time::sleep(FLUSH_BEFORE_CUT)));

@@ -235,6 +235,9 @@ async fn read_request(x: &mut Exchange<'_>, payload: web::Payload) -> Result<(),
     let scenario = x.req.headers().get(failures::SCENARIO_HEADER);
     x.scenario =
         failures::scenario_of(scenario.map(|v| v.as_bytes())).map_err(GatewayError::BadRequest)?;
+    // Every request of a test carries its scenario in the log, the ones that pass too.
+    let scenario = x.scenario.clone();
+    x.note(|d| d.scenario(scenario));
     if x.faults.config().allow_request_faults
         && let Some(value) = x.req.headers().get(failures::FAULT_HEADER)
     {
@@ -529,6 +532,13 @@ async fn emulate(x: &mut Exchange<'_>) -> Answer {
 /// fixture file needs: the request (never its headers), cassette and model; and, when the
 /// proxy is bound to a fixtures directory, as a file there too.
 fn store(x: &mut Exchange<'_>, answer: Answer) -> Answer {
+    // An answer with an injected fault in its body is not kept: a cut one could not be, and a
+    // whole one would keep its injected waits (a stall, a drip) in the recorded pace that
+    // replays reproduce. Identical requests waiting for it look again.
+    if body_fault(x, &answer).is_some() {
+        x.leader = None;
+        return answer;
+    }
     match (answer, x.key) {
         (Answer::Streaming(mut outgoing), Some(key)) => {
             let request = RecordedRequest::of(
@@ -558,9 +568,9 @@ fn store(x: &mut Exchange<'_>, answer: Answer) -> Answer {
     }
 }
 
-/// The fault the decision puts inside this answer's body, noted on its log entry: stream
-/// faults apply to streams only, connection faults to any answer that has a body to break.
-fn breakage(x: &mut Exchange<'_>, answer: &Answer) -> Option<BodyFault> {
+/// The fault the decision puts inside this answer's body: stream faults apply to streams only,
+/// connection faults to any answer that has a body to break.
+fn body_fault(x: &Exchange<'_>, answer: &Answer) -> Option<BodyFault> {
     let (stream, streamed) = match answer {
         Answer::Ready(response) => (
             breakage::is_stream(response),
@@ -568,13 +578,18 @@ fn breakage(x: &mut Exchange<'_>, answer: &Answer) -> Option<BodyFault> {
         ),
         Answer::Streaming(outgoing) => (outgoing.streamed, true),
     };
-    let fault = match (x.decision.stream, x.decision.connection) {
-        (Some(fault), _) if stream => BodyFault::Stream(fault),
+    match (x.decision.stream, x.decision.connection) {
+        (Some(fault), _) if stream => Some(BodyFault::Stream(fault)),
         (_, Some(fault)) if fault != ConnectionFault::Reset && streamed => {
-            BodyFault::Connection(fault)
+            Some(BodyFault::Connection(fault))
         }
-        _ => return None,
-    };
+        _ => None,
+    }
+}
+
+/// The fault inside this answer's body, noted on its log entry.
+fn breakage(x: &mut Exchange<'_>, answer: &Answer) -> Option<BodyFault> {
+    let fault = body_fault(x, answer)?;
     let kind = match fault {
         BodyFault::Stream(fault) => fault.kind(),
         BodyFault::Connection(fault) => fault.kind(),
