@@ -534,8 +534,15 @@ async fn emulate(x: &mut Exchange<'_>) -> Answer {
 fn store(x: &mut Exchange<'_>, answer: Answer) -> Answer {
     // An answer with an injected fault in its body is not kept: a cut one could not be, and a
     // whole one would keep its injected waits (a stall, a drip) in the recorded pace that
-    // replays reproduce. Identical requests waiting for it look again.
-    if body_fault(x, &answer).is_some() {
+    // replays reproduce. Identical requests waiting for it look again. A bandwidth limit is
+    // the exception: it may hold for every answer, and a proxy that never cached would be
+    // worse than a recorded pace that includes the limit.
+    if body_fault(x, &answer).is_some_and(|fault| {
+        !matches!(
+            fault,
+            BodyFault::Connection(ConnectionFault::Bandwidth { .. })
+        )
+    }) {
         x.leader = None;
         return answer;
     }

@@ -244,6 +244,62 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_that_says_how_it_ends_is_whole_only_once_it_has() {
+        let cases: [(ProviderKind, &[&[u8]], bool); 8] = [
+            (
+                ProviderKind::Openai,
+                &[b"data: {\"object\":\"chat.completion.chunk\"}\n\n"],
+                false,
+            ),
+            (
+                ProviderKind::Openai,
+                &[
+                    b"data: {\"object\":\"chat.completion.chunk\"}\n\n",
+                    b"data: [DONE]\n\n",
+                ],
+                true,
+            ),
+            (
+                ProviderKind::Openai,
+                &[b"event: response.created\ndata: {\"type\":\"response.created\"}\n\n"],
+                false,
+            ),
+            (
+                ProviderKind::Anthropic,
+                &[b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n"],
+                false,
+            ),
+            (
+                ProviderKind::Anthropic,
+                &[
+                    b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n",
+                    b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                ],
+                true,
+            ),
+            (
+                ProviderKind::VertexAi,
+                &[b"data: {\"candidates\":[{\"content\":{}}]}\n\n"],
+                false,
+            ),
+            (
+                ProviderKind::VertexAi,
+                &[b"data: {\"candidates\":[{\"finishReason\":\"STOP\"}]}\n\n"],
+                true,
+            ),
+            // A stream of a shape no provider knows says nothing about its end.
+            (ProviderKind::Openai, &[b"data: {\"n\":1}\n\n"], true),
+        ];
+        for (kind, chunks, whole) in cases {
+            let mut meter = meter(kind, "text/event-stream");
+            for chunk in chunks {
+                meter.observe(&Bytes::from_static(chunk));
+            }
+            assert_eq!(meter.is_whole(), whole, "{kind:?} {chunks:?}");
+        }
+    }
+
+    #[test]
     fn unknown_bodies_have_no_usage() {
         let mut meter = meter(ProviderKind::Openai, "text/plain");
         meter.observe(&Bytes::from_static(b"{\"usage\":{\"prompt_tokens\":1}}"));

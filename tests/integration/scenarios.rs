@@ -341,6 +341,30 @@ async fn a_bandwidth_limit_holds_within_ten_percent() {
     mock.stop().await;
 }
 
+#[actix_web::test]
+async fn answers_under_a_bandwidth_limit_are_still_cached() {
+    let mock = MockUpstream::start().await;
+    let mut app = TestApp::start().await;
+    let proxy = proxy(&app, "openai", &mock, Value::Null).await;
+    put_failures(
+        &app,
+        &proxy,
+        json!({"connection": {"bandwidth_bytes_per_second": 1_000_000}}),
+    )
+    .await;
+    for stream in [false, true] {
+        let call = chat(&format!("limited, stream {stream}"), stream);
+        let first = send(&proxy, &call).await;
+        assert_eq!(first.status, StatusCode::OK);
+        let second = send(&proxy, &call).await;
+        second.assert_hit("a limited answer is kept like any other");
+        assert_eq!(second.body, first.body);
+    }
+    assert_eq!(mock.requests().len(), 2);
+    app.shutdown().await;
+    mock.stop().await;
+}
+
 pub(super) struct Raw {
     pub head: String,
     pub body: String,
