@@ -393,6 +393,13 @@ async fn set_field(client: &Client, css: &str, value: &str) {
     field.send_keys(value).await.expect("typed");
 }
 
+/// Opens the first card's Actions → Failure settings.
+async fn open_failure_settings(client: &Client) {
+    click(client, "article.card details.menu summary").await;
+    click(client, "article.card a[href$='/failures']").await;
+    wait_for(client, "#failures-form", "the failure settings").await;
+}
+
 #[actix_web::test]
 async fn configure_failures_from_the_browser() {
     let mock = super::upstream::MockUpstream::start().await;
@@ -404,9 +411,7 @@ async fn configure_failures_from_the_browser() {
     let (_driver, client, _profile) = browser().await;
     sign_in_at(&client, &app, "/proxies").await;
     wait_for(&client, "article.card", "the card").await;
-    click(&client, "article.card details.menu summary").await;
-    click(&client, "article.card a[href$='/failures']").await;
-    wait_for(&client, "#failures-form", "the failure settings").await;
+    open_failure_settings(&client).await;
 
     click(&client, "#errors_enabled").await;
     set_field(&client, "#errors_rate_429", "80").await;
@@ -453,9 +458,7 @@ async fn configure_failures_from_the_browser() {
     .await;
     assert_eq!(text_of(&client, "article.card .tag-warn").await, "⚠ errors");
 
-    click(&client, "article.card details.menu summary").await;
-    click(&client, "article.card a[href$='/failures']").await;
-    wait_for(&client, "#failures-form", "the failure settings").await;
+    open_failure_settings(&client).await;
     click(&client, "#failures-form button[formaction$='/reset']").await;
     client.accept_alert().await.expect("the reset is confirmed");
     wait_for(&client, ".modal .notice", "a reset notice").await;
@@ -500,8 +503,7 @@ async fn write_a_script_in_the_failure_modal_row_by_row() {
     let (_driver, client, _profile) = browser().await;
     sign_in_at(&client, &app, "/proxies").await;
     wait_for(&client, "article.card", "the card").await;
-    click(&client, "article.card details.menu summary").await;
-    click(&client, "article.card a[href$='/failures']").await;
+    open_failure_settings(&client).await;
     wait_for(&client, "#failures-form .script-empty", "an empty script").await;
 
     click(&client, "#failures-form .add-row").await;
