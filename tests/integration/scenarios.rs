@@ -330,6 +330,7 @@ async fn a_bandwidth_limit_holds_within_ten_percent() {
         );
         let measured = length as f64 / limited.elapsed.as_secs_f64();
         let ratio = measured / bytes_per_second as f64;
+        eprintln!("bandwidth: {measured:.0} B/s measured for a limit of {bytes_per_second} B/s");
         assert!(
             (0.9..=1.1).contains(&ratio),
             "call {call}: {measured:.0} B/s for a limit of {bytes_per_second} B/s \
