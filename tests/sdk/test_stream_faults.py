@@ -607,3 +607,46 @@ def test_log_rows_carry_the_fault_kind_and_the_scenario(call, create_proxy, rubb
     status, filtered = rubberduck.api("GET", f"/api/logs?proxy_id={proxy.info['id']}&failure=stream_disconnect")
     assert status == 200, filtered
     assert sorted(row["scenario"] for row in filtered["logs"]) == scenarios, "the failure filter finds them"
+
+
+def test_eight_parallel_tests_each_see_two_429s_then_a_stream_cut_after_3_chunks_and_their_retry_code_copes(create_proxy, rubberduck, mock):
+    """The issue's story as an application test would write it: "my first two calls get 429 and
+    my third stream dies after 3 chunks", eight such tests at once against one proxy, each under
+    its own scenario id, each with the app's own retry loop; the logs tell the same story."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    proxy = create_proxy("openai")  # its own: its log holds only these rows
+    set_failures(rubberduck, proxy, {"script": [{"status": 429, "times": 2}, {"stream_disconnect_after": 3}]})
+
+    def app_answer(test_id: str) -> list[str]:
+        """The application's retry code: try again on a 429 or a broken stream."""
+        attempts = []
+        with openai_client(proxy, default_headers={SCENARIO: test_id}) as client:
+            for _ in range(6):
+                pieces = []
+                try:
+                    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+                    for chunk in stream:
+                        pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
+                except openai.RateLimitError as error:
+                    attempts.append(f"429 {error.status_code}")
+                    continue
+                except openai.APIConnectionError:
+                    attempts.append(f"cut after {pieces}")
+                    continue
+                attempts.append("".join(pieces))
+                return attempts
+        return attempts
+
+    tests = [f"parallel-test-{n}" for n in range(8)]
+    with ThreadPoolExecutor(max_workers=len(tests)) as pool:
+        seen = dict(zip(tests, pool.map(app_answer, tests)))
+    for test_id in tests:
+        assert seen[test_id] == ["429 429", "429 429", f"cut after {ANSWER_CHUNKS[:2]}", ANSWER], (test_id, seen[test_id])
+
+    rows = logs_of(rubberduck, proxy, 4 * len(tests))
+    for test_id in tests:
+        story = [(row["status"], row["failure"]) for row in rows if row["scenario"] == test_id]
+        assert story == [(429, "error_injection"), (429, "error_injection"), (200, "stream_disconnect"), (200, None)], (test_id, story)
+    assert len(mock.received()) == 2 * len(tests), "the 429s never reached the upstream; both streams did"
+    assert_no_rubberduck_headers(mock)
